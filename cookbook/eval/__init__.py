@@ -1,0 +1,1 @@
+"""Evaluators: score a sampling client, return metrics."""

@@ -1,0 +1,1 @@
+"""Renderers: chat messages to tokens and per-token weights, shared by RL and SFT."""

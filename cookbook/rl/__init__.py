@@ -1,0 +1,1 @@
+"""Reinforcement learning: env contracts, rollouts, and the rl loop."""

@@ -1,0 +1,1 @@
+"""Supervised fine-tuning: datasets of token sequences with per-token weights, and the sft loop."""
