@@ -27,3 +27,63 @@ class Tokenizer(Protocol):
     def decode(self, token_ids: list[int]) -> str:
         """Text of `token_ids` (invalid bytes replaced, never raised)."""
         ...
+
+
+class ByteTokenizer:
+    """The tiny model's tokenizer: one token per UTF-8 byte (ids 0-255) plus a few specials.
+
+    Self-contained (no download, no torch). Special tokens are never produced from text: the
+    string "<|eos|>" in user text encodes as its bytes, so a model reply cannot forge a turn
+    boundary.
+    """
+
+    SPECIAL_TOKENS: dict[str, int] = {
+        "<|eos|>": 256,
+        "<|pad|>": 257,
+        "<|system|>": 258,
+        "<|user|>": 259,
+        "<|assistant|>": 260,
+    }
+
+    def __init__(self) -> None:
+        self._special_names = {i: name for name, i in self.SPECIAL_TOKENS.items()}
+
+    @property
+    def eos_token_id(self) -> int:
+        """Ends a turn and a sequence."""
+        return self.SPECIAL_TOKENS["<|eos|>"]
+
+    @property
+    def pad_token_id(self) -> int:
+        """Padding in batches (never trained on)."""
+        return self.SPECIAL_TOKENS["<|pad|>"]
+
+    @property
+    def vocab_size(self) -> int:
+        """256 bytes plus the special tokens."""
+        return 256 + len(self.SPECIAL_TOKENS)
+
+    def special(self, name: str) -> int:
+        """The id of special token `name` (for example `"<|user|>"`)."""
+        return self.SPECIAL_TOKENS[name]
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """UTF-8 bytes of `text` (`add_special_tokens` is accepted for HF compatibility; there is
+        no BOS to add)."""
+        return list(text.encode("utf-8"))
+
+    def decode(self, token_ids: list[int]) -> str:
+        """Text of `token_ids`: specials by name, invalid UTF-8 replaced (never raises)."""
+        out: list[str] = []
+        buf = bytearray()
+        for t in token_ids:
+            if 0 <= t < 256:
+                buf.append(t)
+                continue
+            if buf:
+                out.append(buf.decode("utf-8", errors="replace"))
+                buf.clear()
+            out.append(self._special_names.get(t, f"<|{t}|>"))
+        if buf:
+            out.append(buf.decode("utf-8", errors="replace"))
+        return "".join(out)
