@@ -1,0 +1,59 @@
+"""The checkpoint index of a run: `checkpoints.json`, a list rewritten atomically after each save.
+
+A checkpoint is listed only after the backend has finished writing it, so the newest entry is
+always complete; resume loads it and restarts from its `step` (the next step to run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cookbook.runs.files import atomic_write_json
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One saved point of a run."""
+
+    step: int
+    """The next step to run after loading this checkpoint (steps before it are done)."""
+    state_path: str
+    """Weights and optimizer state (`TrainingClient.load_state` takes it)."""
+    sampler_path: str | None = None
+    """Weights for sampling (`create_sampling_client(model_path=...)` takes it), if saved."""
+    created: float = field(default_factory=time.time)
+    """Unix time of the save."""
+    extra: dict[str, float | int | str] = field(default_factory=dict)
+    """Loop state that is not in the weights (data position, phase, ...)."""
+
+
+class CheckpointIndex:
+    """Reads and appends to `<log_dir>/checkpoints.json`."""
+
+    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(log_dir) / "checkpoints.json"
+
+    def all(self) -> list[Checkpoint]:
+        """Every listed checkpoint, oldest first."""
+        if not self.path.exists():
+            return []
+        entries = json.loads(self.path.read_text(encoding="utf-8"))
+        return [Checkpoint(**e) for e in entries]
+
+    def latest(self) -> Checkpoint | None:
+        """The newest checkpoint, or `None`."""
+        entries = self.all()
+        return entries[-1] if entries else None
+
+    def add(self, checkpoint: Checkpoint) -> None:
+        """List `checkpoint` (call after its files are fully written)."""
+        entries = [c for c in self.all() if c.step < checkpoint.step]
+        entries.append(checkpoint)
+        atomic_write_json(self.path, [asdict(c) for c in entries])
+
+    def state_dir(self, step: int) -> Path:
+        """Where the checkpoint taken before `step` should be written."""
+        return self.path.parent / "checkpoints" / f"step{step:06d}"

@@ -1,0 +1,85 @@
+"""A run's log directory: created fresh, or found again to resume.
+
+<log_dir>/config.json        the resolved config (+ the command line), enough to rerun it
+<log_dir>/metrics.jsonl      one line per step
+<log_dir>/checkpoints.json   the checkpoint index; files under checkpoints/
+<log_dir>/transcripts/       readable rollouts / samples
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from cookbook.errors import UserError
+from cookbook.runs.checkpoints import Checkpoint, CheckpointIndex
+from cookbook.runs.config_io import config_to_json
+from cookbook.runs.files import atomic_write_json
+from cookbook.runs.metrics import MetricsLog
+
+
+@dataclass
+class RunDir:
+    """Paths and logs of one run, and where it resumes from."""
+
+    path: Path
+    metrics: MetricsLog
+    checkpoints: CheckpointIndex
+    resume_from: Checkpoint | None
+    """The checkpoint to resume from, or `None` for a new run."""
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def transcripts_dir(self) -> Path:
+        return self.path / "transcripts"
+
+    @property
+    def start_step(self) -> int:
+        """The first step this process runs."""
+        return self.resume_from.step if self.resume_from else 0
+
+    def write_config(self, config: object, argv: list[str] | None = None) -> None:
+        """Write `config.json` (atomically): the config tree plus the command that made it."""
+        atomic_write_json(
+            self.config_path,
+            {
+                "command": list(sys.argv if argv is None else argv),
+                "config": config_to_json(config),
+            },
+        )
+
+
+def open_run_dir(log_dir: str | Path, fresh: bool = False) -> RunDir:
+    """Open `log_dir` for a run.
+
+    A new directory starts a new run. An existing one resumes from its last checkpoint (its
+    metrics after that point are dropped, as those steps run again), or starts over when it has
+    no checkpoint yet. `fresh=True` deletes what is there first.
+    """
+    path = Path(log_dir)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"log_dir {path} is a file; pick a directory path")
+    if fresh and path.exists():
+        if not (path / "config.json").exists() and any(path.iterdir()):
+            raise UserError(
+                f"refusing to delete {path}: it is not empty and has no config.json of a run; "
+                "pick another log_dir"
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    checkpoints = CheckpointIndex(path)
+    try:
+        resume_from = checkpoints.latest()
+    except (json.JSONDecodeError, TypeError) as e:
+        raise UserError(
+            f"{checkpoints.path} is unreadable ({e}); rerun with --fresh to start over"
+        ) from None
+    metrics = MetricsLog(path / "metrics.jsonl")
+    metrics.truncate_from(resume_from.step if resume_from else 0)
+    return RunDir(path=path, metrics=metrics, checkpoints=checkpoints, resume_from=resume_from)
