@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from cookbook.errors import UserError
 
 Kind = Literal["env", "dataset", "eval"]
 
@@ -23,18 +25,59 @@ class Spec:
     `SupervisedDatasetBuilder` for datasets, `EvaluatorBuilder` for evals)."""
     summary: str = ""
     """One line for `cookbook list`."""
+    distribution: str = field(default="", kw_only=True)
+    """The distribution that registered it; filled in by the catalog (plugins leave it out)."""
+
+    kind: ClassVar[Kind]
+    """`env`, `dataset` or `eval` (set by each subclass)."""
+
+    @property
+    def qualified_name(self) -> str:
+        """`distribution:name`, the form that picks one of two plugins registering one name."""
+        if not self.distribution:
+            return self.name
+        return f"{normalize_distribution(self.distribution)}:{self.name}"
 
     def load(self) -> type:
-        """Import and return the builder class."""
+        """Import and return the builder class.
+
+        A failed import is a `UserError` naming the thing, its distribution and the fix; the
+        original exception is chained (`--debug` shows it)."""
         module_name, _, attr = self.builder.partition(":")
-        module = importlib.import_module(module_name)
-        obj: type = getattr(module, attr)
+        kind = getattr(type(self), "kind", "plugin item")
+        origin = f" from {self.distribution}" if self.distribution else ""
+        what = f"{kind} '{self.name}'{origin}"
+        reinstall = f"pip install {self.distribution}" if self.distribution else "the plugin"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            missing = e.name or module_name
+            if module_name == missing or module_name.startswith(missing + "."):
+                hint = f"its builder path '{self.builder}' is wrong or the plugin is half-installed"
+            else:
+                hint = f"a dependency is missing; reinstall it with its dependencies ({reinstall})"
+            raise UserError(f"{what} cannot be loaded: no module named '{missing}'; {hint}") from e
+        except Exception as e:
+            first_line = (str(e).splitlines() or [""])[0]
+            raise UserError(
+                f"{what} cannot be loaded: importing {module_name} raised "
+                f"{type(e).__name__}: {first_line} (--debug shows the traceback)"
+            ) from e
+        obj = getattr(module, attr, None)
+        if not isinstance(obj, type):
+            problem = "has no" if obj is None else "has a non-class"
+            raise UserError(
+                f"{what} cannot be loaded: {module_name} {problem} '{attr}' "
+                f"(the plugin registered builder='{self.builder}'); report it to the plugin's authors"
+            )
         return obj
 
 
 @dataclass(frozen=True)
 class EnvSpec(Spec):
     """An RL environment (its builder is an `RLDatasetBuilder`)."""
+
+    kind: ClassVar[Kind] = "env"
 
     warm_start_dataset: str | None = None
     """A registered dataset `cookbook rl` fine-tunes on first when the model starts untrained
@@ -48,7 +91,18 @@ class EnvSpec(Spec):
 class DatasetSpec(Spec):
     """A supervised dataset (its builder is a `SupervisedDatasetBuilder`)."""
 
+    kind: ClassVar[Kind] = "dataset"
+
 
 @dataclass(frozen=True)
 class EvalSpec(Spec):
     """An evaluator (its builder is an `EvaluatorBuilder`)."""
+
+    kind: ClassVar[Kind] = "eval"
+
+
+def normalize_distribution(name: str) -> str:
+    """PEP 503 form of a distribution name, as qualified names spell it: `Cookbook_Env.X` ->
+    `cookbook-env-x`."""
+    parts = name.strip().lower().replace("_", "-").replace(".", "-").split("-")
+    return "-".join(part for part in parts if part)

@@ -1,0 +1,49 @@
+"""Wording shared by the registry's user-facing errors: kind names and did-you-mean hints.
+
+Registry errors reach the user as `cookbook.errors.UserError`; `PluginError` is internal and
+marks a distribution broken (it never escapes the catalog)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from cookbook.registry.specs import Kind, normalize_distribution
+
+__all__ = [
+    "KINDS",
+    "PLURALS",
+    "PluginError",
+    "a_kind",
+    "close_matches",
+    "did_you_mean",
+    "normalize_distribution",
+]
+
+KINDS: tuple[Kind, ...] = ("env", "dataset", "eval")
+"""Every kind, in display order."""
+
+PLURALS: dict[Kind, str] = {"env": "envs", "dataset": "datasets", "eval": "evals"}
+"""`cookbook list envs` and friends."""
+
+
+class PluginError(Exception):
+    """A plugin broke the contract (bad spec, wrong hook). Marks its distribution broken."""
+
+
+def a_kind(kind: Kind) -> str:
+    """`an env`, `a dataset`, `an eval`."""
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Candidates that look like a typo of `word`, best first."""
+    return difflib.get_close_matches(word, sorted(set(candidates)), n=n, cutoff=0.6)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """` (did you mean 'x'?)`, ` (did you mean 'x' or 'y'?)`, or `""` when nothing is close."""
+    matches = close_matches(word, candidates)
+    if not matches:
+        return ""
+    return " (did you mean " + " or ".join(f"'{m}'" for m in matches) + "?)"
