@@ -1,0 +1,371 @@
+"""chz configs from `key=value` command-line overrides, and their help text.
+
+    cfg = make_config(CLIConfig, ["learning_rate=3e-4", "env.opponent=random"])
+
+Overrides use chz's Blueprint syntax (dotted paths into nested configs, `a,b` for lists,
+`key@=other_key` references). Every mistake (unknown key, bad value, missing required field,
+an argument without `=`) becomes one `UserError` line that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import functools
+import inspect
+import itertools
+import re
+import shutil
+import textwrap
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import chz
+from chz.blueprint import (
+    Blueprint,
+    ExtraneousBlueprintArg,
+    InvalidBlueprintArg,
+    MissingBlueprintArg,
+    argv_to_blueprint_args,
+)
+from chz.blueprint._entrypoint import EntrypointException  # chz exports only its subclasses
+from chz.tiepin import type_repr
+from chz.util import MISSING
+
+from cookbook.errors import UserError
+from cookbook.registry.errors import close_matches
+
+T = TypeVar("T")
+
+REQUIRED = "required"
+"""What `FieldInfo.default` says for a field without a default."""
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One settable field of a config, as `describe` shows it."""
+
+    name: str
+    """Dotted path, as typed on the command line (`reward.win`)."""
+    type: str
+    """The type as text (`int`, `float | None`, `heads|tails`)."""
+    default: str
+    """The default as text, or `"required"`."""
+    doc: str
+    """The field's docstring (or `chz.field(doc=...)`), on one line."""
+
+    @property
+    def required(self) -> bool:
+        """Whether the user must set it."""
+        return self.default == REQUIRED
+
+
+def split_overrides(args: Sequence[str], prefix: str) -> tuple[list[str], list[str]]:
+    """Take the `prefix.key=value` arguments out of `args`.
+
+    `split_overrides(["env.opponent=x", "lr=1"], "env")` -> `(["opponent=x"], ["lr=1"])`."""
+    lead = prefix.rstrip(".") + "."
+    mine: list[str] = []
+    rest: list[str] = []
+    for arg in args:
+        if arg.startswith(lead) and "=" in arg:
+            mine.append(arg[len(lead) :])
+        else:
+            rest.append(arg)
+    return mine, rest
+
+
+def make_config(
+    cls: type[T],
+    overrides: Sequence[str],
+    *,
+    defaults: Mapping[str, str] | None = None,
+    label: str = "config",
+) -> T:
+    """Build `cls` (a chz class) from `key=value` strings.
+
+    `defaults` (same syntax, as a mapping) apply first; `overrides` win over them. `label`
+    starts every error message (`env tictactoe: unknown key 'opponet' ...`)."""
+    user = _parse_overrides(overrides, label)
+    preset = dict(defaults or {})
+    blueprint = Blueprint(cls)
+    if preset:
+        blueprint.apply(_to_blueprint_args(preset), layer_name="defaults")
+    if user:
+        blueprint.apply(_to_blueprint_args(user), layer_name="command line")
+    try:
+        return blueprint.make()
+    except EntrypointException as e:
+        raise UserError(_explain(e, cls, user, preset, label)) from e
+    except (ValueError, TypeError) as e:
+        # chz validators and type checks reject a value while the config is built.
+        raise UserError(f"{label}: {_first_line(e)}") from e
+
+
+def describe_fields(cls: type) -> list[FieldInfo]:
+    """Every field a user can set on `cls`, nested chz configs flattened to dotted names."""
+    if not chz.is_chz(cls):
+        raise UserError(f"{_type_name(cls)} is not a chz config class; it has no fields to set")
+    return _fields(cls, "", None)
+
+
+def format_config_help(cls: type, title: str) -> str:
+    """A readable table of `cls`'s fields (key, type, default, description) under `title`."""
+    fields = describe_fields(cls)
+    lines = [title]
+    doc = _class_doc(cls)
+    if doc:
+        lines.extend("  " + line for line in textwrap.wrap(doc, width=_width() - 2))
+    lines.append("")
+    if not fields:
+        lines.append("  (no options)")
+        return "\n".join(lines)
+    rows = [("KEY", "TYPE", "DEFAULT", "DESCRIPTION")]
+    rows += [(f.name, f.type, f.default, f.doc) for f in fields]
+    widths = [min(max(len(row[i]) for row in rows), cap) for i, cap in enumerate((32, 24, 20))]
+    doc_col = 2 + sum(w + 2 for w in widths)
+    doc_width = max(_width() - doc_col, 30)
+    for key, typ, default, text in rows:
+        head = "  " + "  ".join(
+            cell.ljust(width) for cell, width in zip((key, typ, default), widths, strict=True)
+        )
+        wrapped = textwrap.wrap(text, width=doc_width) or [""]
+        if len(head) > doc_col:  # an over-long cell pushes the description to its own line
+            lines.append(head.rstrip())
+            lines.extend(" " * doc_col + part for part in wrapped if part)
+            continue
+        lines.append((head + "  " + wrapped[0]).rstrip())
+        lines.extend(" " * doc_col + part for part in wrapped[1:])
+    return "\n".join(lines)
+
+
+# ----- overrides -----
+
+
+def _parse_overrides(overrides: Sequence[str], label: str) -> dict[str, str]:
+    """`["a=1", "b.c=x"]` -> `{"a": "1", "b.c": "x"}`; a malformed argument is a `UserError`."""
+    out: dict[str, str] = {}
+    for arg in overrides:
+        key, sep, value = arg.partition("=")
+        if arg.startswith("-"):
+            plain = arg.lstrip("-")
+            fix = f"write {plain}" if sep else "overrides are key=value"
+            raise UserError(f"{label}: unknown option '{arg}' ({fix}, without dashes)")
+        if not sep or not key.strip() or key != key.strip():
+            raise UserError(
+                f"{label}: '{arg}' is not a key=value override (for example learning_rate=3e-4)"
+            )
+        out[key] = value  # a repeated key: the last one wins, as on any command line
+    return out
+
+
+def _to_blueprint_args(values: Mapping[str, str]) -> dict[str, object]:
+    return dict(argv_to_blueprint_args([f"{k}={v}" for k, v in values.items()]))
+
+
+def _explain(
+    e: EntrypointException,
+    cls: type,
+    user: Mapping[str, str],
+    preset: Mapping[str, str],
+    label: str,
+) -> str:
+    """One line for a chz error."""
+    message = str(e)
+    if isinstance(e, ExtraneousBlueprintArg):
+        key = _group(r"Extraneous argument '([^']*)'", message) or "?"
+        suggestion = _group(r"Did you mean '([^']*)'", message)
+        known = [f.name for f in _safe_fields(cls)]
+        if suggestion is None:
+            matches = close_matches(key, known, n=1)
+            suggestion = matches[0] if matches else None
+        origin = " in the defaults" if key in preset and key not in user else ""
+        if suggestion is not None:
+            return f"{label}: unknown key '{key}'{origin} (did you mean '{suggestion}'?)"
+        listed = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+        return f"{label}: unknown key '{key}'{origin}; valid keys: {listed or 'none'}"
+    if isinstance(e, InvalidBlueprintArg):
+        match = re.search(
+            r"Could not interpret argument '(.*)' provided for param '([^']*)'", message
+        )
+        if match is not None:
+            value, param = match.group(1), match.group(2)
+            types_by_name = {f.name: f.type for f in _safe_fields(cls)}
+            expected = types_by_name.get(param)
+            want = f" (expected {expected})" if expected else ""
+            origin = " in the defaults" if param in preset and param not in user else ""
+            return f"{label}: bad value '{value}' for {param}{origin}{want}"
+    if isinstance(e, MissingBlueprintArg):
+        names = [n.strip() for n in message.partition(":")[2].split(",") if n.strip()]
+        if names:
+            noun = "field" if len(names) == 1 else "fields"
+            sets = " ".join(f"{n}=VALUE" for n in names)
+            return f"{label}: missing required {noun} {', '.join(names)}; add {sets}"
+    return f"{label}: {_first_line(e)}"
+
+
+def _group(pattern: str, text: str) -> str | None:
+    match = re.search(pattern, text)
+    return match.group(1) if match else None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _safe_fields(cls: type) -> list[FieldInfo]:
+    """Fields for an error message; never let describing fail hide the real error."""
+    try:
+        return describe_fields(cls)
+    except Exception:
+        return []
+
+
+# ----- field descriptions -----
+
+
+def _fields(cls: type, prefix: str, instance: object | None) -> list[FieldInfo]:
+    """Fields of chz class `cls` under `prefix`; defaults come from `instance` when a parent
+    field's default is a configured instance (so `reward.win` shows the parent's value)."""
+    out: list[FieldInfo] = []
+    for name, fld in chz.chz_fields(cls).items():
+        path = prefix + name
+        ftype: object = fld.final_type
+        if instance is not None:
+            value: object = getattr(instance, name, MISSING)
+        else:
+            value = _default_value(fld)
+        nested = isinstance(ftype, type) and chz.is_chz(ftype)
+        if nested and (value is MISSING or chz.is_chz(value)):
+            nested_cls = type(value) if chz.is_chz(value) else ftype
+            assert isinstance(nested_cls, type)
+            out.extend(_fields(nested_cls, path + ".", value if value is not MISSING else None))
+            continue
+        out.append(
+            FieldInfo(
+                name=path,
+                type=_type_text(ftype),
+                default=REQUIRED if value is MISSING else _value_text(value),
+                doc=_field_doc(cls, name, str(getattr(fld, "_doc", "") or "")),
+            )
+        )
+    return out
+
+
+def _default_value(fld: object) -> object:
+    """A field's default value (calling its factory), or `MISSING`."""
+    default = getattr(fld, "_default", MISSING)
+    if default is not MISSING:
+        return default
+    factory = getattr(fld, "_default_factory", MISSING)
+    if factory is MISSING or not callable(factory):
+        return MISSING
+    try:
+        return factory()
+    except Exception:  # a factory that needs its environment: name it instead
+        return _DescribedFactory(factory)
+
+
+class _DescribedFactory:
+    """Stands in for a default that could not be computed for display."""
+
+    def __init__(self, factory: object) -> None:
+        self.text = f"{getattr(factory, '__name__', 'factory')}()"
+
+
+def _value_text(value: object) -> str:
+    """How a default reads on the command line."""
+    if isinstance(value, _DescribedFactory):
+        return value.text
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, str):
+        return value if value else "''"
+    if value is None or isinstance(value, bool | int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        if all(isinstance(v, str | int | float | bool) for v in value):
+            return ",".join(str(v) for v in value)
+    if isinstance(value, dict) and not value:
+        return "{}"
+    if isinstance(value, type):
+        return value.__name__
+    if chz.is_chz(value):
+        return f"{type(value).__name__}(...)"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _type_text(tp: object) -> str:
+    """`int`, `str | None`, and the choices for Literal and Enum types (`heads|tails`)."""
+    if typing.get_origin(tp) is typing.Literal:
+        return "|".join(
+            str(v.value if isinstance(v, enum.Enum) else v) for v in typing.get_args(tp)
+        )
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "|".join(str(member.value) for member in tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return " | ".join(_type_text(arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return "None"
+    return type_repr(tp)
+
+
+def _field_doc(cls: type, name: str, explicit: str) -> str:
+    """`chz.field(doc=...)`, else the docstring under the field in the class that declares it."""
+    if explicit:
+        return _one_line(explicit)
+    for klass in cls.__mro__:
+        doc = _attribute_docs(klass).get(name)
+        if doc:
+            return doc
+    return ""
+
+
+@functools.cache
+def _attribute_docs(klass: type) -> dict[str, str]:
+    """`{field: docstring}` from the source of `klass` (a string right after `name: type`)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(klass))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError):  # no source (built in, REPL, zipped)
+        return {}
+    body = next((n.body for n in tree.body if isinstance(n, ast.ClassDef)), [])
+    docs: dict[str, str] = {}
+    for stmt, after in itertools.pairwise(body):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            name = stmt.target.id.removeprefix("X_")
+            docs[name] = _one_line(after.value.value)
+    return docs
+
+
+def _class_doc(cls: type) -> str:
+    """The first paragraph of the class docstring, unless it is inherited from a base."""
+    doc = cls.__dict__.get("__doc__")
+    if not isinstance(doc, str) or not doc.strip():
+        return ""
+    return _one_line(inspect.cleandoc(doc).split("\n\n")[0])
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _type_name(cls: object) -> str:
+    return getattr(cls, "__qualname__", None) or repr(cls)
+
+
+def _width() -> int:
+    return max(shutil.get_terminal_size(fallback=(100, 24)).columns, 60)
