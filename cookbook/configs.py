@@ -88,7 +88,10 @@ def make_config(
     """Build `cls` (a chz class) from `key=value` strings.
 
     `defaults` (same syntax, as a mapping) apply first; `overrides` win over them. `label`
-    starts every error message (`env tictactoe: unknown key 'opponet' ...`)."""
+    starts every error message (`env tictactoe: unknown key 'opponet' ...`).
+
+    chz semantics to know: setting one field of a nested config (`rewards.loss=-2`) builds that
+    nested config from its class defaults, not from the parent's default instance."""
     user = _parse_overrides(overrides, label)
     preset = dict(defaults or {})
     blueprint = Blueprint(cls)

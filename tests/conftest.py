@@ -1,0 +1,122 @@
+"""Shared test set-up: the `--runslow` switch and real installs of plugin distributions.
+
+Keep this file small; fixtures used by one test module belong in that module.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE_DISTS = REPO / "tests" / "fixtures"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--runslow` runs the tests marked `slow` (long learning checks)."""
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `slow` tests unless `--runslow` was given."""
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def pip_install_target(projects: Sequence[Path], target: Path) -> None:
+    """`pip install --no-deps --target` real projects, so the target holds genuine dist-info
+    (entry points included). Sources are copied first so no build files land in the repo."""
+    staged = target.parent / f"{target.name}-src"
+    copies = []
+    for project in projects:
+        copy = staged / project.name
+        shutil.copytree(
+            project, copy, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__")
+        )
+        copies.append(str(copy))
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    cmd += ["--no-build-isolation", "--disable-pip-version-check", "--target", str(target)]
+    done = subprocess.run([*cmd, *copies], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install failed:\n{done.stdout}\n{done.stderr}")
+
+
+@pytest.fixture(scope="session")
+def fixture_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding the fixture distributions of tests/fixtures/ (a good one, a broken
+    one, one whose hook raises, two that clash), installed for real. Put it on `sys.path`
+    (`plugins_on_path`) or `PYTHONPATH` (`plugins_env`) to make them visible."""
+    target = tmp_path_factory.mktemp("plugins") / "site"
+    projects = sorted(p for p in FIXTURE_DISTS.iterdir() if (p / "pyproject.toml").is_file())
+    pip_install_target(projects, target)
+    return target
+
+
+@pytest.fixture
+def plugins_on_path(fixture_plugins: Path) -> Iterator[Path]:
+    """The fixture distributions on `sys.path` for this test, with a fresh catalog."""
+    from cookbook.registry.catalog import load_catalog
+
+    sys.path.insert(0, str(fixture_plugins))
+    load_catalog.cache_clear()
+    try:
+        yield fixture_plugins
+    finally:
+        sys.path.remove(str(fixture_plugins))
+        load_catalog.cache_clear()  # later tests must not see the fixtures
+
+
+@pytest.fixture(scope="session")
+def plugins_env(fixture_plugins: Path) -> dict[str, str]:
+    """Environment for subprocess runs of the CLI that see the fixture distributions."""
+    return env_with_path(fixture_plugins)
+
+
+def _repo_plugin_projects() -> list[Path]:
+    return sorted(
+        p.parent
+        for folder in ("plugins", "envs_contrib")
+        for p in (REPO / folder).glob("*/pyproject.toml")
+    )
+
+
+@pytest.fixture(scope="session")
+def repo_plugin_names() -> list[str]:
+    """Distribution names of this repo's plugins (plugins/*, envs_contrib/*)."""
+    return [
+        tomllib.loads((p / "pyproject.toml").read_text())["project"]["name"]
+        for p in _repo_plugin_projects()
+    ]
+
+
+@pytest.fixture(scope="session")
+def all_plugins_env(
+    tmp_path_factory: pytest.TempPathFactory, fixture_plugins: Path
+) -> dict[str, str]:
+    """Environment for subprocess runs that see every repo plugin, installed for real from its
+    current source, plus the fixture distributions."""
+    target = tmp_path_factory.mktemp("repo-plugins") / "site"
+    projects = _repo_plugin_projects()
+    if projects:
+        pip_install_target(projects, target)
+    return env_with_path(target, fixture_plugins)
+
+
+def env_with_path(*dirs: Path) -> dict[str, str]:
+    """`os.environ` with `dirs` prepended to `PYTHONPATH` and a wide terminal for tables."""
+    env = dict(os.environ)
+    parts = [str(d) for d in dirs] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    env["COLUMNS"] = "200"  # tables unwrapped, whatever the terminal
+    return env

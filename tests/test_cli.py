@@ -1,0 +1,243 @@
+"""The `cookbook` command, run as a real subprocess against really installed plugins."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cookbook.cli import EXTERNAL_COMMANDS
+
+HEAVY = ("torch", "tinker", "transformers", "textarena")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cookbook(
+    env: dict[str, str], *args: str, module: str = "cookbook.cli"
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m <module> args...` (the console script runs the same `main`)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO.parent,  # not the repo root, so nothing is imported from the working directory
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# ----- help and dispatch -----
+
+
+def test_help_lists_only_commands_that_exist(plugins_env: dict[str, str]) -> None:
+    done = cookbook(plugins_env, "--help")
+    assert done.returncode == 0, done.stderr
+    commands = [
+        line.split()[0]
+        for line in done.stdout.split("commands:\n")[1].split("\n\n")[0].splitlines()
+    ]
+    expected = ["list", "plugins", "describe"] + [
+        name for name, (module, _) in EXTERNAL_COMMANDS.items() if importlib.util.find_spec(module)
+    ]
+    assert commands == expected
+    assert cookbook(plugins_env).stdout == done.stdout  # no arguments: the same help
+
+
+def test_python_dash_m_cookbook_and_version(plugins_env: dict[str, str]) -> None:
+    done = cookbook(plugins_env, "--version", module="cookbook")
+    assert done.returncode == 0 and done.stdout.startswith("cookbook ")
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "cookbook"
+    assert script.is_file(), "the console script is missing: pip install -e ."
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("usage: cookbook")
+
+
+@pytest.mark.parametrize("command", list(EXTERNAL_COMMANDS))
+def test_missing_training_command_is_not_faked(plugins_env: dict[str, str], command: str) -> None:
+    if importlib.util.find_spec(EXTERNAL_COMMANDS[command][0]) is not None:
+        pytest.skip(f"{command} is implemented; its own tests cover it")
+    assert_one_line_error(cookbook(plugins_env, command, "--help"), f"unknown command '{command}'")
+
+
+def test_unknown_command_suggests(plugins_env: dict[str, str]) -> None:
+    assert_one_line_error(cookbook(plugins_env, "lsit"), "unknown command 'lsit'", "'list'")
+    assert_one_line_error(cookbook(plugins_env, "--frobnicate"), "unknown option '--frobnicate'")
+
+
+# ----- list / plugins -----
+
+
+def test_list_shows_every_kind_and_marks_clashes(plugins_env: dict[str, str]) -> None:
+    done = cookbook(plugins_env, "list")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.index("envs:") < out.index("datasets:") < out.index("evals:")
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "cookbook-fixture-good" in rows["fixture-coin"]
+    assert "fixture-arithmetic" in rows and "fixture-exact" in rows
+    assert "cookbook-fixture-clash-a:fixture-dup" in rows
+    assert "cookbook-fixture-clash-b:fixture-dup" in rows
+    assert "fixture-halfway" not in rows  # its plugin is broken
+    assert "cookbook-fixture-broken" in done.stderr and "cookbook plugins" in done.stderr
+
+
+def test_list_one_kind_as_json(plugins_env: dict[str, str]) -> None:
+    done = cookbook(plugins_env, "list", "datasets", "--json")
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)
+    assert {r["kind"] for r in records} == {"dataset"}
+    (arith,) = [r for r in records if r["name"] == "fixture-arithmetic"]
+    assert arith["distribution"] == "cookbook-fixture-good"
+    assert arith["builder"] == "cbfix_good.builders:ArithmeticDatasetBuilder"
+    assert arith["qualified_name"] == "cookbook-fixture-good:fixture-arithmetic"
+    assert arith["clash"] is False
+
+
+def test_list_bad_kind(plugins_env: dict[str, str]) -> None:
+    assert_one_line_error(cookbook(plugins_env, "list", "envz"), "unknown kind 'envz'", "'envs'")
+
+
+def test_plugins_json_reports_status_and_errors(plugins_env: dict[str, str]) -> None:
+    done = cookbook(plugins_env, "plugins", "--json")
+    assert done.returncode == 0, done.stderr
+    by_name = {p["distribution"]: p for p in json.loads(done.stdout)}
+    assert by_name["cookbook-fixture-good"]["status"] == "ok"
+    assert by_name["cookbook-fixture-good"]["version"] == "1.2.3"
+    assert by_name["cookbook-fixture-good"]["provides"]["evals"] == ["fixture-exact"]
+    assert by_name["cookbook-fixture-broken"]["status"] == "broken"
+    assert "fixture plugin is broken on purpose" in by_name["cookbook-fixture-broken"]["error"]
+    assert by_name["cookbook-fixture-badhook"]["provides"]["envs"] == ["fixture-halfway"]
+
+
+def test_plugins_table(plugins_env: dict[str, str]) -> None:
+    done = cookbook(plugins_env, "plugins")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()}
+    assert rows["cookbook-fixture-good"][1:3] == ["1.2.3", "ok"]
+    assert rows["cookbook-fixture-broken"][1:3] == ["0.0.1", "broken"]
+    assert "cookbook-fixture-badhook: ValueError: fixture hook fails on purpose" in done.stdout
+
+
+# ----- describe -----
+
+
+def test_describe_shows_fields_types_defaults_docs(plugins_env: dict[str, str]) -> None:
+    done = cookbook(plugins_env, "describe", "env", "fixture-coin")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("env fixture-coin  (from cookbook-fixture-good 1.2.3)")
+    assert "warm-start dataset: fixture-arithmetic" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("  ")}
+    assert rows["flips"] == ["flips", "int", "4", "Flips", "per", "episode."]
+    assert rows["side"][:3] == ["side", "heads|tails", "heads"]
+    assert rows["reward.loss"][:3] == ["reward.loss", "float", "-1.0"]
+    assert "Probability of heads." in out
+
+
+def test_describe_json_and_qualified_name(plugins_env: dict[str, str]) -> None:
+    done = cookbook(
+        plugins_env, "describe", "datasets", "cookbook-fixture-good:fixture-arithmetic", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["kind"] == "dataset" and record["version"] == "1.2.3"
+    fields = {f["name"]: f for f in record["fields"]}
+    assert fields["path"]["default"] == "required"
+    assert fields["path"]["doc"] == "JSONL file with the problems."
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (
+            ("describe", "env", "fixture-arithmetic"),
+            ("'fixture-arithmetic' is a dataset, not an env",),
+        ),
+        (
+            ("describe", "env", "fixture-coni"),
+            ("unknown env 'fixture-coni'", "did you mean 'fixture-coin'"),
+        ),
+        (
+            ("describe", "env", "fixture-dup"),
+            (
+                "cookbook-fixture-clash-a",
+                "cookbook-fixture-clash-b",
+                "cookbook-fixture-clash-a:fixture-dup",
+            ),
+        ),
+        (
+            ("describe", "env", "fixture-halfway"),
+            ("cookbook-fixture-badhook", "fixture hook fails on purpose"),
+        ),
+        (("describe", "env", "fixture-broken"), ("cookbook-fixture-broken", "broken on purpose")),
+        (
+            ("describe", "env", "fixture-needs-missing"),
+            ("no module named 'cookbook_fixture_package_that_is_not_installed'",),
+        ),
+        (("describe", "thing", "x"), ("unknown kind 'thing'",)),
+        (("describe", "env"), ("cookbook describe", "required: name")),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    plugins_env: dict[str, str], args: tuple[str, ...], fragments: tuple[str, ...]
+) -> None:
+    assert_one_line_error(cookbook(plugins_env, *args), *fragments)
+
+
+def test_debug_anywhere_shows_the_traceback(plugins_env: dict[str, str]) -> None:
+    done = cookbook(plugins_env, "describe", "--debug", "env", "fixture-halfway")
+    assert done.returncode == 2
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "ValueError: fixture hook fails on purpose" in done.stderr  # the plugin's own frame
+    assert done.stderr.strip().splitlines()[-1].startswith("error: env 'fixture-halfway'")
+
+
+# ----- laziness -----
+
+
+_PROBE = """
+import contextlib, io, json, sys
+from cookbook.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "modules": sorted(sys.modules)}))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["plugins"], ["list", "envs", "--json"]])
+def test_listing_imports_nothing_heavy(
+    all_plugins_env: dict[str, str], repo_plugin_names: list[str], args: list[str]
+) -> None:
+    env = all_plugins_env
+    if args == ["plugins"]:  # every repo plugin really is loaded (and works) in this check
+        infos = json.loads(cookbook(env, "plugins", "--json").stdout)
+        status = {p["distribution"]: (p["status"], p["error"]) for p in infos}
+        for name in repo_plugin_names:
+            assert status.get(name, ("missing", None))[0] == "ok", f"{name}: {status.get(name)}"
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["rc"] == 0
+    modules = set(result["modules"])
+    assert not {m for m in modules if m.split(".")[0] in HEAVY}
+    assert "cbfix_good.builders" not in modules  # builders load only when asked for
+    if args != ["--help"]:
+        assert "cbfix_good.plugin" in modules  # the plugins really were discovered
