@@ -21,14 +21,14 @@ if TYPE_CHECKING:
 
     from cookbook.tokenizers import Tokenizer
 
-# A marker that no template rewrites, used to find where assistant content sits in a turn.
-_PROBE = "\x1fcookbook-probe\x1f"
+# A plain marker (no whitespace, which templates may trim) to find where assistant content sits.
+_PROBE = "cookbook-probe-7f3a"
 
 
 class HFChatTemplateRenderer:
     """`Renderer` for a Hugging Face tokenizer that has a chat template."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer | PreTrainedTokenizerBase) -> None:
         if not hasattr(tokenizer, "apply_chat_template"):
             raise UserError(
                 f"{type(tokenizer).__name__} is not a Hugging Face tokenizer; "

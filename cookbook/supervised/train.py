@@ -1,0 +1,471 @@
+"""`cookbook sft`: supervised fine-tuning with `cross_entropy`, synchronous on purpose.
+
+The detailed `Config` names everything (the dataset builder, the model, the optimiser and its
+schedule, cadences); `train_cli.CLIConfig` is the small command-line face of it. The loop:
+
+    build the dataset -> for each step: batch, forward_backward + optim_step, log, maybe eval,
+    maybe checkpoint -> final checkpoint (loadable by `cookbook rl load_checkpoint_path=`).
+
+A run resumes from its last checkpoint after a crash: the data order of every epoch is a
+function of the seed, so step k sees the same batch again, and `metrics.jsonl` keeps each step
+exactly once. `sft_step` and `train_steps` are the reusable inner loop.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import chz
+
+from cookbook.errors import UserError
+from cookbook.eval.types import EvaluatorBuilder
+from cookbook.supervised.data import LongExamples
+from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
+
+if TYPE_CHECKING:
+    from tinker import types as tinker_types
+
+    from cookbook.backends.protocol import TrainingClient
+    from cookbook.build_context import BuildContext
+    from cookbook.eval.types import Evaluator
+    from cookbook.runs.run_dir import RunDir
+
+LRSchedule = Literal["constant", "linear", "cosine"]
+
+
+@chz.chz
+class Config:
+    """Everything one supervised run needs; `config.json` of the run is this, serialised."""
+
+    dataset_builder: SupervisedDatasetBuilder
+    """Builds `(train, test | None)`; `batch_size` and `seed` reach it through the context."""
+    log_dir: str
+    """Where config.json, metrics.jsonl and checkpoints go; an existing run there resumes."""
+    model_name: str = "tiny"
+    """Base model: `tiny` (built in) or a local Hugging Face directory."""
+    backend: str = "local"
+    """`local` (in-process PyTorch) or `tinker` (the Tinker service)."""
+    device: str | None = None
+    """Local backend device (`cpu`, `cuda`); default: CUDA when present, else CPU."""
+    lora_rank: int = 32
+    """LoRA rank (Hugging Face models; the tiny model trains all its weights)."""
+    load_checkpoint_path: str | None = None
+    """Start from this saved state (weights + optimizer) instead of the base model."""
+
+    learning_rate: float = 3e-3
+    """Peak Adam learning rate."""
+    lr_schedule: LRSchedule = "linear"
+    """After warm-up: `constant`, or decay to 0 at the last step (`linear`, `cosine`)."""
+    warmup_steps: int = 0
+    """Steps of linear warm-up from ~0 to `learning_rate`."""
+    adam_beta1: float = 0.9
+    """Adam beta1."""
+    adam_beta2: float = 0.95
+    """Adam beta2."""
+    adam_eps: float = 1e-8
+    """Adam epsilon."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay."""
+    grad_clip_norm: float = 0.0
+    """Clip the global gradient norm to this (0: no clipping)."""
+
+    batch_size: int = 32
+    """Examples per step."""
+    num_epochs: int = 1
+    """Passes over the training set (ignored when `max_steps` is set)."""
+    max_steps: int | None = None
+    """Run exactly this many steps (cycling through epochs as needed)."""
+    max_length: int | None = None
+    """Longest example in tokens; longer ones are handled by `long_examples` (None: no limit)."""
+    long_examples: LongExamples = LongExamples.TRUNCATE
+    """`truncate` or `drop` examples longer than `max_length` (both are counted)."""
+
+    eval_every: int = 10
+    """Held-out NLL (and `evaluator_builders`) every this many steps and at the end (0: only at
+    the end)."""
+    save_every: int = 50
+    """Checkpoint every this many steps (0: only at the end)."""
+    seed: int = 0
+    """Seed of the data order and the model initialisation."""
+    evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
+    """Extra evaluations run with the held-out NLL; metrics logged as `eval/<i>/<name>`."""
+    show_progress: bool = True
+    """Show a progress bar (or a plain line every few seconds when not on a terminal)."""
+
+
+@dataclass
+class SFTResult:
+    """What a finished `main` reports."""
+
+    log_dir: Path
+    steps: int
+    """Total steps of the run (all done)."""
+    final_checkpoint: str
+    """The last `save_state` path: pass it as `load_checkpoint_path=` to `cookbook rl`."""
+    final_sampler_path: str | None
+    """Sampler weights of the final model (for `create_sampling_client`)."""
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    """The final step's metrics plus the final evaluation."""
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def learning_rate_at(
+    step: int, total_steps: int, base_lr: float, schedule: LRSchedule, warmup_steps: int = 0
+) -> float:
+    """The learning rate of `step` (0-based): linear warm-up over `warmup_steps`, then constant
+    or a linear/cosine decay that reaches 0 after the last step."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return base_lr
+    decay_steps = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / decay_steps, 1.0)
+    if schedule == "linear":
+        return base_lr * (1.0 - progress)
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise UserError(f"lr_schedule={schedule!r} is not one of: constant, linear, cosine")
+
+
+# --------------------------------------------------------------------------- the inner loop
+
+
+def batch_weight(data_D: Sequence[tinker_types.Datum]) -> float:
+    """Total loss weight of a batch (its trained tokens, for 0/1 weights)."""
+    return sum(float(d.loss_fn_inputs["weights"].to_numpy().sum()) for d in data_D)
+
+
+def sft_step(
+    training_client: TrainingClient,
+    data_D: list[tinker_types.Datum],
+    adam_params: tinker_types.AdamParams,
+) -> dict[str, float]:
+    """One optimiser step on `data_D`; returns `train/nll` (per weighted token), `tokens` (input
+    tokens), `train/tokens` (weighted tokens), `time/step` and `tokens_per_s`.
+
+    `optim_step` is submitted before waiting on `forward_backward`, so the backend runs both
+    back to back while this thread sums the batch's weights.
+    """
+    t0 = time.perf_counter()
+    fwd_bwd = training_client.forward_backward(data_D, "cross_entropy")
+    optim = training_client.optim_step(adam_params)
+    weight = batch_weight(data_D)
+    tokens = sum(d.model_input.length for d in data_D)
+    loss_sum = fwd_bwd.result().metrics.get("loss:sum", math.nan)
+    optim.result()
+    dt = time.perf_counter() - t0
+    return {
+        "train/nll": loss_sum / weight if weight > 0 else math.nan,
+        "tokens": float(tokens),
+        "train/tokens": weight,
+        "time/step": dt,
+        "tokens_per_s": tokens / dt if dt > 0 else math.nan,
+    }
+
+
+def batch_at(dataset: SupervisedDataset, step: int, current_epoch: int | None) -> tuple[int, int]:
+    """`(epoch, batch index)` of `step`, calling `dataset.set_epoch` when the epoch changes
+    (pass the epoch last set, or `None` when none was)."""
+    epoch, index = divmod(step, len(dataset))
+    if epoch != current_epoch:
+        dataset.set_epoch(epoch)
+    return epoch, index
+
+
+def train_steps(
+    training_client: TrainingClient,
+    dataset: SupervisedDataset,
+    *,
+    start_step: int,
+    end_step: int,
+    adam_params_at: Callable[[int], tinker_types.AdamParams],
+) -> Iterator[tuple[int, dict[str, float]]]:
+    """The reusable inner loop: run steps `start_step .. end_step - 1` over `dataset` (epochs
+    follow each other, each reshuffled by `set_epoch(epoch)`), yielding `(step, metrics)` after
+    each. Nothing is submitted for the next step until the caller resumes the generator, so it
+    can checkpoint or evaluate the exact weights after `step`."""
+    if len(dataset) == 0:
+        raise UserError("the training set has no batches; check the dataset and batch_size")
+    epoch: int | None = None
+    for step in range(start_step, end_step):
+        epoch, index = batch_at(dataset, step, epoch)
+        adam_params = adam_params_at(step)
+        metrics = sft_step(training_client, dataset.get_batch(index), adam_params)
+        metrics["epoch"] = float(epoch)
+        metrics["learning_rate"] = adam_params.learning_rate
+        yield step, metrics
+
+
+# --------------------------------------------------------------------------- helpers of main
+
+
+def _validate(config: Config) -> None:
+    """One clear line for each impossible setting."""
+    checks: list[tuple[bool, str]] = [
+        (config.batch_size >= 1, f"batch_size must be at least 1, got {config.batch_size}"),
+        (config.num_epochs >= 1, f"num_epochs must be at least 1, got {config.num_epochs}"),
+        (
+            config.max_steps is None or config.max_steps >= 1,
+            f"max_steps must be at least 1 (or unset), got {config.max_steps}",
+        ),
+        (config.learning_rate > 0, f"learning_rate must be positive, got {config.learning_rate}"),
+        (config.warmup_steps >= 0, f"warmup_steps must be >= 0, got {config.warmup_steps}"),
+        (config.eval_every >= 0, f"eval_every must be >= 0, got {config.eval_every}"),
+        (config.save_every >= 0, f"save_every must be >= 0, got {config.save_every}"),
+        (
+            config.max_length is None or config.max_length >= 2,
+            f"max_length must be at least 2 tokens (or unset), got {config.max_length}",
+        ),
+        (
+            config.lr_schedule in ("constant", "linear", "cosine"),
+            f"lr_schedule={config.lr_schedule!r} is not one of: constant, linear, cosine",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    try:
+        LongExamples(config.long_examples)
+    except ValueError:
+        raise UserError(
+            f"long_examples={config.long_examples!r} is not one of: truncate, drop"
+        ) from None
+
+
+def _limit_length(
+    dataset: SupervisedDataset, what: str, config: Config
+) -> tuple[SupervisedDataset, dict[str, int]]:
+    """Apply `max_length` to a dataset of fixed datums (other datasets must respect it
+    themselves); tells the user what was cut and returns the counts."""
+    from cookbook.supervised.data import DatumDataset, fit_datums
+
+    if config.max_length is None or not isinstance(dataset, DatumDataset):
+        return dataset, {}
+    mode = LongExamples(config.long_examples)
+    kept_D, report = fit_datums(dataset.datums_D, config.max_length, mode)
+    if report.truncated or report.dropped:
+        print(f"sft: {report.describe(what, mode)}", file=sys.stderr)
+    if not kept_D:
+        raise UserError(
+            f"every {what} example is longer than max_length={config.max_length} tokens; raise "
+            "max_length or use long_examples=truncate"
+        )
+    counts = {f"{what}_truncated": report.truncated, f"{what}_dropped": report.dropped}
+    limited = DatumDataset(
+        kept_D,
+        batch_size=dataset.batch_size,
+        seed=dataset.seed,
+        shuffle=dataset.shuffle,
+        counts={**dataset.counts, **counts},
+    )
+    return limited, counts
+
+
+def _adam_params_fn(config: Config, total_steps: int) -> Callable[[int], tinker_types.AdamParams]:
+    from tinker import types as tinker_types
+
+    def adam_params_at(step: int) -> tinker_types.AdamParams:
+        return tinker_types.AdamParams(
+            learning_rate=learning_rate_at(
+                step, total_steps, config.learning_rate, config.lr_schedule, config.warmup_steps
+            ),
+            beta1=config.adam_beta1,
+            beta2=config.adam_beta2,
+            eps=config.adam_eps,
+            weight_decay=config.weight_decay,
+            grad_clip_norm=config.grad_clip_norm,
+        )
+
+    return adam_params_at
+
+
+def _evaluate(
+    training_client: TrainingClient,
+    evaluators: Sequence[tuple[str, Evaluator]],
+    step: int,
+) -> dict[str, float]:
+    """Run every evaluator on the current weights; metrics prefixed by the evaluator's name."""
+    import asyncio
+
+    if not evaluators:
+        return {}
+    t0 = time.perf_counter()
+    sampling_client = training_client.save_weights_and_get_sampling_client(f"sft-eval-{step:06d}")
+
+    async def run_all() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for prefix, evaluator in evaluators:
+            for key, value in (await evaluator(sampling_client)).items():
+                out[f"{prefix}/{key}"] = value
+        return out
+
+    metrics = asyncio.run(run_all())
+    metrics["time/eval"] = time.perf_counter() - t0
+    return metrics
+
+
+def _save_checkpoint(
+    training_client: TrainingClient, run_dir: RunDir, step: int, with_sampler: bool
+) -> tuple[str, str | None]:
+    """Save state (and sampler weights) before `step` and list it in the index once written."""
+    from cookbook.runs.checkpoints import Checkpoint
+
+    directory = run_dir.checkpoints.state_dir(step)
+    directory.mkdir(parents=True, exist_ok=True)
+    state_future = training_client.save_state(str(directory / "state"))
+    sampler_future = (
+        training_client.save_weights_for_sampler(str(directory / "sampler"))
+        if with_sampler
+        else None
+    )
+    state_path = state_future.result().path
+    sampler_path = sampler_future.result().path if sampler_future is not None else None
+    run_dir.checkpoints.add(Checkpoint(step=step, state_path=state_path, sampler_path=sampler_path))
+    return state_path, sampler_path
+
+
+def build_context(config: Config, training_client: TrainingClient, log_dir: Path) -> BuildContext:
+    """The context the dataset and eval builders get: tokenizer, renderer, seed, batch size."""
+    from cookbook.build_context import BuildContext
+    from cookbook.renderers import get_renderer
+
+    tokenizer = training_client.get_tokenizer()
+    return BuildContext(
+        model_name=config.model_name,
+        tokenizer=tokenizer,
+        renderer=get_renderer(config.model_name, tokenizer),
+        seed=config.seed,
+        groups_per_batch=config.batch_size,
+        log_dir=str(log_dir),
+    )
+
+
+def total_steps_of(config: Config, batches_per_epoch: int) -> int:
+    """Steps of the whole run: `max_steps`, else `num_epochs` passes."""
+    if config.max_steps is not None:
+        return config.max_steps
+    return config.num_epochs * batches_per_epoch
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) -> SFTResult:
+    """Run (or resume) the supervised run `config` describes; returns where its results are."""
+    from cookbook.backends import make_service_client
+    from cookbook.runs.progress import RunProgress
+    from cookbook.runs.run_dir import open_run_dir
+    from cookbook.supervised.data import all_datums
+    from cookbook.supervised.nll_eval import NLLEvaluator
+
+    _validate(config)
+    run_dir = open_run_dir(config.log_dir, fresh=fresh)
+    run_dir.write_config(config, argv)
+
+    service = make_service_client(config.backend, config.device)
+    training_client = service.create_lora_training_client(
+        base_model=config.model_name, rank=config.lora_rank, seed=config.seed
+    )
+    ctx = build_context(config, training_client, run_dir.path)
+    train_ds, test_ds = config.dataset_builder(ctx)
+    train_ds, _ = _limit_length(train_ds, "train", config)
+    evaluators: list[tuple[str, Evaluator]] = []
+    if test_ds is not None:
+        test_ds, _ = _limit_length(test_ds, "test", config)
+        evaluators.append(("test", NLLEvaluator(all_datums(test_ds))))
+    for i, builder in enumerate(config.evaluator_builders):
+        evaluators.append((f"eval/{i}", builder(ctx)))
+
+    total_steps = total_steps_of(config, len(train_ds))
+    start_step = min(run_dir.start_step, total_steps)
+    if run_dir.resume_from is not None:
+        print(f"sft: resuming {run_dir.path} at step {start_step}/{total_steps}", file=sys.stderr)
+        training_client.load_state(run_dir.resume_from.state_path).result()
+    elif config.load_checkpoint_path:
+        training_client.load_state(config.load_checkpoint_path).result()
+
+    def eval_due(step: int) -> bool:
+        return config.eval_every > 0 and step % config.eval_every == 0
+
+    last: dict[str, float] = {}
+    pending_eval = (
+        _evaluate(training_client, evaluators, start_step) if eval_due(start_step) else {}
+    )
+    with RunProgress(
+        "sft",
+        total_steps,
+        start_step=start_step,
+        headline=("train/nll", "test/nll"),
+        enabled=config.show_progress,
+    ) as progress:
+        for step, metrics in train_steps(
+            training_client,
+            train_ds,
+            start_step=start_step,
+            end_step=total_steps,
+            adam_params_at=_adam_params_fn(config, total_steps),
+        ):
+            # Eval metrics in a step's record were measured on the weights before its update.
+            metrics.update(pending_eval)
+            run_dir.metrics.log(step, metrics)
+            progress.update(step, metrics)
+            last = metrics
+            done = step + 1
+            if config.save_every > 0 and done % config.save_every == 0 and done < total_steps:
+                _save_checkpoint(training_client, run_dir, done, with_sampler=False)
+            pending_eval = (
+                _evaluate(training_client, evaluators, done)
+                if eval_due(done) and done < total_steps
+                else {}
+            )
+
+    # The final evaluation is a record of its own, at step == total_steps (after every update).
+    final_eval = _evaluate(training_client, evaluators, total_steps)
+    if final_eval:
+        run_dir.metrics.log(total_steps, final_eval)
+    latest = run_dir.checkpoints.latest()
+    sampler_path: str | None
+    if latest is not None and latest.step == total_steps and latest.sampler_path is not None:
+        state_path, sampler_path = latest.state_path, latest.sampler_path
+    else:
+        state_path, sampler_path = _save_checkpoint(
+            training_client, run_dir, total_steps, with_sampler=True
+        )
+    last = {**last, **final_eval}
+    summary = "  ".join(
+        f"{k} {last[k]:.4f}" for k in ("train/nll", "test/nll") if k in last and last[k] == last[k]
+    )
+    print(
+        f"sft: done, {total_steps} steps  {summary}\n"
+        f"sft: final checkpoint {state_path} (cookbook rl ... load_checkpoint_path={state_path})",
+        file=sys.stderr,
+    )
+    return SFTResult(
+        log_dir=run_dir.path,
+        steps=total_steps,
+        final_checkpoint=state_path,
+        final_sampler_path=sampler_path,
+        last_metrics=last,
+    )
+
+
+__all__ = [
+    "Config",
+    "SFTResult",
+    "batch_at",
+    "batch_weight",
+    "build_context",
+    "learning_rate_at",
+    "main",
+    "sft_step",
+    "total_steps_of",
+    "train_steps",
+]
