@@ -1,0 +1,159 @@
+"""Trajectories to training data: group-centred advantages, then one token sequence per run of
+turns that extend each other, then tinker `Datum`s.
+
+A datum follows the tinker convention: `model_input` is `tokens[:-1]`, and the loss inputs
+`target_tokens`, `logprobs` (the sampler's) and `advantages` are aligned with `tokens[1:]`, so
+position i predicts token i+1. Prompt tokens carry advantage 0 and therefore no loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from cookbook.rl.types import Trajectory, TrajectoryGroup
+
+if TYPE_CHECKING:
+    from tinker import types as tinker_types
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def compute_advantages(
+    groups_P: Sequence[TrajectoryGroup], scale_by_std: bool = False
+) -> list[list[float]]:
+    """Reward minus the group's mean, per trajectory (`advantages_P_G`); divided by the group's
+    standard deviation when `scale_by_std` (a constant group stays all zero)."""
+    advantages_P_G: list[list[float]] = []
+    for group in groups_P:
+        rewards_G = np.asarray(group.get_total_rewards(), dtype=np.float64)
+        centred_G = rewards_G - rewards_G.mean()
+        if scale_by_std:
+            centred_G = centred_G / (rewards_G.std() + 1e-6)
+        advantages_P_G.append(centred_G.tolist())
+    return advantages_P_G
+
+
+def is_constant_reward_group(group: TrajectoryGroup) -> bool:
+    """Whether every trajectory of `group` got the same total reward (no learning signal)."""
+    rewards_G = group.get_total_rewards()
+    return max(rewards_G) - min(rewards_G) < 1e-9
+
+
+@dataclass
+class TrainSequence:
+    """One token sequence to train on, before it becomes a `Datum` (arrays over all tokens)."""
+
+    tokens: list[int]
+    """All tokens: prompts and sampled actions."""
+    logprobs_T: FloatArray
+    """Sampling logprob of each token (0 on prompt tokens)."""
+    advantages_T: FloatArray
+    """Advantage of each token (0 on prompt tokens)."""
+    mask_T: FloatArray
+    """1 on sampled (action) tokens, 0 on prompt tokens."""
+
+
+def trajectory_to_sequences(trajectory: Trajectory, advantage: float) -> list[TrainSequence]:
+    """The sequences of one trajectory. A turn whose observation starts with everything seen so far
+    (the previous observation and action) extends the current sequence; any other turn starts a
+    new one."""
+    sequences: list[TrainSequence] = []
+    tokens: list[int] = []
+    logprobs: list[float] = []
+    advantages: list[float] = []
+    mask: list[float] = []
+
+    def flush() -> None:
+        if len(tokens) >= 2:
+            sequences.append(
+                TrainSequence(
+                    tokens=list(tokens),
+                    logprobs_T=np.asarray(logprobs, dtype=np.float32),
+                    advantages_T=np.asarray(advantages, dtype=np.float32),
+                    mask_T=np.asarray(mask, dtype=np.float32),
+                )
+            )
+
+    for transition in trajectory.transitions:
+        ob_tokens = transition.ob.to_ints()
+        n = len(tokens)
+        if n and len(ob_tokens) >= n and ob_tokens[:n] == tokens:
+            new_prompt = ob_tokens[n:]
+        else:
+            flush()
+            tokens, logprobs, advantages, mask = [], [], [], []
+            new_prompt = ob_tokens
+        zeros = [0.0] * len(new_prompt)
+        tokens += new_prompt
+        logprobs += zeros
+        advantages += zeros
+        mask += zeros
+        n_ac = len(transition.ac_tokens)
+        tokens += transition.ac_tokens
+        logprobs += transition.ac_logprobs
+        advantages += [advantage] * n_ac
+        mask += [1.0] * n_ac
+    flush()
+    return sequences
+
+
+def groups_to_sequences(
+    groups_P: Sequence[TrajectoryGroup], advantages_P_G: Sequence[Sequence[float]]
+) -> list[TrainSequence]:
+    """The sequences of every trajectory of every group, in order."""
+    return [
+        sequence
+        for group, advantages_G in zip(groups_P, advantages_P_G, strict=True)
+        for trajectory, advantage in zip(group.trajectories_G, advantages_G, strict=True)
+        for sequence in trajectory_to_sequences(trajectory, advantage)
+    ]
+
+
+def apply_kl_penalty(
+    sequences_D: Sequence[TrainSequence],
+    reference_logprobs_D: Sequence[Sequence[float | None]],
+    kl_penalty_coef: float,
+) -> dict[str, float]:
+    """Penalise drifting from a reference policy: on each action token the advantage gets
+    `coef * (mean_diff - diff)`, where diff = sampling logprob - reference logprob (a per-token KL
+    estimate) and mean_diff its mean over the batch. Returns `kl_policy_ref` (the mean diff)."""
+    diffs_D: list[FloatArray] = []
+    for sequence, reference in zip(sequences_D, reference_logprobs_D, strict=True):
+        ref_T = np.asarray([0.0 if x is None else x for x in reference], dtype=np.float32)
+        diffs_D.append((sequence.logprobs_T - ref_T) * sequence.mask_T)
+    num_action_tokens = sum(float(s.mask_T.sum()) for s in sequences_D)
+    if num_action_tokens == 0:
+        return {"kl_policy_ref": 0.0}
+    mean_diff = sum(float(d.sum()) for d in diffs_D) / num_action_tokens
+    for sequence, diff_T in zip(sequences_D, diffs_D, strict=True):
+        sequence.advantages_T = sequence.advantages_T + (
+            kl_penalty_coef * (mean_diff - diff_T) * sequence.mask_T
+        ).astype(np.float32)
+    return {"kl_policy_ref": mean_diff}
+
+
+def sequence_to_datum(sequence: TrainSequence) -> tinker_types.Datum:
+    """The tinker datum of `sequence` (inputs shifted by one against the targets)."""
+    from tinker import types as tinker_types
+
+    return tinker_types.Datum(
+        model_input=tinker_types.ModelInput.from_ints(sequence.tokens[:-1]),
+        loss_fn_inputs={
+            "target_tokens": tinker_types.TensorData.from_numpy(
+                np.asarray(sequence.tokens[1:], dtype=np.int64)
+            ),
+            "logprobs": tinker_types.TensorData.from_numpy(sequence.logprobs_T[1:]),
+            "advantages": tinker_types.TensorData.from_numpy(sequence.advantages_T[1:]),
+        },
+    )
+
+
+def all_advantages_zero(sequences_D: Sequence[TrainSequence]) -> bool:
+    """True when no token has a non-zero advantage (an optimiser step would only decay Adam's
+    moments and then overshoot on the next real batch, so the runner skips it)."""
+    return all(not np.any(s.advantages_T) for s in sequences_D)

@@ -1,0 +1,578 @@
+"""The RL loop: sample groups from the env, centre rewards per group, train, repeat.
+
+`Config` is the detailed description of a run: it holds the env's dataset builder, the evaluator
+builders and the warm-start dataset builder themselves, so `config.json` (written with
+`cookbook.runs.config_to_json`) rebuilds the run exactly, and the loop runs from Python without
+the plugin registry:
+
+    from cookbook.rl.train import Config, main
+    main(Config(dataset_builder=MyEnvBuilder(), log_dir="runs/mine", max_steps=50))
+
+One step, in `train`: (1) make sure the batches this step may use are being sampled, every env of
+every group concurrently; (2) wait for this step's batch; (3) advantages, datums,
+`forward_backward` + `optim_step`; (4) new sampler weights; (5) evals, transcripts, the metrics
+line, a checkpoint. With `max_steps_off_policy = k > 0`, batches up to k steps ahead are sampled
+with the weights of the moment while the current one trains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import chz
+
+from cookbook.errors import UserError
+from cookbook.eval.types import EvaluatorBuilder
+from cookbook.rl.types import RLDatasetBuilder
+from cookbook.rl.warm_start import WarmStartConfig
+
+if TYPE_CHECKING:
+    from tinker import types as tinker_types
+
+    from cookbook.backends.protocol import SamplingClient, ServiceClient, TrainingClient
+    from cookbook.eval.types import Evaluator
+    from cookbook.rl.data import FloatArray, TrainSequence
+    from cookbook.rl.rollouts import BatchRollout, BusyTimer
+    from cookbook.rl.types import RLDataset
+    from cookbook.runs.run_dir import RunDir
+
+
+@chz.chz
+class Config:
+    """Everything an RL run needs. Build one from Python, or let `cookbook rl` build it."""
+
+    dataset_builder: RLDatasetBuilder
+    """The env (what a plugin registers), with its options set."""
+    log_dir: str
+    """Run directory: config.json, metrics.jsonl, checkpoints, transcripts. An existing run
+    there is resumed."""
+    model_name: str = "tiny"
+    """Base model: `tiny` (built in, trains on CPU) or a local Hugging Face directory."""
+    backend: str = "local"
+    """`local` (in-process PyTorch) or `tinker` (the Tinker service)."""
+    device: str | None = None
+    """Torch device for the local backend (default: CUDA when present, else CPU)."""
+    lora_rank: int = 32
+    """LoRA rank (Hugging Face models; the tiny model trains all weights)."""
+    seed: int = 0
+    """Seeds the model initialisation, the env's random choices and every sample."""
+    load_checkpoint_path: str | None = None
+    """Start from these weights (a checkpoint state path or a run directory) instead of the base
+    model. Ignored when the run resumes from its own checkpoint."""
+
+    learning_rate: float = 1e-3
+    """Adam learning rate (1e-3 suits the tiny model; 3e-3 was unstable in the prototype)."""
+    adam_beta1: float = 0.9
+    """Adam beta1."""
+    adam_beta2: float = 0.95
+    """Adam beta2."""
+    adam_eps: float = 1e-8
+    """Adam epsilon."""
+    grad_clip_norm: float = 0.0
+    """Clip the global gradient norm to this (0: no clipping)."""
+    loss_fn: str = "importance_sampling"
+    """Policy loss: importance_sampling, ppo, cispo or dro (tinker semantics)."""
+    loss_fn_config: dict[str, float] | None = None
+    """Extra loss settings passed to the backend (e.g. clip thresholds for ppo)."""
+    num_substeps: int = 1
+    """Optimiser steps per batch (the batch is split into this many parts)."""
+    kl_penalty_coef: float = 0.0
+    """Weight of a KL penalty against the starting policy (0: off)."""
+
+    group_size: int = 8
+    """Envs per group (rewards are centred within a group)."""
+    groups_per_batch: int = 16
+    """Groups per step."""
+    max_tokens: int = 16
+    """Longest action the policy may sample per turn."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    max_steps: int | None = None
+    """Steps to run (default: one pass over the dataset's batches)."""
+    max_steps_off_policy: int = 0
+    """How many steps ahead batches may be sampled while training (0: fully on-policy)."""
+    remove_constant_reward_groups: bool = True
+    """Drop groups whose trajectories all got the same reward (they carry no signal)."""
+    scale_advantages_by_std: bool = False
+    """Divide each group's centred rewards by the group's standard deviation."""
+    env_step_timeout_s: float = 60.0
+    """An env call (make_envs, initial_observation, step, compute_group_rewards) running longer
+    loses its group (0: no limit)."""
+    max_error_fraction: float = 0.5
+    """Stop the run when a step loses more than this fraction of its groups to env errors or
+    timeouts."""
+
+    eval_every: int = 10
+    """Run the evaluators after every this many steps (0: only at the end)."""
+    evaluator_builders: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
+    """Extra evaluators by name, run beside the env's own test split."""
+    test_max_batches: int | None = 4
+    """Batches of the env's test split each eval rolls out (None: all)."""
+    save_every: int = 10
+    """Checkpoint after every this many steps (0: only at the end)."""
+    transcript_groups: int = 2
+    """Groups per step written to transcripts/ as readable text."""
+    warm_start: WarmStartConfig | None = None
+    """A supervised phase run first (when set and its steps > 0)."""
+    show_progress: bool = True
+    """Live progress display on stderr."""
+
+
+_CHANGEABLE_ON_RESUME = frozenset(
+    {
+        "max_steps",
+        "eval_every",
+        "save_every",
+        "transcript_groups",
+        "show_progress",
+        "env_step_timeout_s",
+        "max_error_fraction",
+    }
+)
+"""Config fields a resumed run may change (extending a run, more or fewer evals)."""
+
+
+class RolloutFailureError(UserError):
+    """Too many groups of a step were lost to env errors or timeouts."""
+
+
+@dataclass
+class RunSummary:
+    """What `train` returns."""
+
+    log_dir: Path
+    steps_run: int
+    """Steps run by this call (0 when the run was already complete)."""
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def validate_config(config: Config) -> None:
+    """Raise `UserError` for settings that cannot work."""
+    from cookbook.backends.protocol import loss_fn_names
+
+    rl_losses = [name for name in loss_fn_names() if name != "cross_entropy"]
+    checks = [
+        (config.group_size >= 1, "group_size must be at least 1"),
+        (config.groups_per_batch >= 1, "groups_per_batch must be at least 1"),
+        (config.max_tokens >= 1, "max_tokens must be at least 1"),
+        (config.temperature >= 0, "temperature must be >= 0"),
+        (config.learning_rate > 0, "learning_rate must be > 0"),
+        (config.num_substeps >= 1, "num_substeps must be at least 1"),
+        (config.max_steps is None or config.max_steps >= 0, "max_steps must be >= 0"),
+        (config.max_steps_off_policy >= 0, "max_steps_off_policy must be >= 0"),
+        (0 <= config.max_error_fraction <= 1, "max_error_fraction must be between 0 and 1"),
+        (config.eval_every >= 0, "eval_every must be >= 0 (0: only at the end)"),
+        (config.save_every >= 0, "save_every must be >= 0 (0: only at the end)"),
+        (config.kl_penalty_coef >= 0, "kl_penalty_coef must be >= 0"),
+        (
+            config.loss_fn in rl_losses,
+            f"loss_fn={config.loss_fn!r} is not an RL loss; choose one of: {', '.join(rl_losses)}",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) -> RunSummary:
+    """Run (or resume) the RL run described by `config`; `fresh` deletes an existing run first."""
+    return asyncio.run(train(config, fresh=fresh, argv=argv))
+
+
+async def train(
+    config: Config, *, fresh: bool = False, argv: list[str] | None = None
+) -> RunSummary:
+    """The RL loop (see the module docstring)."""
+    from cookbook.backends import make_service_client
+    from cookbook.build_context import BuildContext
+    from cookbook.eval.runner import make_training_client, resolve_checkpoint, run_evaluators
+    from cookbook.renderers import get_renderer
+    from cookbook.rl.evaluators import RLTestSetEvaluator
+    from cookbook.rl.metrics import rollout_metrics
+    from cookbook.rl.rollouts import BusyTimer
+    from cookbook.rl.transcripts import write_step_transcript
+    from cookbook.rl.warm_start import run_warm_start, warm_start_steps_done
+    from cookbook.runs.progress import RunProgress
+    from cookbook.runs.run_dir import open_run_dir
+
+    validate_config(config)
+    run_dir = open_run_dir(config.log_dir, fresh=fresh)
+    resume = run_dir.resume_from
+    if resume is not None:
+        _check_resumable(run_dir, config)
+    run_dir.write_config(config, argv)
+
+    # --- model, env, evaluators
+    service = make_service_client(config.backend, config.device)
+    training_client = make_training_client(
+        service, config.model_name, config.lora_rank, config.seed
+    )
+    tokenizer = training_client.get_tokenizer()
+    ctx = BuildContext(
+        model_name=config.model_name,
+        tokenizer=tokenizer,
+        renderer=get_renderer(config.model_name, tokenizer),
+        seed=config.seed,
+        group_size=config.group_size,
+        groups_per_batch=config.groups_per_batch,
+        log_dir=str(run_dir.path),
+    )
+    train_ds, test_ds = config.dataset_builder(ctx)
+    if len(train_ds) == 0:
+        raise UserError(f"env {type(config.dataset_builder).__name__} has no training batches")
+    evaluators: dict[str, Evaluator] = {}
+    if test_ds is not None and len(test_ds) > 0:
+        evaluators["test"] = RLTestSetEvaluator(
+            test_ds,
+            config.max_tokens,
+            config.temperature,
+            seed=config.seed,
+            step_timeout_s=config.env_step_timeout_s,
+            max_batches=config.test_max_batches,
+        )
+    evaluators.update({name: b(ctx) for name, b in config.evaluator_builders.items()})
+
+    # --- starting weights: own checkpoint > load_checkpoint_path > base model (+ warm start)
+    if resume is not None:
+        await training_client.load_state(resume.state_path)
+    elif config.load_checkpoint_path is not None:
+        await training_client.load_state(resolve_checkpoint(config.load_checkpoint_path))
+    warm_done = warm_start_steps_done(resume)
+    if config.warm_start is not None and run_dir.start_step == 0:
+        await run_warm_start(
+            training_client, config.warm_start, ctx, run_dir, warm_done, config.show_progress
+        )
+        warm_done = max(warm_done, config.warm_start.steps)
+    reference_client = await _reference_sampler(config, training_client, run_dir, service)
+
+    # --- the loop
+    num_steps = config.max_steps if config.max_steps is not None else len(train_ds)
+    start_step = run_dir.start_step
+    if start_step >= num_steps:
+        print(f"{run_dir.path}: run already complete ({num_steps} steps)", file=sys.stderr)
+        return RunSummary(log_dir=run_dir.path, steps_run=0)
+    timer = BusyTimer()
+    adam = _adam_params(config)
+    sampler = _Sampler(training_client, timer, sampler_step=start_step)
+    pending: dict[int, asyncio.Task[BatchRollout]] = {}
+    last_metrics: dict[str, float] = {}
+    env_name = Path(config.log_dir).name
+    try:
+        with RunProgress(
+            env_name,
+            num_steps,
+            start_step=start_step,
+            headline=("reward/mean",),
+            enabled=config.show_progress,
+        ) as progress:
+            for step in range(start_step, num_steps):
+                t_step = time.perf_counter()
+                timer.take()
+                # (1) this step's batch, and up to max_steps_off_policy later ones, sampling now.
+                for s in range(step, min(step + config.max_steps_off_policy + 1, num_steps)):
+                    if s not in pending:
+                        pending[s] = asyncio.create_task(
+                            _sample_batch(config, train_ds, s, sampler)
+                        )
+                # (2) wait for it; a step that lost too many groups ends the run.
+                batch = await pending.pop(step)
+                t_sampled = time.perf_counter()
+                _check_lost_groups(config, batch, step, env_name)
+                metrics = rollout_metrics(batch, train_step=step)
+                # (3) train.
+                train_out = await _train_on_batch(
+                    config, training_client, batch, adam, reference_client, timer
+                )
+                metrics.update(train_out.metrics)
+                t_trained = time.perf_counter()
+                # (4) weights for the next samples (unchanged weights: keep the sampler).
+                if not train_out.skipped:
+                    sampler.refresh(step + 1)
+                # (5) evals, transcripts, metrics line, checkpoint.
+                last = step + 1 == num_steps
+                eval_time = 0.0
+                if evaluators and (
+                    last or (config.eval_every and (step + 1) % config.eval_every == 0)
+                ):
+                    outcome = await run_evaluators(evaluators, sampler.client)
+                    metrics.update(outcome.metrics)
+                    eval_time = outcome.time_s
+                    for name, error in outcome.failures.items():
+                        print(f"warning: step {step}: eval {name} failed: {error}", file=sys.stderr)
+                write_step_transcript(
+                    run_dir.transcripts_dir,
+                    step,
+                    batch.groups_P,
+                    batch.group_indices_P,
+                    train_out.advantages_P_G,
+                    tokenizer,
+                    config.transcript_groups,
+                    header=f"# step {step}, sampled by the weights after step {batch.sampler_step}",
+                )
+                t_ckpt = time.perf_counter()
+                backend_s = timer.take()
+                step_s = t_ckpt - t_step
+                metrics.update(
+                    {
+                        "progress/done_frac": (step + 1) / num_steps,
+                        "optim/learning_rate": config.learning_rate,
+                        "time/sample_wait": t_sampled - t_step,
+                        "time/train": t_trained - t_sampled,
+                        "time/eval": eval_time,
+                        "time/step": step_s,
+                        "time/backend": backend_s,
+                        "time/runner": max(step_s - backend_s - eval_time, 0.0),
+                    }
+                )
+                # The line goes in before the checkpoint: a kill between the two reruns the step
+                # (its line is dropped on resume), never skips its line.
+                run_dir.metrics.log(step, metrics)
+                if last or (config.save_every and (step + 1) % config.save_every == 0):
+                    await _save_checkpoint(training_client, run_dir, step + 1, warm_done, timer)
+                progress.update(step, metrics)
+                last_metrics = metrics
+    finally:
+        for task in pending.values():
+            task.cancel()
+    return RunSummary(
+        log_dir=run_dir.path, steps_run=num_steps - start_step, last_metrics=last_metrics
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers of the loop, in the order the loop uses them.
+
+
+def _check_resumable(run_dir: RunDir, config: Config) -> None:
+    """Refuse to resume a run with a different config: the result would mix two experiments."""
+    from cookbook.runs.config_io import config_to_json
+
+    try:
+        stored = json.loads(run_dir.config_path.read_text(encoding="utf-8")).get("config")
+    except (OSError, json.JSONDecodeError):
+        return
+    current = config_to_json(config)
+    if not isinstance(stored, dict) or not isinstance(current, dict):
+        return
+    changed = sorted(
+        key
+        for key in set(stored) | set(current)
+        if key not in _CHANGEABLE_ON_RESUME and stored.get(key) != current.get(key)
+    )
+    if changed:
+        raise UserError(
+            f"{run_dir.path} holds a run with different settings ({', '.join(changed)}); "
+            "rerun with --fresh to start over, or set log_dir=... for a new run"
+        )
+
+
+async def _reference_sampler(
+    config: Config, training_client: TrainingClient, run_dir: RunDir, service: ServiceClient
+) -> SamplingClient | None:
+    """The frozen starting policy the KL penalty compares against (saved once per run)."""
+    if config.kl_penalty_coef <= 0:
+        return None
+    record = run_dir.path / "reference.json"
+    if record.exists():
+        path = json.loads(record.read_text(encoding="utf-8"))["sampler_path"]
+    else:
+        from cookbook.runs.files import atomic_write_json
+
+        saved = await training_client.save_weights_for_sampler(
+            str(run_dir.path / "reference" / "sampler")
+        )
+        path = saved.path
+        atomic_write_json(record, {"sampler_path": path})
+    return service.create_sampling_client(model_path=path)
+
+
+def _adam_params(config: Config) -> tinker_types.AdamParams:
+    from tinker import types as tinker_types
+
+    return tinker_types.AdamParams(
+        learning_rate=config.learning_rate,
+        beta1=config.adam_beta1,
+        beta2=config.adam_beta2,
+        eps=config.adam_eps,
+        grad_clip_norm=config.grad_clip_norm,
+    )
+
+
+class _Sampler:
+    """The current sampling weights and which step produced them."""
+
+    def __init__(self, training_client: TrainingClient, timer: BusyTimer, sampler_step: int):
+        self.training_client = training_client
+        self.timer = timer
+        self.sampler_step = sampler_step
+        self.client = self._save()
+
+    def _save(self) -> SamplingClient:
+        self.timer.enter()
+        try:
+            return self.training_client.save_weights_and_get_sampling_client()
+        finally:
+            self.timer.exit()
+
+    def refresh(self, sampler_step: int) -> None:
+        """New weights after an optimiser step."""
+        self.client = self._save()
+        self.sampler_step = sampler_step
+
+
+async def _sample_batch(
+    config: Config, train_ds: RLDataset, step: int, sampler: _Sampler
+) -> BatchRollout:
+    """Roll out batch `step` with the weights current at launch time."""
+    from cookbook.rl.rollouts import SamplingPolicy, do_batch_rollout, mix_seed
+
+    policy = SamplingPolicy(sampler.client, config.max_tokens, config.temperature, sampler.timer)
+    return await do_batch_rollout(
+        train_ds.get_batch(step % len(train_ds)),
+        policy,
+        seed=mix_seed(config.seed, step),
+        sampler_step=sampler.sampler_step,
+        step_timeout_s=config.env_step_timeout_s,
+    )
+
+
+def _check_lost_groups(config: Config, batch: BatchRollout, step: int, env_name: str) -> None:
+    if not batch.lost:
+        return
+    fraction = batch.lost / batch.num_groups
+    summary = (
+        f"step {step}: {batch.lost} of {batch.num_groups} groups lost "
+        f"({batch.errors} errors, {batch.timeouts} timeouts); first: {batch.error_messages[0]}"
+    )
+    if fraction > config.max_error_fraction:
+        raise RolloutFailureError(
+            f"{env_name}: stopping, {summary} - more than max_error_fraction="
+            f"{config.max_error_fraction:g}; fix the env or raise max_error_fraction "
+            "(env_step_timeout_s for timeouts)"
+        )
+    print(f"warning: {summary}", file=sys.stderr)
+
+
+@dataclass
+class _TrainOutput:
+    metrics: dict[str, float]
+    advantages_P_G: list[list[float]]
+    skipped: bool
+
+
+async def _train_on_batch(
+    config: Config,
+    training_client: TrainingClient,
+    batch: BatchRollout,
+    adam: tinker_types.AdamParams,
+    reference_client: SamplingClient | None,
+    timer: BusyTimer,
+) -> _TrainOutput:
+    """Advantages -> sequences -> datums -> forward_backward + optim_step (per substep)."""
+    from cookbook.rl.data import (
+        all_advantages_zero,
+        compute_advantages,
+        groups_to_sequences,
+        is_constant_reward_group,
+        sequence_to_datum,
+    )
+    from cookbook.rl.metrics import train_metrics
+
+    groups_P = batch.groups_P
+    advantages_P_G = compute_advantages(groups_P, config.scale_advantages_by_std)
+    keep_P = [
+        p
+        for p, group in enumerate(groups_P)
+        if not (config.remove_constant_reward_groups and is_constant_reward_group(group))
+    ]
+    metrics: dict[str, float] = {"rollout/dropped_constant_groups": len(groups_P) - len(keep_P)}
+    sequences_D = groups_to_sequences(
+        [groups_P[p] for p in keep_P], [advantages_P_G[p] for p in keep_P]
+    )
+    if reference_client is not None and sequences_D:
+        metrics.update(
+            await _kl_penalty(sequences_D, reference_client, config.kl_penalty_coef, timer)
+        )
+    if not sequences_D or all_advantages_zero(sequences_D):
+        # No signal: stepping would only decay Adam's moments (see notes/tiny-rl-prototype.md).
+        metrics["optim/skipped"] = 1.0
+        return _TrainOutput(metrics, advantages_P_G, skipped=True)
+    data_D = [sequence_to_datum(s) for s in sequences_D]
+    loss_config = dict(config.loss_fn_config) if config.loss_fn_config else None
+    loss_fn = cast("tinker_types.LossFnType", config.loss_fn)
+    # Submit every substep before waiting: requests run in order and the backend never idles.
+    bounds = [round(i * len(data_D) / config.num_substeps) for i in range(config.num_substeps + 1)]
+    futures = []
+    for lo, hi in itertools.pairwise(bounds):
+        if hi > lo:
+            fwd_bwd = training_client.forward_backward(data_D[lo:hi], loss_fn, loss_config)
+            optim = training_client.optim_step(adam)
+            futures.append((fwd_bwd, optim))
+    train_logprobs_D: list[FloatArray] = []
+    loss_sum = 0.0
+    for fwd_bwd, optim in futures:
+        out = await timer.track(fwd_bwd)
+        await timer.track(optim)
+        loss_sum += out.metrics.get("loss:sum", 0.0)
+        train_logprobs_D.extend(o["logprobs"].to_numpy() for o in out.loss_fn_outputs)
+    metrics.update(train_metrics(sequences_D, train_logprobs_D))
+    metrics["optim/loss_sum"] = loss_sum
+    metrics["optim/skipped"] = 0.0
+    return _TrainOutput(metrics, advantages_P_G, skipped=False)
+
+
+async def _kl_penalty(
+    sequences_D: list[TrainSequence],
+    reference_client: SamplingClient,
+    coef: float,
+    timer: BusyTimer,
+) -> Mapping[str, float]:
+    """Reference logprobs of every sequence (concurrently), folded into the advantages."""
+    from tinker import types as tinker_types
+
+    from cookbook.rl.data import apply_kl_penalty
+
+    reference_logprobs_D = await timer.track(
+        asyncio.gather(
+            *(
+                reference_client.compute_logprobs(tinker_types.ModelInput.from_ints(s.tokens))
+                for s in sequences_D
+            )
+        )
+    )
+    return apply_kl_penalty(sequences_D, reference_logprobs_D, coef)
+
+
+async def _save_checkpoint(
+    training_client: TrainingClient,
+    run_dir: RunDir,
+    next_step: int,
+    warm_done: int,
+    timer: BusyTimer,
+) -> None:
+    """Weights + optimizer state and sampler weights; listed in the index once both exist."""
+    from cookbook.rl.warm_start import WARM_START_DONE
+    from cookbook.runs.checkpoints import Checkpoint
+
+    directory = run_dir.checkpoints.state_dir(next_step)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = training_client.save_state(str(directory / "state"))
+    sampler = training_client.save_weights_for_sampler(str(directory / "sampler"))
+    state_path = (await timer.track(state)).path
+    sampler_path = (await timer.track(sampler)).path
+    run_dir.checkpoints.add(
+        Checkpoint(
+            step=next_step,
+            state_path=state_path,
+            sampler_path=sampler_path,
+            extra={WARM_START_DONE: warm_done},
+        )
+    )
