@@ -84,11 +84,10 @@ def plugins_env(fixture_plugins: Path) -> dict[str, str]:
 
 
 def _repo_plugin_projects() -> list[Path]:
-    return sorted(
-        p.parent
-        for folder in ("plugins", "envs_contrib")
-        for p in (REPO / folder).glob("*/pyproject.toml")
-    )
+    """Plugin distributions of this repo: plugins/*, envs_contrib/ itself or its subfolders."""
+    found = [*REPO.glob("plugins/*/pyproject.toml"), *REPO.glob("envs_contrib/pyproject.toml")]
+    found += REPO.glob("envs_contrib/*/pyproject.toml")
+    return sorted(p.parent for p in found)
 
 
 @pytest.fixture(scope="session")
