@@ -171,6 +171,15 @@ def test_contract_violations_mark_the_distribution_broken(
     assert info.error is not None and error in info.error
 
 
+def test_a_plugin_that_exits_on_import_is_only_broken() -> None:
+    def loader() -> object:
+        raise SystemExit("plugin gave up")
+
+    catalog = Catalog([load_source(PluginSource("exits", "1.0", [("ep", loader)]))])
+    (info,) = catalog.plugins()
+    assert (info.status, info.error) == ("broken", "SystemExit: plugin gave up")
+
+
 def test_registering_a_name_twice_in_one_distribution_is_an_error() -> None:
     catalog = _load(_plugin(register_envs=_env("twin")), _plugin(register_envs=_env("twin")))
     (info,) = catalog.plugins()

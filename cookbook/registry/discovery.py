@@ -134,7 +134,8 @@ def load_source(source: PluginSource) -> LoadedPlugin:
         for kind in KINDS:
             hook_name, _ = _HOOKS[kind]
             getattr(manager.hook, hook_name)(register=registrar(kind))
-    except Exception as e:  # isolation: any failure marks only this distribution broken
+    # Isolation: any failure (even a plugin calling sys.exit) marks only this distribution broken.
+    except (Exception, SystemExit) as e:
         exception = e
 
     provides: dict[Kind, list[str]] = {k: [s.name for s in specs if s.kind == k] for k in KINDS}
