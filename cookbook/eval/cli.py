@@ -11,6 +11,7 @@ Imported for `--help`: nothing heavy at module level.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 
 import chz
@@ -152,4 +153,10 @@ def main(argv: list[str]) -> int:
     result = run_eval(config, argv=["cookbook", "eval", *argv])
     print(format_results(result.metrics, result.failures))
     print(f"\nresults written to {config.output_path} ({result.time_s:.1f} s)")
+    if result.failures:
+        print(
+            f"error: {len(result.failures)} eval(s) failed: {', '.join(result.failures)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0

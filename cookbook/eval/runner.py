@@ -150,7 +150,8 @@ def build_context(training_client: TrainingClient, model_name: str, seed: int) -
 
 def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
     """Load the model (and checkpoint), build every evaluator, run them, write the result
-    (`argv`: the command line recorded with it)."""
+    (`argv`: the command line recorded with it). An evaluator that raises is reported in
+    `failures` (and the JSON) while the others still run."""
     from cookbook.backends import make_service_client
     from cookbook.runs.config_io import config_to_json
     from cookbook.runs.files import atomic_write_json
@@ -166,7 +167,7 @@ def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
     sampling_client = training_client.save_weights_and_get_sampling_client()
     ctx = build_context(training_client, config.model_name, config.seed)
     evaluators = {name: builder(ctx) for name, builder in config.evaluator_builders.items()}
-    outcome = asyncio.run(run_evaluators(evaluators, sampling_client, raise_errors=True))
+    outcome = asyncio.run(run_evaluators(evaluators, sampling_client))
     result = EvalResult(metrics=outcome.metrics, failures=outcome.failures, time_s=outcome.time_s)
     atomic_write_json(
         config.output_path,
@@ -174,6 +175,7 @@ def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
             "config": config_to_json(config),
             "command": list(sys.argv if argv is None else argv),
             "metrics": result.metrics,
+            "failures": result.failures,
             "time_s": result.time_s,
         },
     )

@@ -128,6 +128,7 @@ class Config:
 
 _CHANGEABLE_ON_RESUME = frozenset(
     {
+        "log_dir",
         "max_steps",
         "eval_every",
         "save_every",
@@ -137,7 +138,8 @@ _CHANGEABLE_ON_RESUME = frozenset(
         "max_error_fraction",
     }
 )
-"""Config fields a resumed run may change (extending a run, more or fewer evals)."""
+"""Config fields a resumed run may change (a moved run directory, extending a run, more or fewer
+evals)."""
 
 
 class RolloutFailureError(UserError):
@@ -242,7 +244,7 @@ async def train(
 
     # --- starting weights: own checkpoint > load_checkpoint_path > base model (+ warm start)
     if resume is not None:
-        await training_client.load_state(resume.state_path)
+        await _load_state_with_optimizer(training_client, resume.state_path)
     elif config.load_checkpoint_path is not None:
         await training_client.load_state(resolve_checkpoint(config.load_checkpoint_path))
     warm_done = warm_start_steps_done(resume)
@@ -315,7 +317,7 @@ async def train(
                     train_out.advantages_P_G,
                     tokenizer,
                     config.transcript_groups,
-                    header=f"# step {step}, sampled by the weights after step {batch.sampler_step}",
+                    header=f"# step {step}: sampled by the policy of step {batch.sampler_step}",
                 )
                 t_ckpt = time.perf_counter()
                 backend_s = timer.take()
@@ -392,6 +394,14 @@ async def _reference_sampler(
         path = saved.path
         atomic_write_json(record, {"sampler_path": path})
     return service.create_sampling_client(model_path=path)
+
+
+async def _load_state_with_optimizer(training_client: TrainingClient, path: str) -> None:
+    """Resume needs the optimizer state too. The tinker SDK's `load_state` restores weights only
+    and `load_state_with_optimizer` both; the protocol's `load_state` promises both, so it is the
+    fallback for clients without the SDK method."""
+    load = getattr(training_client, "load_state_with_optimizer", None)
+    await (load(path) if callable(load) else training_client.load_state(path))
 
 
 def _adam_params(config: Config) -> tinker_types.AdamParams:

@@ -19,6 +19,7 @@ class EchoEvaluator(Evaluator):
 
     async def __call__(self, sampling_client: SamplingClient) -> dict[str, float]:
         tokens: list[list[int]] = []
+        logprobs: list[float] = []
         for i, prompt in enumerate(self.prompts):
             params = tinker_types.SamplingParams(
                 max_tokens=self.max_tokens, stop=self.stop, seed=self.seed + i
@@ -27,10 +28,12 @@ class EchoEvaluator(Evaluator):
                 tinker_types.ModelInput.from_ints(prompt), 1, params
             )
             tokens.append(list(response.sequences[0].tokens))
+            logprobs.extend(response.sequences[0].logprobs or [])
         flat = [t for seq in tokens for t in seq]
         return {
             "ascii_fraction": sum(1 for t in flat if t < 128) / max(len(flat), 1),
             "mean_tokens": len(flat) / len(tokens),
+            "mean_logprob": sum(logprobs) / max(len(logprobs), 1),
         }
 
 

@@ -1,0 +1,212 @@
+"""The RL loop end to end on the local backend with the tiny model and the fixture env."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import chz
+import pytest
+
+from cookbook.errors import UserError
+from cookbook.runs.config_io import load_config_file
+from cookbook.runs.metrics import MetricValue
+
+
+@pytest.fixture(scope="module")
+def fixture_modules(rl_fixture_site: Path) -> Iterator[None]:
+    """The fixture plugin's modules importable (builders used directly, without the registry)."""
+    sys.path.insert(0, str(rl_fixture_site))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(rl_fixture_site))
+
+
+def _letters_config(log_dir: Path, **overrides: object) -> object:
+    from cookbook_rl_fixture.envs import LettersBuilder
+
+    from cookbook.rl.train import Config
+
+    env = overrides.pop("env", LettersBuilder())
+    defaults: dict[str, object] = {
+        "group_size": 4,
+        "groups_per_batch": 4,
+        "max_tokens": 4,
+        "max_steps": 3,
+        "eval_every": 0,
+        "save_every": 0,
+        "show_progress": False,
+    }
+    defaults.update(overrides)
+    return Config(dataset_builder=env, log_dir=str(log_dir), **defaults)  # type: ignore[arg-type]
+
+
+def _records(log_dir: Path) -> list[dict[str, MetricValue]]:
+    lines = (log_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _without_timings(records: list[dict[str, MetricValue]]) -> list[dict[str, MetricValue]]:
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in records]
+
+
+@pytest.fixture(scope="module")
+def letters_run(fixture_modules: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-step two-turn run with inline evals (one of them broken) and checkpoints."""
+    from cookbook_rl_fixture.envs import LettersBuilder
+    from cookbook_rl_fixture.evals import BrokenEvalBuilder, EchoEvalBuilder
+
+    from cookbook.rl.train import main
+
+    log_dir = tmp_path_factory.mktemp("rl") / "letters"
+    config = _letters_config(
+        log_dir,
+        env=LettersBuilder(turns=2),
+        eval_every=2,
+        save_every=2,
+        evaluator_builders={"echo": EchoEvalBuilder(), "broken": BrokenEvalBuilder()},
+    )
+    summary = main(config, argv=["test"])  # type: ignore[arg-type]
+    assert summary.steps_run == 3
+    return log_dir
+
+
+def test_a_run_writes_config_metrics_checkpoints_and_transcripts(letters_run: Path) -> None:
+    config = load_config_file(letters_run / "config.json")
+    assert type(config).__name__ == "Config"
+    records = _records(letters_run)
+    assert [r["step"] for r in records] == [0, 1, 2]
+    for r in records:
+        for key in (
+            "reward/mean",
+            "tag/letters/reward/mean",
+            "episode/turns",
+            "env/ascii",
+            "optim/entropy",
+            "optim/kl_sample_train_v1",
+            "optim/tokens",
+            "rollout/errors",
+            "rollout/staleness_max",
+            "time/step",
+            "time/backend",
+        ):
+            assert key in r, key
+        # Two turns whose observations extend each other: one datum per trajectory.
+        assert r["optim/datums"] == r["rollout/trajectories"] == 16
+        assert r["episode/turns"] == 2
+    # Evals after step 2 (eval_every) and at the end; the broken one is reported, not fatal.
+    assert ["eval/test/reward/mean" in r for r in records] == [False, True, True]
+    assert records[2]["eval/echo/mean_tokens"] == 4
+    assert records[2]["eval/broken/failed"] == 1
+    index = json.loads((letters_run / "checkpoints.json").read_text())
+    assert [c["step"] for c in index] == [2, 3]
+    assert all(Path(c["state_path"]).exists() and Path(c["sampler_path"]).exists() for c in index)
+    transcripts = sorted(p.name for p in (letters_run / "transcripts").iterdir())
+    assert transcripts == ["step000000.txt", "step000001.txt", "step000002.txt"]
+    text = (letters_run / "transcripts" / "step000001.txt").read_text()
+    assert "say " in text and "[turn 1] observation: '<|user|>again" in text
+
+
+def test_config_json_reproduces_the_run(letters_run: Path, tmp_path: Path) -> None:
+    from cookbook.rl.train import Config, main
+
+    config = load_config_file(letters_run / "config.json")
+    assert isinstance(config, Config)
+    main(chz.replace(config, log_dir=str(tmp_path / "again")))
+    assert _without_timings(_records(tmp_path / "again")) == _without_timings(_records(letters_run))
+
+
+def test_resume_extends_a_finished_run_and_refuses_other_settings(
+    letters_run: Path, tmp_path: Path
+) -> None:
+    from cookbook.rl.train import Config, main
+
+    copy = tmp_path / "letters"
+    shutil.copytree(letters_run, copy)
+    config = load_config_file(copy / "config.json")
+    assert isinstance(config, Config)
+    before = _records(copy)
+    summary = main(chz.replace(config, log_dir=str(copy), max_steps=4))
+    assert summary.steps_run == 1  # resumed from the step-3 checkpoint
+    after = _records(copy)
+    assert [r["step"] for r in after] == [0, 1, 2, 3]
+    assert after[:3] == before
+    with pytest.raises(UserError, match=r"different settings \(learning_rate\).*--fresh"):
+        main(chz.replace(config, log_dir=str(copy), max_steps=5, learning_rate=0.5))
+
+
+def test_faulty_groups_are_lost_alone_and_counted(fixture_modules: None, tmp_path: Path) -> None:
+    from cookbook_rl_fixture.envs import LettersBuilder
+
+    from cookbook.rl.train import main
+
+    env = LettersBuilder(fail_groups=1, slow_groups=1, slow_s=60.0, test_batches=0)
+    main(_letters_config(tmp_path, env=env, max_steps=2, env_step_timeout_s=0.5))  # type: ignore[arg-type]
+    for r in _records(tmp_path):
+        assert (r["rollout/errors"], r["rollout/timeouts"]) == (1, 1)
+        assert r["rollout/trajectories"] == 8  # the two healthy groups of four
+
+
+def test_too_many_lost_groups_stop_the_run(fixture_modules: None, tmp_path: Path) -> None:
+    from cookbook_rl_fixture.envs import LettersBuilder
+
+    from cookbook.rl.train import RolloutFailureError, main
+
+    env = LettersBuilder(fail_groups=3, test_batches=0)
+    with pytest.raises(RolloutFailureError) as info:
+        main(_letters_config(tmp_path, env=env))  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "3 of 4 groups lost (3 errors, 0 timeouts)" in message
+    assert "RuntimeError: fixture env failure" in message
+    assert "max_error_fraction=0.5" in message and "\n" not in message
+
+
+def test_off_policy_pipelining_records_staleness_and_kl(
+    fixture_modules: None, tmp_path: Path
+) -> None:
+    from cookbook_rl_fixture.envs import LettersBuilder
+
+    from cookbook.rl.train import main
+
+    config = _letters_config(
+        tmp_path,
+        env=LettersBuilder(test_batches=0),
+        max_steps=3,
+        max_steps_off_policy=1,
+        kl_penalty_coef=0.1,
+    )
+    main(config)  # type: ignore[arg-type]
+    records = _records(tmp_path)
+    # Batch 0 is sampled by the starting weights; later ones while the previous step trains.
+    assert [r["rollout/staleness_max"] for r in records] == [0, 1, 1]
+    assert all("kl_policy_ref" in r for r in records)
+    assert (tmp_path / "reference.json").exists()
+
+
+def test_warm_start_runs_once_and_is_not_redone_on_resume(
+    fixture_modules: None, tmp_path: Path
+) -> None:
+    from cookbook_rl_fixture.envs import LettersBuilder
+    from cookbook_rl_fixture.sft import ReplyDatasetBuilder
+
+    from cookbook.rl.train import main
+    from cookbook.rl.warm_start import WarmStartConfig
+
+    warm = WarmStartConfig(
+        dataset_builder=ReplyDatasetBuilder(), steps=4, batch_size=8, save_every=2
+    )
+    config = _letters_config(
+        tmp_path, env=LettersBuilder(test_batches=0), max_steps=1, warm_start=warm
+    )
+    main(config)  # type: ignore[arg-type]
+    warm_log = tmp_path / "warm_start_metrics.jsonl"
+    first = warm_log.read_text()
+    assert [json.loads(line)["step"] for line in first.splitlines()] == [0, 1, 2, 3]
+    assert all(json.loads(line)["loss"] > 0 for line in first.splitlines())
+    main(chz.replace(config, max_steps=2))  # type: ignore[type-var]
+    assert warm_log.read_text() == first
+    assert [r["step"] for r in _records(tmp_path)] == [0, 1]
