@@ -17,6 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -148,7 +149,7 @@ def sft_step(
     data_D: list[tinker_types.Datum],
     adam_params: tinker_types.AdamParams,
 ) -> dict[str, float]:
-    """One optimiser step on `data_D`; returns `train/nll` (per weighted token), `tokens` (input
+    """One optimiser step on `data_D`; returns `train/loss` (NLL per weighted token), `tokens` (input
     tokens), `train/tokens` (weighted tokens), `time/step` and `tokens_per_s`.
 
     `optim_step` is submitted before waiting on `forward_backward`, so the backend runs both
@@ -163,7 +164,7 @@ def sft_step(
     optim.result()
     dt = time.perf_counter() - t0
     return {
-        "train/nll": loss_sum / weight if weight > 0 else math.nan,
+        "train/loss": loss_sum / weight if weight > 0 else math.nan,
         "tokens": float(tokens),
         "train/tokens": weight,
         "time/step": dt,
@@ -290,7 +291,6 @@ def _adam_params_fn(config: Config, total_steps: int) -> Callable[[int], tinker_
 def _evaluate(
     training_client: TrainingClient,
     evaluators: Sequence[tuple[str, Evaluator]],
-    step: int,
 ) -> dict[str, float]:
     """Run every evaluator on the current weights; metrics prefixed by the evaluator's name."""
     import asyncio
@@ -298,7 +298,8 @@ def _evaluate(
     if not evaluators:
         return {}
     t0 = time.perf_counter()
-    sampling_client = training_client.save_weights_and_get_sampling_client(f"sft-eval-{step:06d}")
+    # No name: an in-memory snapshot, nothing written to disk for an eval.
+    sampling_client = training_client.save_weights_and_get_sampling_client()
 
     async def run_all() -> dict[str, float]:
         out: dict[str, float] = {}
@@ -330,6 +331,19 @@ def _save_checkpoint(
     sampler_path = sampler_future.result().path if sampler_future is not None else None
     run_dir.checkpoints.add(Checkpoint(step=step, state_path=state_path, sampler_path=sampler_path))
     return state_path, sampler_path
+
+
+@contextmanager
+def _hint_max_length(config: Config) -> Iterator[None]:
+    """Add the fix to a backend's "longer than the context" error when no limit was set."""
+    try:
+        yield
+    except UserError as e:
+        if config.max_length is None and "context" in str(e):
+            raise UserError(
+                f"{e}; set max_length=N (and long_examples=truncate or drop) to cut long examples"
+            ) from e
+        raise
 
 
 def build_context(config: Config, training_client: TrainingClient, log_dir: Path) -> BuildContext:
@@ -396,16 +410,18 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
         return config.eval_every > 0 and step % config.eval_every == 0
 
     last: dict[str, float] = {}
-    pending_eval = (
-        _evaluate(training_client, evaluators, start_step) if eval_due(start_step) else {}
-    )
-    with RunProgress(
-        "sft",
-        total_steps,
-        start_step=start_step,
-        headline=("train/nll", "test/nll"),
-        enabled=config.show_progress,
-    ) as progress:
+    loop_start = time.perf_counter()
+    pending_eval = _evaluate(training_client, evaluators) if eval_due(start_step) else {}
+    with (
+        RunProgress(
+            "sft",
+            total_steps,
+            start_step=start_step,
+            headline=("train/loss", "test/nll"),
+            enabled=config.show_progress,
+        ) as progress,
+        _hint_max_length(config),
+    ):
         for step, metrics in train_steps(
             training_client,
             train_ds,
@@ -415,6 +431,7 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
         ):
             # Eval metrics in a step's record were measured on the weights before its update.
             metrics.update(pending_eval)
+            metrics["time/total"] = time.perf_counter() - loop_start
             run_dir.metrics.log(step, metrics)
             progress.update(step, metrics)
             last = metrics
@@ -422,13 +439,13 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
             if config.save_every > 0 and done % config.save_every == 0 and done < total_steps:
                 _save_checkpoint(training_client, run_dir, done, with_sampler=False)
             pending_eval = (
-                _evaluate(training_client, evaluators, done)
+                _evaluate(training_client, evaluators)
                 if eval_due(done) and done < total_steps
                 else {}
             )
 
     # The final evaluation is a record of its own, at step == total_steps (after every update).
-    final_eval = _evaluate(training_client, evaluators, total_steps)
+    final_eval = _evaluate(training_client, evaluators)
     if final_eval:
         run_dir.metrics.log(total_steps, final_eval)
     latest = run_dir.checkpoints.latest()
@@ -441,7 +458,7 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
         )
     last = {**last, **final_eval}
     summary = "  ".join(
-        f"{k} {last[k]:.4f}" for k in ("train/nll", "test/nll") if k in last and last[k] == last[k]
+        f"{k} {last[k]:.4f}" for k in ("train/loss", "test/nll") if k in last and last[k] == last[k]
     )
     print(
         f"sft: done, {total_steps} steps  {summary}\n"
