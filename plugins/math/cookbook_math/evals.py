@@ -50,7 +50,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 class SampledAnswersEvaluator(Evaluator):
     """Samples `num_samples` replies per problem and grades them.
 
-    Metrics: `accuracy` (share of correct replies), `format_ok`, and `pass@k` for each k.
+    Metrics: `accuracy` (share of correct replies), `format_ok` (share well formed and ended
+    cleanly), `exact_accuracy` (both), and `pass@k` for each k (counting correct replies).
     """
 
     def __init__(
@@ -107,8 +108,7 @@ class SampledAnswersEvaluator(Evaluator):
             for i, (messages, _) in enumerate(self.problems)
         ]
         correct_P: list[int] = []
-        format_ok_total = 0
-        replies = 0
+        format_ok_total = exact_total = replies = 0
         for future, (_, gold) in zip(futures, self.problems, strict=True):
             response = await future
             grades_G = await asyncio.gather(
@@ -116,10 +116,12 @@ class SampledAnswersEvaluator(Evaluator):
             )
             correct_P.append(sum(c for c, _ in grades_G))
             format_ok_total += sum(f for _, f in grades_G)
+            exact_total += sum(c and f for c, f in grades_G)
             replies += len(grades_G)
         metrics = {
             "accuracy": sum(correct_P) / max(replies, 1),
             "format_ok": format_ok_total / max(replies, 1),
+            "exact_accuracy": exact_total / max(replies, 1),
         }
         n = self.num_samples
         for k in self.ks:
