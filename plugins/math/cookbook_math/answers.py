@@ -38,6 +38,7 @@ _SLASH_RE = re.compile(r"([+-]?\d+)\s*/\s*([+-]?\d+)")
 _FRAC_RE = re.compile(
     r"([+-]?)\\[dt]?frac\s*(?:\{\s*([+-]?\d+)\s*\}|(\d))\s*(?:\{\s*([+-]?\d+)\s*\}|(\d))"
 )
+_NUMBER_WITH_UNIT_RE = re.compile(r"(\\?\$?\s*-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?)\s+[A-Za-z]")
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _TEXT_WRAP_RE = re.compile(r"^\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}$")
 # Decorations that never change a number's value.
@@ -48,30 +49,42 @@ def _tail(text: str) -> str:
     return text[-MAX_RESPONSE_CHARS:]
 
 
+def _closing_braces(text: str) -> dict[int, int]:
+    """Index of each `{` -> index of its matching `}` (one pass, unbalanced ones left out)."""
+    stack: list[int] = []
+    match: dict[int, int] = {}
+    for i, c in enumerate(text):
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            match[stack.pop()] = i
+    return match
+
+
 def extract_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (braces balanced), or None."""
+    """The content of the last complete `\\boxed{...}` (braces balanced), or None."""
     text = _tail(text)
-    starts = [m.end() for m in _BOXED_RE.finditer(text)]
-    for start in reversed(starts):
-        depth = 1
-        for i in range(start, len(text)):
-            c = text[i]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
+    opens = [m.end() - 1 for m in _BOXED_RE.finditer(text)]
+    if not opens:
+        return None
+    match = _closing_braces(text)
+    for brace in reversed(opens):
+        if brace in match:
+            return text[brace + 1 : match[brace]].strip()
     return None
 
 
 def extract_hash(text: str) -> str | None:
-    """The rest of the line after the last `####`, or None."""
+    """The rest of the line after the last `####`, or None. A number followed by words
+    (`#### 18 dollars`) gives just the number."""
     text = _tail(text)
     pos = text.rfind("####")
     if pos < 0:
         return None
     answer = text[pos + 4 :].strip().split("\n", 1)[0].strip()
+    with_unit = _NUMBER_WITH_UNIT_RE.match(answer)
+    if with_unit:
+        return with_unit.group(1)
     return answer or None
 
 

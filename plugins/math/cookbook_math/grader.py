@@ -185,6 +185,7 @@ class SymbolicGrader:
     """A small pool of `SymbolicWorker`s shared by all threads of the process."""
 
     def __init__(self, num_workers: int = DEFAULT_NUM_WORKERS) -> None:
+        self._owner_pid = os.getpid()
         self.workers = [SymbolicWorker() for _ in range(num_workers)]
         self._idle: queue.SimpleQueue[SymbolicWorker] = queue.SimpleQueue()
         for worker in self.workers:
@@ -199,7 +200,10 @@ class SymbolicGrader:
             self._idle.put(worker)
 
     def close(self) -> None:
-        """Stop every worker process."""
+        """Stop every worker process (only in the process that made them: a forked child
+        running this at exit must not kill its parent's workers)."""
+        if os.getpid() != self._owner_pid:
+            return
         for worker in self.workers:
             worker.kill()
 

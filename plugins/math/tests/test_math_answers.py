@@ -34,7 +34,13 @@ from cookbook_math.answers import (
         ("a total of 1,234,567 grains", "last_number", "1,234,567"),
         ("no digits here", "last_number", None),
         ("\\boxed{5} #### 6 and 7", "auto", "5"),
-        ("#### 6 and 7", "auto", "6 and 7"),
+        ("#### 6 and 7", "auto", "6"),
+        ("#### 18 dollars", "hash", "18"),
+        ("#### $1,250 in all", "hash", "$1,250"),
+        ("#### 2\\sqrt{3}", "hash", "2\\sqrt{3}"),
+        ("#### x + 1", "hash", "x + 1"),
+        ("\\boxed{7} and then \\boxed{8", "boxed", "7"),
+        ("\\boxed{\\boxed{9}}", "boxed", "9"),
         ("just 7", "auto", "7"),
     ],
 )
@@ -105,6 +111,12 @@ def test_extraction_only_reads_the_tail_of_huge_replies() -> None:
     reply = "\\boxed{1}" + "x" * 50_000 + "#### 2"
     assert extract_answer(reply, "boxed") is None  # the box is beyond the searched tail
     assert extract_answer(reply, "hash") == "2"
+
+
+def test_many_unclosed_boxes() -> None:
+    # One pass over the text, however many boxes are left open.
+    assert extract_boxed("\\boxed{" * 5000) is None
+    assert extract_boxed("\\boxed{1}" + "\\boxed{" * 2000) == "1"
 
 
 def test_boxed_with_deep_braces() -> None:

@@ -75,6 +75,7 @@ HOSTILE_ANSWERS = [
     "\\begin{matrix} 1 & 2 \\end{matrix",
     "\x00\x01\x02\ufffd",
     "a" * 5000,
+    "\\boxed{" * 3000,
 ]
 
 
