@@ -1,0 +1,18 @@
+"""The `local` backend: the tinker client API run in-process on PyTorch.
+
+Entry point: `cookbook.backends.local.service.LocalServiceClient` (or
+`cookbook.backends.make_service_client("local")`). Importing this package is cheap; its modules
+import torch.
+
+Layout, one concern per file:
+
+- `service.py`: `LocalServiceClient`, makes training and sampling clients.
+- `training.py`: `LocalTrainingClient` (forward, forward_backward, optim_step, checkpoints).
+- `sampling.py`: `LocalSamplingClient`, which coalesces concurrent requests into batches.
+- `generation.py`: batched generation with a KV cache, and the token sampler.
+- `losses.py`, `batch.py`: the tinker losses, and datums to padded tensors (with validation).
+- `models.py`: the model interface both model families implement; `tiny_model.py` and
+  `hf_model.py` implement it; `kv_cache.py` is the tiny model's cache.
+- `checkpoints.py`: atomic save and load of weights and optimizer state.
+- `worker.py`: the one-thread-per-client executor and the futures it returns.
+"""

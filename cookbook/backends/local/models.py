@@ -1,0 +1,252 @@
+"""The model interface the local clients use, and the two families behind it.
+
+A `LocalModel` wraps an `nn.Module` with what training and generation need: logits (plain for
+training, cached for generation), the tokenizer, which parameters train, and a frozen snapshot
+for sampling. `tiny` names build the built-in model (`tiny_model.py`); anything else is a local
+Hugging Face directory (`hf_model.py`, imported only then).
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cookbook.backends.local.kv_cache import KVCache
+from cookbook.backends.local.tiny_model import TinyConfig, TinyGPT, is_tiny_name
+from cookbook.errors import UserError
+from cookbook.tokenizers import ByteTokenizer
+
+if TYPE_CHECKING:
+    from cookbook.backends.local.hf_model import HFBase
+    from cookbook.tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """What a LoRA training client adapts (recorded for the tiny model, which trains fully)."""
+
+    rank: int = 32
+    train_mlp: bool = True
+    train_attn: bool = True
+    train_unembed: bool = True
+
+    def to_dict(self) -> dict[str, int | bool]:
+        """Plain values, for checkpoint metadata."""
+        return asdict(self)
+
+
+class GenerationCache(Protocol):
+    """A model's KV cache during one batched generation."""
+
+    length: int
+    """Positions filled (shared by all rows: prompts are left-padded)."""
+
+    def select_rows(self, index_B: torch.Tensor) -> GenerationCache:
+        """A cache whose row i is row `index_B[i]` of this one."""
+        ...
+
+
+class LocalModel(ABC):
+    """A causal LM the local backend trains and samples from."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        base_model: str,
+        tokenizer: Tokenizer,
+        vocab_size: int,
+        context_length: int,
+        pad_token_id: int,
+        lora: LoraSpec | None,
+        arch: str,
+    ) -> None:
+        self.module = module
+        self.base_model = base_model
+        """`tiny...` or the Hugging Face directory."""
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        """Ids the embedding has (token ids must be below it)."""
+        self.context_length = context_length
+        """Longest sequence the model takes."""
+        self.pad_token_id = pad_token_id
+        """A valid id used to fill padding (never trained on or attended to)."""
+        self.lora = lora
+        self.arch = arch
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live."""
+        return next(self.module.parameters()).device
+
+    @abstractmethod
+    def logits(
+        self,
+        tokens_B_T: torch.Tensor,
+        positions_B_T: torch.Tensor | None = None,
+        key_mask_B_S: torch.Tensor | None = None,
+        cache: GenerationCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Next-token logits `[B, T, V]` (`[B, 1, V]` with `last_only`).
+
+        Without a cache the rows are right-padded and causal masking alone is exact. With a
+        cache the T tokens are appended at `cache.length`; `key_mask_B_S` (S >= length + T)
+        says which cache positions hold real tokens, `positions_B_T` are per-row positions.
+        """
+
+    @abstractmethod
+    def new_cache(self, batch_size: int, max_length: int) -> GenerationCache:
+        """An empty cache for `batch_size` rows of up to `max_length` positions."""
+
+    @abstractmethod
+    def metadata(self) -> dict[str, object]:
+        """What a checkpoint records to rebuild this model before loading its weights."""
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The parameters the optimizer updates, in a fixed order."""
+        return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Copies (on CPU) of the trainable weights: what checkpoints store."""
+        return {n: p.detach().to("cpu", copy=True) for n, p in self.trainable_named_parameters()}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Copy `state` into the trainable weights; names and shapes must match exactly."""
+        params = dict(self.trainable_named_parameters())
+        if set(state) != set(params):
+            missing = sorted(set(params) - set(state))[:3]
+            extra = sorted(set(state) - set(params))[:3]
+            raise UserError(
+                f"checkpoint {source} does not fit this model (missing {missing}, "
+                f"unexpected {extra}); load it into a client of the same base model and LoRA rank"
+            )
+        with torch.no_grad():
+            for name, p in params.items():
+                if state[name].shape != p.shape:
+                    raise UserError(
+                        f"checkpoint {source}: {name} has shape {tuple(state[name].shape)}, "
+                        f"the model has {tuple(p.shape)}; use a client of the same model size"
+                    )
+                p.copy_(state[name])
+
+    def snapshot(self) -> LocalModel:
+        """A frozen copy for sampling. Frozen weights (the base under LoRA) are shared, not
+        copied; trainable ones are copied, so later training does not change the snapshot."""
+        frozen = {id(p): p for p in self.module.parameters() if not p.requires_grad}
+        module = copy.deepcopy(self.module, memo=dict(frozen))
+        for p in module.parameters():
+            p.requires_grad_(False)
+        clone = copy.copy(self)
+        clone.module = module
+        return clone
+
+
+def target_logprobs(logits_B_T_V: torch.Tensor, targets_B_T: torch.Tensor) -> torch.Tensor:
+    """log p(target) at each position, in float32 (one fused log-softmax + gather)."""
+    b, t, v = logits_B_T_V.shape
+    nll = F.cross_entropy(
+        logits_B_T_V.reshape(b * t, v).float(), targets_B_T.reshape(b * t), reduction="none"
+    )
+    return -nll.view(b, t)
+
+
+class TinyLocalModel(LocalModel):
+    """The built-in model. LoRA arguments are recorded but the whole model trains: a model
+    trained from scratch has nothing to adapt."""
+
+    module: TinyGPT
+
+    def __init__(self, module: TinyGPT, base_model: str, lora: LoraSpec | None) -> None:
+        tokenizer = ByteTokenizer()
+        super().__init__(
+            module,
+            base_model=base_model,
+            tokenizer=tokenizer,
+            vocab_size=module.cfg.vocab_size,
+            context_length=module.cfg.context_length,
+            pad_token_id=tokenizer.pad_token_id,
+            lora=lora,
+            arch="tiny-gpt",
+        )
+
+    def logits(
+        self,
+        tokens_B_T: torch.Tensor,
+        positions_B_T: torch.Tensor | None = None,
+        key_mask_B_S: torch.Tensor | None = None,
+        cache: GenerationCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"the tiny model takes a KVCache, got {type(cache).__name__}")
+        return self.module(tokens_B_T, positions_B_T, key_mask_B_S, cache, last_only)
+
+    def new_cache(self, batch_size: int, max_length: int) -> GenerationCache:
+        return self.module.new_cache(batch_size, max_length, self.device)
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "family": "tiny",
+            "base_model": self.base_model,
+            "tiny_config": self.module.cfg.to_dict(),
+            "lora": self.lora.to_dict() if self.lora else None,
+        }
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`device`, or CUDA when available else CPU; a clear error for a device that is not there."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise UserError(f"unknown device {device!r} ({exc}); use 'cpu' or 'cuda'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but CUDA is not available; use 'cpu'")
+    return dev
+
+
+class ModelFactory:
+    """Builds `LocalModel`s on one device, keeping each loaded Hugging Face base once so that
+    training and sampling clients of the same base share its frozen weights."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._hf_bases: dict[str, HFBase] = {}
+
+    def build(
+        self,
+        base_model: str,
+        *,
+        lora: LoraSpec | None,
+        seed: int,
+        tiny_config: TinyConfig | None = None,
+    ) -> LocalModel:
+        """A fresh model: `tiny...` from `seed`, or a Hugging Face directory with LoRA adapters
+        (`lora=None`: the bare base, for sampling)."""
+        if is_tiny_name(base_model):
+            cfg = tiny_config or TinyConfig.from_name(base_model)
+            module = TinyGPT(cfg, seed=seed).to(self.device)
+            module.eval()  # no dropout anywhere; eval mode is the honest label
+            return TinyLocalModel(module, base_model, lora)
+        from cookbook.backends.local import hf_model
+
+        return hf_model.build_hf_model(base_model, self.device, lora, seed, self._hf_bases)
+
+    def build_from_metadata(self, meta: dict[str, object], source: str) -> LocalModel:
+        """The untrained model a checkpoint's weights load into."""
+        base_model = meta.get("base_model")
+        if not isinstance(base_model, str):
+            raise UserError(f"checkpoint {source} has no base_model in meta.json; re-save it")
+        lora_raw = meta.get("lora")
+        lora = LoraSpec(**lora_raw) if isinstance(lora_raw, dict) else None
+        tiny_raw = meta.get("tiny_config")
+        tiny_cfg = TinyConfig(**tiny_raw) if isinstance(tiny_raw, dict) else None
+        return self.build(base_model, lora=lora, seed=0, tiny_config=tiny_cfg)

@@ -1,0 +1,237 @@
+"""`LocalSamplingClient`: tinker's `SamplingClient` on a frozen local model.
+
+`sample()` and `compute_logprobs()` validate their arguments at once (a bad request raises
+there) and queue the work. The client's worker thread takes every request that arrived together
+(an RL runner fires one per env or group from asyncio) and serves them with one batched
+generation (`generation.generate`) and one scoring pass.
+
+Semantics, as in tinker: the reported logprobs are the model's own (temperature 1, no top-k/p),
+so they match `compute_logprobs` and the training client's `forward`. `stop=None` stops at the
+tokenizer's EOS, `stop=[]` never stops early, a list of token ids stops at any of them, and
+stop strings stop once the decoded output contains one (EOS still stops too). The token that
+completes a stop is kept in `tokens`. A request without a seed gets one from the client's own
+generator, drawn in submission order.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from concurrent.futures import Future as ConcurrentFuture
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tinker import types
+
+from cookbook.backends.local.batch import BadRequestError
+from cookbook.backends.local.generation import GenRow, generate, row_uniforms, score_prompts
+from cookbook.backends.local.models import LocalModel
+from cookbook.backends.local.worker import JobQueue, LocalFuture
+
+if TYPE_CHECKING:
+    from cookbook.tokenizers import Tokenizer
+
+
+@dataclass
+class _SampleJob:
+    prompt: list[int]
+    rows: list[GenRow]
+    include_prompt_logprobs: bool
+    future: ConcurrentFuture[types.SampleResponse] = field(default_factory=ConcurrentFuture)
+
+    def start(self) -> bool:
+        return self.future.set_running_or_notify_cancel()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+@dataclass
+class _ScoreJob:
+    prompt: list[int]
+    future: ConcurrentFuture[list[float | None]] = field(default_factory=ConcurrentFuture)
+
+    def start(self) -> bool:
+        return self.future.set_running_or_notify_cancel()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+class LocalSamplingClient:
+    """Samples from, and scores prompts under, one fixed set of weights."""
+
+    def __init__(
+        self,
+        model: LocalModel,
+        *,
+        seed: int = 0,
+        model_path: str | None = None,
+        max_batch_rows: int = 512,
+    ) -> None:
+        self._model = model
+        self._tokenizer = model.tokenizer
+        self._seed_rng = random.Random(seed)
+        self._max_batch_rows = max_batch_rows
+        self.model_path = model_path
+        """Where the weights came from (None for an in-memory snapshot or a base model)."""
+        self.batches_served = 0
+        """Batched generations run so far (concurrent requests share one)."""
+        eos = getattr(self._tokenizer, "eos_token_id", None)
+        self._eos: frozenset[int] = frozenset([eos]) if isinstance(eos, int) else frozenset()
+        self._queue: JobQueue[_SampleJob | _ScoreJob] = JobQueue(
+            f"cookbook-sampler-{uuid.uuid4().hex[:6]}", self._process, batch=True
+        )
+
+    # --- the tinker API ---------------------------------------------------------------------
+
+    def sample(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+    ) -> LocalFuture[types.SampleResponse]:
+        """Queue `num_samples` completions of `prompt`; the future gives a `SampleResponse`."""
+        tokens = self._check_prompt(prompt, "sample")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise BadRequestError(f"sample: num_samples must be a positive int, got {num_samples}")
+        p = sampling_params
+        room = self._model.context_length - len(tokens)
+        if p.max_tokens is not None and p.max_tokens < 0:
+            raise BadRequestError(f"sample: max_tokens must be >= 0, got {p.max_tokens}")
+        max_new = room if p.max_tokens is None else min(p.max_tokens, room)
+        if not math.isfinite(p.temperature) or p.temperature < 0:
+            raise BadRequestError(f"sample: temperature must be >= 0, got {p.temperature}")
+        if not 0.0 < p.top_p <= 1.0:
+            raise BadRequestError(f"sample: top_p must be in (0, 1], got {p.top_p}")
+        stop_ids, stop_strings = self._parse_stop(p.stop)
+        seed = p.seed if p.seed is not None else self._seed_rng.getrandbits(63)
+        rows = [
+            GenRow(
+                prompt=tokens,
+                max_new=max_new,
+                temperature=p.temperature,
+                top_k=p.top_k,
+                top_p=p.top_p,
+                stop_ids=stop_ids,
+                stop_strings=stop_strings,
+                uniforms=row_uniforms(seed, j, max_new),
+            )
+            for j in range(num_samples)
+        ]
+        job = _SampleJob(tokens, rows, include_prompt_logprobs)
+        self._queue.put(job)
+        return LocalFuture(job.future)
+
+    def compute_logprobs(self, prompt: types.ModelInput) -> LocalFuture[list[float | None]]:
+        """log p of each prompt token given the ones before it (None for the first)."""
+        job = _ScoreJob(self._check_prompt(prompt, "compute_logprobs", need_room=False))
+        self._queue.put(job)
+        return LocalFuture(job.future)
+
+    def get_tokenizer(self) -> Tokenizer:
+        """The model's tokenizer."""
+        return self._tokenizer
+
+    def get_base_model(self) -> str:
+        """The base model name (`tiny...` or the Hugging Face directory)."""
+        return self._model.base_model
+
+    # --- validation ---------------------------------------------------------------------------
+
+    def _check_prompt(
+        self, prompt: types.ModelInput, what: str, need_room: bool = True
+    ) -> list[int]:
+        try:
+            tokens = list(prompt.to_ints())
+        except (ValueError, AttributeError):
+            raise BadRequestError(f"{what}: prompt must be a ModelInput of token chunks") from None
+        if not tokens:
+            raise BadRequestError(f"{what}: prompt is empty; give at least one token")
+        vocab = self._model.vocab_size
+        for j, t in enumerate(tokens):
+            if not 0 <= t < vocab:
+                raise BadRequestError(
+                    f"{what}: prompt token {t} at position {j} is outside the vocabulary [0, {vocab})"
+                )
+        limit = self._model.context_length - (1 if need_room else 0)
+        if len(tokens) > limit:
+            raise BadRequestError(
+                f"{what}: prompt of {len(tokens)} tokens leaves no room in the model's context "
+                f"of {self._model.context_length}; shorten it"
+            )
+        return tokens
+
+    def _parse_stop(
+        self, stop: str | list[str] | list[int] | object
+    ) -> tuple[frozenset[int], tuple[str, ...]]:
+        if stop is None:
+            return self._eos, ()
+        items = (
+            [stop]
+            if isinstance(stop, str)
+            else list(stop)
+            if isinstance(stop, list | tuple)
+            else None
+        )
+        if items is None:
+            raise BadRequestError(f"sample: stop must be a string or a list, got {stop!r}")
+        if all(isinstance(s, str) for s in items):
+            strings = tuple(s for s in items if isinstance(s, str) and s)
+            return (self._eos if strings else frozenset()), strings
+        if all(isinstance(s, int) and not isinstance(s, bool) for s in items):
+            return frozenset(int(s) for s in items if isinstance(s, int)), ()
+        raise BadRequestError(f"sample: stop mixes strings and token ids: {items!r}; use one kind")
+
+    # --- the worker ---------------------------------------------------------------------------
+
+    def _process(self, jobs: list[_SampleJob | _ScoreJob]) -> None:
+        """Serve every request that arrived together: one scoring pass, batched generation."""
+        to_score = [j for j in jobs if isinstance(j, _ScoreJob) or j.include_prompt_logprobs]
+        scores = score_prompts(self._model, [j.prompt for j in to_score]) if to_score else []
+        prompt_lps = {id(j): s for j, s in zip(to_score, scores, strict=True)}
+        for job in jobs:
+            if isinstance(job, _ScoreJob):
+                job.future.set_result(prompt_lps[id(job)])
+
+        sample_jobs = [j for j in jobs if isinstance(j, _SampleJob)]
+        chunk: list[_SampleJob] = []
+        n_rows = 0
+        for job in sample_jobs:
+            if chunk and n_rows + len(job.rows) > self._max_batch_rows:
+                self._generate(chunk, prompt_lps)
+                chunk, n_rows = [], 0
+            chunk.append(job)
+            n_rows += len(job.rows)
+        if chunk:
+            self._generate(chunk, prompt_lps)
+
+    def _generate(self, jobs: list[_SampleJob], prompt_lps: dict[int, list[float | None]]) -> None:
+        rows = [r for j in jobs for r in j.rows]
+        results = generate(self._model, rows, self._tokenizer.decode)
+        self.batches_served += 1
+        start = 0
+        for job in jobs:
+            mine = results[start : start + len(job.rows)]
+            start += len(job.rows)
+            sequences = [
+                types.SampledSequence(
+                    stop_reason=r.stop_reason,
+                    sequence_id=uuid.uuid4().hex,
+                    tokens_np=np.asarray(r.tokens, dtype=np.int32),
+                    logprobs_np=np.asarray(r.logprobs, dtype=np.float32),
+                )
+                for r in mine
+            ]
+            prompt_np = None
+            if job.include_prompt_logprobs:
+                lps = prompt_lps[id(job)]
+                prompt_np = np.array([math.nan if x is None else x for x in lps], np.float32)
+            job.future.set_result(
+                types.SampleResponse(sequences=sequences, prompt_logprobs_np=prompt_np)
+            )

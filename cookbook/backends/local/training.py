@@ -1,0 +1,384 @@
+"""`LocalTrainingClient`: tinker's `TrainingClient` on a local PyTorch model.
+
+Requests are checked when submitted (a bad batch raises there and nothing is queued) and run in
+submission order on the client's worker thread. Gradients are computed into fresh tensors and
+added to the accumulated ones only once the backward pass succeeded, so a failing request leaves
+no partial gradient. A non-finite loss or gradient is reported in the output, and the next
+`optim_step` refuses it: it raises, leaves the weights as they were and drops that gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from tinker import types
+
+from cookbook.backends.local import checkpoints
+from cookbook.backends.local.batch import (
+    BadRequestError,
+    PreparedBatch,
+    prepare_batch,
+    resolve_loss_config,
+)
+from cookbook.backends.local.losses import LOSS_INPUTS, per_token_loss
+from cookbook.backends.local.models import LocalModel, ModelFactory, target_logprobs
+from cookbook.backends.local.sampling import LocalSamplingClient
+from cookbook.backends.local.worker import LocalFuture, SerialExecutor
+from cookbook.errors import UserError
+
+if TYPE_CHECKING:
+    from cookbook.backends.protocol import CustomLossFn
+    from cookbook.tokenizers import Tokenizer
+
+
+class NonFiniteGradientError(UserError, ArithmeticError):
+    """`optim_step` refused a gradient with NaN or inf; the weights are unchanged."""
+
+
+class LocalTrainingClient:
+    """Trainable weights (the whole tiny model, or LoRA adapters) and their AdamW state."""
+
+    def __init__(
+        self,
+        model: LocalModel,
+        *,
+        factory: ModelFactory,
+        base_dir: Path,
+        seed: int = 0,
+    ) -> None:
+        self._model = model
+        self._factory = factory
+        self._base_dir = base_dir
+        self._seed = seed
+        self._params = [p for _, p in model.trainable_named_parameters()]
+        if not self._params:
+            raise UserError("this model has no trainable parameters; check the LoRA settings")
+        self._optimizer = torch.optim.AdamW(
+            self._params, lr=0.0, betas=(0.9, 0.95), eps=1e-12, weight_decay=0.0
+        )
+        self._step = 0
+        self._bad_gradient: str | None = None
+        self.model_id = f"local-{uuid.uuid4().hex[:12]}"
+        self._executor = SerialExecutor(f"cookbook-train-{self.model_id}")
+        self._samplers_made = 0
+
+    # --- forward / backward -------------------------------------------------------------------
+
+    def forward(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: Mapping[str, float | str] | None = None,
+    ) -> LocalFuture[types.ForwardBackwardOutput]:
+        """Logprobs and loss of `data`, no gradient."""
+        batch, config = self._prepare(data, loss_fn, loss_fn_config)
+        return self._executor.submit(lambda: self._run(batch, loss_fn, config, backward=False))
+
+    def forward_backward(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: Mapping[str, float | str] | None = None,
+    ) -> LocalFuture[types.ForwardBackwardOutput]:
+        """Like `forward`, and add the loss's gradient to the accumulated one."""
+        batch, config = self._prepare(data, loss_fn, loss_fn_config)
+        return self._executor.submit(lambda: self._run(batch, loss_fn, config, backward=True))
+
+    def forward_backward_custom(
+        self, data: list[types.Datum], loss_fn: CustomLossFn
+    ) -> LocalFuture[types.ForwardBackwardOutput]:
+        """Gradient of `loss_fn(data, logprobs_D)`, where `logprobs_D[i]` are datum i's target
+        logprobs (a tensor that carries the graph: the loss may be any function of them)."""
+        batch = self._prepare_batch(data, ("target_tokens",), accept_extra=True, what="custom")
+        data_copy = list(data)
+        return self._executor.submit(lambda: self._run_custom(batch, data_copy, loss_fn))
+
+    def _prepare(
+        self,
+        data: list[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, float | str] | None,
+    ) -> tuple[PreparedBatch, dict[str, float]]:
+        config = resolve_loss_config(loss_fn, loss_fn_config)
+        batch = self._prepare_batch(data, LOSS_INPUTS[loss_fn], accept_extra=False, what=loss_fn)
+        return batch, config
+
+    def _prepare_batch(
+        self, data: list[types.Datum], required: tuple[str, ...], accept_extra: bool, what: str
+    ) -> PreparedBatch:
+        m = self._model
+        return prepare_batch(
+            data,
+            required,
+            accept_extra=accept_extra,
+            vocab_size=m.vocab_size,
+            context_length=m.context_length,
+            pad_token_id=m.pad_token_id,
+            what=what,
+        )
+
+    def _target_logprobs(self, batch: PreparedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target logprobs `[B, T]` (with graph when grad is enabled) and the mask on device."""
+        device = self._model.device
+        tokens = torch.from_numpy(batch.tokens_B_T).to(device, non_blocking=True)
+        targets = torch.from_numpy(batch.targets_B_T).to(device, non_blocking=True)
+        logits = self._model.logits(tokens)
+        mask = torch.from_numpy(batch.mask_B_T).to(device, non_blocking=True)
+        return target_logprobs(logits, targets), mask
+
+    def _run(
+        self, batch: PreparedBatch, loss_fn: str, config: dict[str, float], backward: bool
+    ) -> types.ForwardBackwardOutput:
+        device = self._model.device
+        with torch.set_grad_enabled(backward):
+            lp_B_T, mask_B_T = self._target_logprobs(batch)
+            fields = {k: torch.from_numpy(v).to(device) for k, v in batch.fields.items()}
+            per_token = per_token_loss(loss_fn, lp_B_T, fields, config)
+            loss = torch.where(mask_B_T, per_token, torch.zeros_like(per_token)).sum()
+        loss_value = float(loss.detach())
+        if backward:
+            self._accumulate(loss, loss_value)
+        return _output(lp_B_T, batch, {"loss:sum": loss_value})
+
+    def _run_custom(
+        self, batch: PreparedBatch, data: list[types.Datum], loss_fn: CustomLossFn
+    ) -> types.ForwardBackwardOutput:
+        with torch.enable_grad():
+            lp_B_T, _ = self._target_logprobs(batch)
+            lp_D = [lp_B_T[i, :n] for i, n in enumerate(batch.lengths_B)]
+            loss, metrics = loss_fn(data, lp_D)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise BadRequestError(
+                f"custom loss must return (scalar tensor, metrics dict), got {type(loss).__name__}"
+            )
+        loss_value = float(loss.detach())
+        self._accumulate(loss.reshape(()), loss_value)
+        return _output(lp_B_T, batch, {**metrics, "loss:sum": loss_value})
+
+    def _accumulate(self, loss: torch.Tensor, loss_value: float) -> None:
+        """Add d(loss)/d(params) to the accumulated gradient, all or nothing."""
+        grads = torch.autograd.grad(loss, self._params, allow_unused=True)
+        with torch.no_grad():
+            for p, g in zip(self._params, grads, strict=True):
+                if g is None:
+                    continue
+                if p.grad is None:
+                    p.grad = g
+                else:
+                    p.grad.add_(g)
+        if not math.isfinite(loss_value) and self._bad_gradient is None:
+            self._bad_gradient = f"a forward_backward had loss:sum = {loss_value}"
+
+    # --- optimizer ----------------------------------------------------------------------------
+
+    def optim_step(self, adam_params: types.AdamParams) -> LocalFuture[types.OptimStepResponse]:
+        """One AdamW step on the accumulated gradient, then clear it."""
+        _check_adam(adam_params)
+        return self._executor.submit(lambda: self._optim_step(adam_params))
+
+    def _optim_step(self, adam: types.AdamParams) -> types.OptimStepResponse:
+        grads = [p.grad for p in self._params if p.grad is not None]
+        norm = 0.0
+        if grads:
+            norms = torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])
+            norm = float(torch.linalg.vector_norm(norms))
+        reason = self._bad_gradient or (None if math.isfinite(norm) else f"grad norm is {norm}")
+        if reason is not None:
+            self._clear_gradient()
+            raise NonFiniteGradientError(
+                f"optim_step refused: {reason}; weights unchanged and that gradient dropped "
+                "(lower the learning rate or check advantages/weights)"
+            )
+        if adam.grad_clip_norm > 0 and norm > adam.grad_clip_norm:
+            scale = adam.grad_clip_norm / (norm + 1e-6)
+            torch._foreach_mul_(grads, scale)
+        for group in self._optimizer.param_groups:
+            group["lr"] = adam.learning_rate
+            group["betas"] = (adam.beta1, adam.beta2)
+            group["eps"] = adam.eps
+            group["weight_decay"] = adam.weight_decay
+        self._optimizer.step()
+        self._clear_gradient()
+        self._step += 1
+        return types.OptimStepResponse(
+            metrics={"grad_norm": norm, "learning_rate": adam.learning_rate, "step": self._step}
+        )
+
+    def _clear_gradient(self) -> None:
+        for p in self._params:
+            p.grad = None
+        self._bad_gradient = None
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def save_state(self, name: str) -> LocalFuture[types.SaveWeightsResponse]:
+        """Weights, optimizer state and step count; the response's path is what `load_state`
+        (and `LocalServiceClient.create_training_client_from_state`) takes."""
+        path = checkpoints.resolve_path(name, self._base_dir, checkpoints.STATE)
+
+        def save() -> types.SaveWeightsResponse:
+            checkpoints.save_checkpoint(
+                path,
+                self._meta("state"),
+                self._model.trainable_state_dict(),
+                self._optimizer.state_dict(),
+            )
+            return types.SaveWeightsResponse(path=str(path), type="save_weights")
+
+        return self._executor.submit(save)
+
+    def load_state(self, path: str) -> LocalFuture[types.LoadWeightsResponse]:
+        """Restore weights, optimizer state and step count saved by `save_state`."""
+        return self._executor.submit(lambda: self._load(path, with_optimizer=True))
+
+    def load_state_with_optimizer(self, path: str) -> LocalFuture[types.LoadWeightsResponse]:
+        """Same as `load_state` (the SDK's name for it)."""
+        return self.load_state(path)
+
+    def load_weights(self, path: str, with_optimizer: bool) -> types.LoadWeightsResponse:
+        """Synchronous load, for building a client from a checkpoint before any request."""
+        return self._executor.submit(lambda: self._load(path, with_optimizer)).result()
+
+    def _load(self, path: str, with_optimizer: bool) -> types.LoadWeightsResponse:
+        directory, meta = checkpoints.read_meta(path)
+        if meta.get("family") != "tiny" and meta.get("base_model") != self._model.base_model:
+            raise UserError(
+                f"checkpoint {path} is for base model {meta.get('base_model')!r}, this client "
+                f"trains {self._model.base_model!r}"
+            )
+        device = self._model.device
+        weights = checkpoints.load_weights(directory, device)
+        optimizer = checkpoints.load_optimizer(directory, device) if with_optimizer else None
+        self._model.load_trainable_state_dict(weights, path)
+        if optimizer is not None:
+            self._optimizer.load_state_dict(optimizer)
+            step = meta.get("step")
+            self._step = step if isinstance(step, int) else 0
+        self._clear_gradient()
+        return types.LoadWeightsResponse(path=path, model_id=self.model_id, type="load_weights")
+
+    def save_weights_for_sampler(
+        self, name: str
+    ) -> LocalFuture[types.SaveWeightsForSamplerResponse]:
+        """Weights only; the response's path is what `create_sampling_client` takes."""
+        path = checkpoints.resolve_path(name, self._base_dir, checkpoints.SAMPLER)
+        return self._executor.submit(lambda: self._save_sampler(path))
+
+    def _save_sampler(self, path: Path) -> types.SaveWeightsForSamplerResponse:
+        checkpoints.save_checkpoint(
+            path, self._meta("sampler"), self._model.trainable_state_dict(), None
+        )
+        return types.SaveWeightsForSamplerResponse(path=str(path), type="save_weights_for_sampler")
+
+    def save_weights_and_get_sampling_client(self, name: str | None = None) -> LocalSamplingClient:
+        """A sampling client on the weights as they are after every request submitted so far.
+        With `name` the weights are also saved for later; without, the snapshot stays in memory.
+        Blocks until the earlier requests are done."""
+        path = checkpoints.resolve_path(name, self._base_dir, checkpoints.SAMPLER) if name else None
+
+        def snap() -> LocalModel:
+            if path is not None:
+                self._save_sampler(path)
+            return self._model.snapshot()
+
+        snapshot = self._executor.submit(snap).result()
+        self._samplers_made += 1
+        return LocalSamplingClient(
+            snapshot,
+            seed=self._seed * 1_000_003 + self._samplers_made,
+            model_path=str(path) if path else None,
+        )
+
+    def create_sampling_client(self, model_path: str) -> LocalSamplingClient:
+        """A sampling client on weights saved by `save_weights_for_sampler` (or `save_state`)."""
+        return load_sampling_client(self._factory, model_path, seed=self._seed)
+
+    def _meta(self, kind: str) -> dict[str, object]:
+        return {**self._model.metadata(), "kind": kind, "step": self._step, "seed": self._seed}
+
+    # --- info ---------------------------------------------------------------------------------
+
+    def get_tokenizer(self) -> Tokenizer:
+        """The model's tokenizer."""
+        return self._model.tokenizer
+
+    def get_info(self) -> types.GetInfoResponse:
+        """Base model, LoRA rank, architecture."""
+        lora = self._model.lora
+        return types.GetInfoResponse(
+            type="get_info",
+            model_data=types.ModelData(
+                arch=self._model.arch,
+                model_name=self._model.base_model,
+                tokenizer_id=self._model.base_model,
+            ),
+            model_id=self.model_id,
+            is_lora=lora is not None,
+            lora_rank=lora.rank if lora else None,
+            model_name=self._model.base_model,
+        )
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken (restored by `load_state`)."""
+        return self._step
+
+    # --- inspection (local only: tests and debugging) -----------------------------------------
+
+    def trainable_weights(self) -> dict[str, torch.Tensor]:
+        """CPU copies of the trainable weights after every request submitted so far."""
+        return self._executor.submit(self._model.trainable_state_dict).result()
+
+    def accumulated_gradients(self) -> dict[str, torch.Tensor]:
+        """CPU copies of the gradient accumulated since the last `optim_step` (after every
+        request submitted so far); parameters without one are left out."""
+
+        def grads() -> dict[str, torch.Tensor]:
+            return {
+                n: p.grad.detach().to("cpu", copy=True)
+                for n, p in self._model.trainable_named_parameters()
+                if p.grad is not None
+            }
+
+        return self._executor.submit(grads).result()
+
+
+def load_sampling_client(factory: ModelFactory, path: str, seed: int = 0) -> LocalSamplingClient:
+    """A sampling client on the weights saved at `path`."""
+    directory, meta = checkpoints.read_meta(path)
+    model = factory.build_from_metadata(meta, path)
+    model.load_trainable_state_dict(checkpoints.load_weights(directory, factory.device), path)
+    return LocalSamplingClient(model.snapshot(), seed=seed, model_path=path)
+
+
+def _output(
+    lp_B_T: torch.Tensor, batch: PreparedBatch, metrics: dict[str, float]
+) -> types.ForwardBackwardOutput:
+    lp_host = lp_B_T.detach().float().cpu().numpy()
+    outputs = [
+        {"logprobs": types.TensorData.from_numpy(np.ascontiguousarray(lp_host[i, :n]))}
+        for i, n in enumerate(batch.lengths_B)
+    ]
+    return types.ForwardBackwardOutput(
+        loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs, metrics=metrics
+    )
+
+
+def _check_adam(adam: types.AdamParams) -> None:
+    checks = [
+        ("learning_rate", adam.learning_rate, adam.learning_rate >= 0),
+        ("beta1", adam.beta1, 0 <= adam.beta1 < 1),
+        ("beta2", adam.beta2, 0 <= adam.beta2 < 1),
+        ("eps", adam.eps, adam.eps >= 0),
+        ("weight_decay", adam.weight_decay, adam.weight_decay >= 0),
+        ("grad_clip_norm", adam.grad_clip_norm, adam.grad_clip_norm >= 0),
+    ]
+    for name, value, ok in checks:
+        if not (ok and math.isfinite(value)):
+            raise BadRequestError(f"optim_step: AdamParams.{name} = {value} is out of range")

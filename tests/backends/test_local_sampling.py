@@ -1,0 +1,227 @@
+"""Sampling client: logprobs agree with scoring, seeds, stops, lengths, top-k/top-p, batching."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+from backend_helpers import ce_datum
+from tinker import types
+
+from cookbook.backends.local.batch import BadRequestError
+from cookbook.backends.local.sampling import LocalSamplingClient
+from cookbook.backends.local.service import LocalServiceClient
+from cookbook.backends.local.tiny_model import TinyConfig, TinyGPT
+from cookbook.backends.local.training import LocalTrainingClient
+from cookbook.tokenizers import ByteTokenizer
+
+TOK = ByteTokenizer()
+SENTENCE = "the quick brown fox jumps"
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[LocalTrainingClient, LocalSamplingClient]:
+    """A tiny model that learned `SENTENCE` followed by EOS."""
+    service = LocalServiceClient(device="cpu")
+    trainer = service.create_lora_training_client("tiny", seed=0)
+    data = [ce_datum([*TOK.encode(SENTENCE), TOK.eos_token_id])]
+    for _ in range(150):
+        trainer.forward_backward(data, "cross_entropy")
+        trainer.optim_step(types.AdamParams(learning_rate=5e-3))
+    return trainer, trainer.save_weights_and_get_sampling_client()
+
+
+def _prompt(text: str) -> types.ModelInput:
+    return types.ModelInput.from_ints(TOK.encode(text))
+
+
+def _sample(
+    sampler: LocalSamplingClient, text: str, params: types.SamplingParams, n: int = 1
+) -> types.SampleResponse:
+    return sampler.sample(_prompt(text), n, params).result()
+
+
+SP = types.SamplingParams
+
+
+def test_sampler_logprobs_equal_forward_and_compute_logprobs(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    trainer, sampler = trained
+    prompts = ["the", "the quick b", "jumps over the lazy dog and"]  # different left padding
+
+    async def fire() -> list[types.SampleResponse]:
+        futures = [
+            sampler.sample(
+                _prompt(p),
+                3,
+                types.SamplingParams(max_tokens=12, temperature=1.0, seed=i, stop=[]),
+                include_prompt_logprobs=True,
+            )
+            for i, p in enumerate(prompts)
+        ]
+        return list(await asyncio.gather(*futures))
+
+    responses = asyncio.run(fire())
+    for text, response in zip(prompts, responses, strict=True):
+        prompt = TOK.encode(text)
+        scored_prompt = sampler.compute_logprobs(_prompt(text)).result()
+        assert response.prompt_logprobs is not None and response.prompt_logprobs[0] is None
+        np.testing.assert_allclose(
+            np.array(response.prompt_logprobs[1:], float),
+            np.array(scored_prompt[1:], float),
+            atol=1e-4,
+        )
+        for seq in response.sequences:
+            assert len(seq.tokens) == 12 and seq.stop_reason == "length"
+            full = prompt + seq.tokens
+            scored = sampler.compute_logprobs(types.ModelInput.from_ints(full)).result()
+            sampled_lp = np.array(seq.logprobs, float)
+            np.testing.assert_allclose(
+                sampled_lp, np.array(scored[len(prompt) :], float), atol=1e-4
+            )
+            fwd = trainer.forward([ce_datum(full)], "cross_entropy").result()
+            train_lp = fwd.loss_fn_outputs[0]["logprobs"].to_numpy()
+            np.testing.assert_allclose(sampled_lp, train_lp[len(prompt) - 1 :], atol=1e-4)
+
+
+def test_seeded_sampling_is_reproducible_even_when_batched_with_others(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    _, sampler = trained
+    params = types.SamplingParams(max_tokens=20, temperature=1.5, seed=7, stop=[])
+    alone = sampler.sample(_prompt("the quick"), 3, params).result()
+    tokens_alone = [s.tokens for s in alone.sequences]
+    assert len({tuple(t) for t in tokens_alone}) == 3  # samples of one request differ
+
+    async def crowded() -> types.SampleResponse:
+        others = [
+            sampler.sample(
+                _prompt("x" * (i + 1)),
+                2,
+                types.SamplingParams(max_tokens=5 + i, temperature=1.0, top_k=10, seed=100 + i),
+            )
+            for i in range(10)
+        ]
+        mine = sampler.sample(_prompt("the quick"), 3, params)
+        await asyncio.gather(*others)
+        return await mine
+
+    served_before = sampler.batches_served
+    crowded_response = asyncio.run(crowded())
+    assert sampler.batches_served - served_before <= 2  # coalesced, not one batch per request
+    assert [s.tokens for s in crowded_response.sequences] == tokens_alone
+    other_seed = types.SamplingParams(max_tokens=20, temperature=1.5, seed=8, stop=[])
+    different = sampler.sample(_prompt("the quick"), 3, other_seed).result()
+    assert [s.tokens for s in different.sequences] != tokens_alone
+
+
+def test_eos_stop_tokens_and_stop_strings(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    _, sampler = trained
+    eos = TOK.eos_token_id
+    greedy = _sample(sampler, "the quick", SP(max_tokens=40, temperature=0.0)).sequences[0]
+    assert TOK.decode(greedy.tokens) == " brown fox jumps<|eos|>"
+    assert greedy.stop_reason == "stop" and greedy.tokens[-1] == eos
+
+    by_id = _sample(sampler, "the quick", SP(max_tokens=40, temperature=0.0, stop=[ord("x")]))
+    assert TOK.decode(by_id.sequences[0].tokens) == " brown fox"
+    assert by_id.sequences[0].stop_reason == "stop"
+
+    by_string = _sample(sampler, "the quick", SP(max_tokens=40, temperature=0.0, stop=["fox j"]))
+    assert TOK.decode(by_string.sequences[0].tokens) == " brown fox j"
+    assert by_string.sequences[0].stop_reason == "stop"
+
+    no_stop = _sample(sampler, "the quick", SP(max_tokens=25, temperature=0.0, stop=[]))
+    assert len(no_stop.sequences[0].tokens) == 25 and no_stop.sequences[0].stop_reason == "length"
+    assert no_stop.sequences[0].tokens[:17] == greedy.tokens  # ran through the EOS
+
+
+def test_max_tokens_gives_length(trained: tuple[LocalTrainingClient, LocalSamplingClient]) -> None:
+    _, sampler = trained
+    short = _sample(sampler, "the quick", SP(max_tokens=5, temperature=1.0, seed=1), 4)
+    for seq in short.sequences:
+        assert len(seq.tokens) == 5 and seq.stop_reason == "length"
+    none = _sample(sampler, "the quick", SP(max_tokens=0)).sequences[0]
+    assert none.tokens == [] and none.stop_reason == "length"
+
+
+def _reference(trainer: LocalTrainingClient) -> TinyGPT:
+    model = TinyGPT(TinyConfig())
+    model.load_state_dict(trainer.trainable_weights())
+    return model
+
+
+def test_top_k_and_top_p_keep_only_the_allowed_tokens(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    trainer, sampler = trained
+    reference = _reference(trainer)
+    prompt = TOK.encode("the q")
+    for sp, check in [
+        (SP(max_tokens=10, temperature=3.0, seed=3, stop=[], top_k=3), "k"),
+        (SP(max_tokens=10, temperature=3.0, seed=3, stop=[], top_p=0.5), "p"),
+    ]:
+        response = sampler.sample(types.ModelInput.from_ints(prompt), 8, sp).result()
+        for seq in response.sequences:
+            full = torch.tensor([prompt + seq.tokens])
+            with torch.no_grad():
+                probs = torch.softmax(reference(full)[0] / 3.0, dim=-1)
+            for i, token in enumerate(seq.tokens):
+                p = probs[len(prompt) - 1 + i]
+                rank = int((p > p[token]).sum())
+                if check == "k":
+                    assert rank < 3
+                else:
+                    assert float(p[p > p[token]].sum()) < 0.5
+    greedy = _sample(sampler, "the q", SP(max_tokens=10, temperature=0.0, stop=[])).sequences[0]
+    for params in (
+        SP(max_tokens=10, seed=5, stop=[], top_k=1),
+        SP(max_tokens=10, seed=5, stop=[], top_p=1e-6),
+    ):
+        seq = _sample(sampler, "the q", params).sequences[0]
+        assert seq.tokens == greedy.tokens
+
+
+def test_sampling_frequencies_follow_the_model(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    trainer, sampler = trained
+    n = 3000
+    response = _sample(sampler, "th", SP(max_tokens=1, temperature=2.0, seed=11, stop=[]), n)
+    counts: dict[int, int] = {}
+    for seq in response.sequences:
+        counts[seq.tokens[0]] = counts.get(seq.tokens[0], 0) + 1
+    with torch.no_grad():
+        logits = _reference(trainer)(torch.tensor([TOK.encode("th")]))[0, -1]
+    probs = torch.softmax(logits / 2.0, dim=-1)  # what temperature 2 samples from
+    for t in sorted(counts, key=lambda t: -counts[t])[:4]:
+        expected = float(probs[t])
+        sigma = np.sqrt(expected * (1 - expected) / n)
+        assert abs(counts[t] / n - expected) < 5 * sigma, (t, counts[t] / n, expected)
+    # The reported logprob is the model's own (temperature 1), as in tinker.
+    seq = response.sequences[0]
+    assert seq.logprobs is not None
+    assert seq.logprobs[0] == pytest.approx(
+        float(torch.log_softmax(logits, -1)[seq.tokens[0]]), abs=1e-5
+    )
+
+
+def test_bad_sampling_requests_fail_fast(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    _, sampler = trained
+    ok = types.SamplingParams(max_tokens=3)
+    with pytest.raises(BadRequestError, match="empty"):
+        sampler.sample(types.ModelInput.from_ints([]), 1, ok)
+    with pytest.raises(BadRequestError, match="outside the vocabulary"):
+        sampler.sample(types.ModelInput.from_ints([1, 999]), 1, ok)
+    with pytest.raises(BadRequestError, match="num_samples"):
+        sampler.sample(_prompt("hi"), 0, ok)
+    with pytest.raises(BadRequestError, match="context"):
+        sampler.sample(types.ModelInput.from_ints([1] * 600), 1, ok)
+    with pytest.raises(BadRequestError, match="top_p"):
+        sampler.sample(_prompt("hi"), 1, types.SamplingParams(top_p=0.0))
