@@ -8,6 +8,7 @@ position i predicts token i+1. Prompt tokens carry advantage 0 and therefore no 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,11 +31,14 @@ def compute_advantages(
     standard deviation when `scale_by_std` (a constant group stays all zero)."""
     advantages_P_G: list[list[float]] = []
     for group in groups_P:
-        rewards_G = np.asarray(group.get_total_rewards(), dtype=np.float64)
-        centred_G = rewards_G - rewards_G.mean()
+        # Plain Python: groups are small, and numpy's per-call overhead would dominate.
+        rewards_G = group.get_total_rewards()
+        mean = sum(rewards_G) / len(rewards_G)
+        centred_G = [r - mean for r in rewards_G]
         if scale_by_std:
-            centred_G = centred_G / (rewards_G.std() + 1e-6)
-        advantages_P_G.append(centred_G.tolist())
+            std = math.sqrt(sum(c * c for c in centred_G) / len(centred_G))
+            centred_G = [c / (std + 1e-6) for c in centred_G]
+        advantages_P_G.append(centred_G)
     return advantages_P_G
 
 

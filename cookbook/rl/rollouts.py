@@ -108,7 +108,12 @@ class SamplingPolicy:
         params = tinker_types.SamplingParams(
             max_tokens=self.max_tokens, temperature=self.temperature, stop=stop, seed=seed
         )
-        response = await self.timer.track(self.sampling_client.sample(ob, 1, params))
+        # The timer starts before `sample` is called: its synchronous part is backend work too.
+        self.timer.enter()
+        try:
+            response = await self.sampling_client.sample(ob, 1, params)
+        finally:
+            self.timer.exit()
         sequence = response.sequences[0]
         tokens = sequence.tokens
         logprobs = sequence.logprobs

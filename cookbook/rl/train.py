@@ -200,7 +200,7 @@ async def train(
     from cookbook.rl.evaluators import RLTestSetEvaluator
     from cookbook.rl.metrics import rollout_metrics
     from cookbook.rl.rollouts import BusyTimer
-    from cookbook.rl.transcripts import write_step_transcript
+    from cookbook.rl.transcripts import TranscriptWriter
     from cookbook.rl.warm_start import run_warm_start, warm_start_steps_done
     from cookbook.runs.progress import RunProgress
     from cookbook.runs.run_dir import open_run_dir
@@ -262,9 +262,11 @@ async def train(
         print(f"{run_dir.path}: run already complete ({num_steps} steps)", file=sys.stderr)
         return RunSummary(log_dir=run_dir.path, steps_run=0)
     timer = BusyTimer()
+    t_mark = time.perf_counter()
     adam = _adam_params(config)
     sampler = _Sampler(training_client, timer, sampler_step=start_step)
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
+    transcripts = TranscriptWriter(run_dir.transcripts_dir, tokenizer, config.transcript_groups)
     last_metrics: dict[str, float] = {}
     env_name = Path(config.log_dir).name
     try:
@@ -277,7 +279,6 @@ async def train(
         ) as progress:
             for step in range(start_step, num_steps):
                 t_step = time.perf_counter()
-                timer.take()
                 # (1) this step's batch, and up to max_steps_off_policy later ones, sampling now.
                 for s in range(step, min(step + config.max_steps_off_policy + 1, num_steps)):
                     if s not in pending:
@@ -309,19 +310,18 @@ async def train(
                     eval_time = outcome.time_s
                     for name, error in outcome.failures.items():
                         print(f"warning: step {step}: eval {name} failed: {error}", file=sys.stderr)
-                write_step_transcript(
-                    run_dir.transcripts_dir,
+                transcripts.write(
                     step,
                     batch.groups_P,
                     batch.group_indices_P,
                     train_out.advantages_P_G,
-                    tokenizer,
-                    config.transcript_groups,
                     header=f"# step {step}: sampled by the policy of step {batch.sampler_step}",
                 )
-                t_ckpt = time.perf_counter()
+                # Step time runs from the previous step's snapshot to this one, so the previous
+                # metrics line, checkpoint and progress update are counted too.
+                t_now = time.perf_counter()
                 backend_s = timer.take()
-                step_s = t_ckpt - t_step
+                step_s, t_mark = t_now - t_mark, t_now
                 metrics.update(
                     {
                         "progress/done_frac": (step + 1) / num_steps,
@@ -344,6 +344,7 @@ async def train(
     finally:
         for task in pending.values():
             task.cancel()
+        transcripts.close()
     return RunSummary(
         log_dir=run_dir.path, steps_run=num_steps - start_step, last_metrics=last_metrics
     )
@@ -496,6 +497,7 @@ async def _train_on_batch(
     )
     from cookbook.rl.metrics import train_metrics
 
+    t0 = time.perf_counter()
     groups_P = batch.groups_P
     advantages_P_G = compute_advantages(groups_P, config.scale_advantages_by_std)
     keep_P = [
@@ -516,6 +518,7 @@ async def _train_on_batch(
         metrics["optim/skipped"] = 1.0
         return _TrainOutput(metrics, advantages_P_G, skipped=True)
     data_D = [sequence_to_datum(s) for s in sequences_D]
+    metrics["time/data"] = time.perf_counter() - t0
     loss_config = dict(config.loss_fn_config) if config.loss_fn_config else None
     loss_fn = cast("tinker_types.LossFnType", config.loss_fn)
     # Submit every substep before waiting: requests run in order and the backend never idles.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl_fixture_support import install_fixture_plugin  # noqa: E402
+from rl_fixture_support import install_fixture_plugin
 
 
 @pytest.fixture(scope="session")

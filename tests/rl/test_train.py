@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import chz
 import pytest
@@ -14,6 +15,10 @@ import pytest
 from cookbook.errors import UserError
 from cookbook.runs.config_io import load_config_file
 from cookbook.runs.metrics import MetricValue
+
+if TYPE_CHECKING:
+    from cookbook.rl.train import Config
+    from cookbook.rl.types import RLDatasetBuilder
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +31,26 @@ def fixture_modules(rl_fixture_site: Path) -> Iterator[None]:
         sys.path.remove(str(rl_fixture_site))
 
 
-def _letters_config(log_dir: Path, **overrides: object) -> object:
+def _letters_config(
+    log_dir: Path, env: RLDatasetBuilder | None = None, **changes: object
+) -> Config:
+    """A small run of the letters env (4 groups of 4, 3 steps), with `changes` applied."""
     from cookbook_rl_fixture.envs import LettersBuilder
 
     from cookbook.rl.train import Config
 
-    env = overrides.pop("env", LettersBuilder())
-    defaults: dict[str, object] = {
-        "group_size": 4,
-        "groups_per_batch": 4,
-        "max_tokens": 4,
-        "max_steps": 3,
-        "eval_every": 0,
-        "save_every": 0,
-        "show_progress": False,
-    }
-    defaults.update(overrides)
-    return Config(dataset_builder=env, log_dir=str(log_dir), **defaults)  # type: ignore[arg-type]
+    config = Config(
+        dataset_builder=env or LettersBuilder(),
+        log_dir=str(log_dir),
+        group_size=4,
+        groups_per_batch=4,
+        max_tokens=4,
+        max_steps=3,
+        eval_every=0,
+        save_every=0,
+        show_progress=False,
+    )
+    return chz.replace(config, **changes)
 
 
 def _records(log_dir: Path) -> list[dict[str, MetricValue]]:
@@ -70,7 +78,7 @@ def letters_run(fixture_modules: None, tmp_path_factory: pytest.TempPathFactory)
         save_every=2,
         evaluator_builders={"echo": EchoEvalBuilder(), "broken": BrokenEvalBuilder()},
     )
-    summary = main(config, argv=["test"])  # type: ignore[arg-type]
+    summary = main(config, argv=["test"])
     assert summary.steps_run == 3
     return log_dir
 
@@ -145,7 +153,7 @@ def test_faulty_groups_are_lost_alone_and_counted(fixture_modules: None, tmp_pat
     from cookbook.rl.train import main
 
     env = LettersBuilder(fail_groups=1, slow_groups=1, slow_s=60.0, test_batches=0)
-    main(_letters_config(tmp_path, env=env, max_steps=2, env_step_timeout_s=0.5))  # type: ignore[arg-type]
+    main(_letters_config(tmp_path, env=env, max_steps=2, env_step_timeout_s=0.5))
     for r in _records(tmp_path):
         assert (r["rollout/errors"], r["rollout/timeouts"]) == (1, 1)
         assert r["rollout/trajectories"] == 8  # the two healthy groups of four
@@ -158,7 +166,7 @@ def test_too_many_lost_groups_stop_the_run(fixture_modules: None, tmp_path: Path
 
     env = LettersBuilder(fail_groups=3, test_batches=0)
     with pytest.raises(RolloutFailureError) as info:
-        main(_letters_config(tmp_path, env=env))  # type: ignore[arg-type]
+        main(_letters_config(tmp_path, env=env))
     message = str(info.value)
     assert "3 of 4 groups lost (3 errors, 0 timeouts)" in message
     assert "RuntimeError: fixture env failure" in message
@@ -179,7 +187,7 @@ def test_off_policy_pipelining_records_staleness_and_kl(
         max_steps_off_policy=1,
         kl_penalty_coef=0.1,
     )
-    main(config)  # type: ignore[arg-type]
+    main(config)
     records = _records(tmp_path)
     # Batch 0 is sampled by the starting weights; later ones while the previous step trains.
     assert [r["rollout/staleness_max"] for r in records] == [0, 1, 1]
@@ -202,11 +210,11 @@ def test_warm_start_runs_once_and_is_not_redone_on_resume(
     config = _letters_config(
         tmp_path, env=LettersBuilder(test_batches=0), max_steps=1, warm_start=warm
     )
-    main(config)  # type: ignore[arg-type]
+    main(config)
     warm_log = tmp_path / "warm_start_metrics.jsonl"
     first = warm_log.read_text()
     assert [json.loads(line)["step"] for line in first.splitlines()] == [0, 1, 2, 3]
     assert all(json.loads(line)["loss"] > 0 for line in first.splitlines())
-    main(chz.replace(config, max_steps=2))  # type: ignore[type-var]
+    main(chz.replace(config, max_steps=2))
     assert warm_log.read_text() == first
     assert [r["step"] for r in _records(tmp_path)] == [0, 1]
