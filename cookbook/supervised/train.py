@@ -57,7 +57,8 @@ class Config:
     lora_rank: int = 32
     """LoRA rank (Hugging Face models; the tiny model trains all its weights)."""
     load_checkpoint_path: str | None = None
-    """Start from this saved state (weights + optimizer) instead of the base model."""
+    """Start from these weights (a checkpoint state path, or a run directory: its newest
+    checkpoint) instead of the base model. Ignored when the run resumes from its own checkpoint."""
 
     learning_rate: float = 3e-3
     """Peak Adam learning rate."""
@@ -313,6 +314,15 @@ def _evaluate(
     return metrics
 
 
+def _load_state_with_optimizer(training_client: TrainingClient, path: str) -> None:
+    """Resume needs the optimizer state too: the tinker SDK's `load_state` restores weights only
+    and `load_state_with_optimizer` both; the protocol's `load_state` promises both, so it is the
+    fallback for clients without the SDK method."""
+    load = getattr(training_client, "load_state_with_optimizer", None)
+    future = load(path) if callable(load) else training_client.load_state(path)
+    future.result()
+
+
 def _save_checkpoint(
     training_client: TrainingClient, run_dir: RunDir, step: int, with_sampler: bool
 ) -> tuple[str, str | None]:
@@ -402,9 +412,12 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
     start_step = min(run_dir.start_step, total_steps)
     if run_dir.resume_from is not None:
         print(f"sft: resuming {run_dir.path} at step {start_step}/{total_steps}", file=sys.stderr)
-        training_client.load_state(run_dir.resume_from.state_path).result()
+        _load_state_with_optimizer(training_client, run_dir.resume_from.state_path)
     elif config.load_checkpoint_path:
-        training_client.load_state(config.load_checkpoint_path).result()
+        from cookbook.eval.runner import resolve_checkpoint
+
+        # Weights (the tinker SDK's load_state); a new run keeps its own optimizer schedule.
+        training_client.load_state(resolve_checkpoint(config.load_checkpoint_path)).result()
 
     def eval_due(step: int) -> bool:
         return config.eval_every > 0 and step % config.eval_every == 0

@@ -50,7 +50,7 @@ class CLIConfig:
     log_dir: str | None = None
     """Run directory (default runs/sft-<dataset>; an existing run there resumes)."""
     load_checkpoint_path: str | None = None
-    """Start from a saved state (a checkpoint path of an earlier run)."""
+    """Start from saved weights: a checkpoint state path, or a run directory (its newest)."""
     lora_rank: int = 32
     """LoRA rank for Hugging Face models."""
     device: str | None = None

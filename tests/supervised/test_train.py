@@ -109,6 +109,32 @@ def test_a_finished_run_reruns_as_a_no_op(finished_run: tuple[Config, SFTResult]
     assert again.last_metrics["test/nll"] == pytest.approx(result.last_metrics["test/nll"])
 
 
+def test_a_new_run_starts_from_an_earlier_run(
+    finished_run: tuple[Config, SFTResult], tmp_path: Path
+) -> None:
+    config, result = finished_run
+    follow_up = main(
+        Config(
+            dataset_builder=config.dataset_builder,
+            log_dir=str(tmp_path / "next"),
+            load_checkpoint_path=str(result.log_dir),  # a run directory: its newest checkpoint
+            max_steps=1,
+            eval_every=1,
+            show_progress=False,
+        )
+    )
+    first = read_metrics(follow_up.log_dir)[0]
+    assert first["test/nll"] == pytest.approx(result.last_metrics["test/nll"], rel=1e-4)
+    with pytest.raises(UserError, match="does not exist"):
+        main(replace_log_dir(config, tmp_path / "bad", load_checkpoint_path="/no/such/ckpt"))
+
+
+def replace_log_dir(config: Config, log_dir: Path, **changes: object) -> Config:
+    import chz
+
+    return chz.replace(config, log_dir=str(log_dir), **changes)
+
+
 def test_examples_longer_than_the_context_need_max_length(tmp_path: Path) -> None:
     long_line = {
         "messages": [
