@@ -1,0 +1,247 @@
+"""The chz configs a two-player game registers: its env, its demonstration dataset and its evals.
+
+A game subclasses each one and overrides `game()`; the fields (the user's `env.*`, `dataset.*`
+and `eval.*` options) are shared by every game. Light at import time: textarena, torch and
+tinker are imported only when a config is called.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import chz
+
+from cookbook.errors import UserError
+from cookbook.eval.types import EvaluatorBuilder
+from cookbook.rl.types import RLDatasetBuilder
+from cookbook.supervised.types import SupervisedDatasetBuilder
+from cookbook_tictactoe.arena.game import PROMPT_STYLES, resolve_prompt_style
+from cookbook_tictactoe.arena.players import OPPONENTS, check_opponent
+
+if TYPE_CHECKING:
+    from cookbook.build_context import BuildContext
+    from cookbook.eval.types import Evaluator
+    from cookbook.rl.types import RLDataset
+    from cookbook.supervised.types import SupervisedDataset
+    from cookbook_tictactoe.arena.game import TwoPlayerGame
+
+SEATS = ("first", "second", "alternate")
+"""Values of the env's `seat` field."""
+
+
+def _one_of(option: str, allowed: tuple[str, ...]) -> Callable[[object, str], None]:
+    """A chz field validator raising a one-line `UserError` that lists the valid values."""
+
+    def check(obj: object, attr: str) -> None:
+        value = getattr(obj, attr)
+        if value not in allowed:
+            raise UserError(f"unknown {option} {value!r}; choose one of: {', '.join(allowed)}")
+
+    return check
+
+
+def _positive(option: str) -> Callable[[object, str], None]:
+    def check(obj: object, attr: str) -> None:
+        value = getattr(obj, attr)
+        if value is not None and value <= 0:
+            raise UserError(f"{option} must be positive, got {value}")
+
+    return check
+
+
+def _fraction(option: str) -> Callable[[object, str], None]:
+    def check(obj: object, attr: str) -> None:
+        value = getattr(obj, attr)
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{option} must be between 0 and 1, got {value}")
+
+    return check
+
+
+@chz.chz
+class TwoPlayerEnvBuilder(RLDatasetBuilder):
+    """A two-player game as an RL env: the policy against a fixed opponent, or self-play."""
+
+    opponent: str = chz.field(
+        default="random",
+        validator=_one_of("env.opponent", OPPONENTS),
+        doc="who the policy plays: random (uniform legal moves), optimal (game-tree search, ties "
+        "broken at random) or checkpoint (frozen weights at opponent_checkpoint)",
+    )
+    opponent_checkpoint: str | None = chz.field(
+        default=None,
+        doc="sampler weights of a previous run (a local path), for opponent=checkpoint",
+    )
+    self_play: bool = chz.field(
+        default=False,
+        doc="both seats are the policy: a group of G envs plays G/2 games, seats side by side "
+        "(opponent and seat are then ignored)",
+    )
+    seat: str = chz.field(
+        default="first",
+        validator=_one_of("env.seat", SEATS),
+        doc="the policy's seat against the opponent: first (moves first), second, or alternate "
+        "(by group, so the games of a group share a seat)",
+    )
+    prompt_style: str = chz.field(
+        default="auto",
+        validator=_one_of("env.prompt_style", PROMPT_STYLES),
+        doc="compact (a few dozen bytes, for the tiny model), text (textarena's observation, for "
+        "chat models) or auto (compact for tiny, else text)",
+    )
+    illegal_penalty: float = chz.field(
+        default=-1.0, doc="reward of an illegal move, which ends the game (win +1, draw 0, loss -1)"
+    )
+    opponent_temperature: float = chz.field(
+        default=1.0, doc="sampling temperature of a checkpoint opponent"
+    )
+    opponent_max_tokens: int = chz.field(
+        default=16,
+        validator=_positive("env.opponent_max_tokens"),
+        doc="reply length limit of a checkpoint opponent",
+    )
+    num_batches: int = chz.field(
+        default=100_000,
+        validator=_positive("env.num_batches"),
+        doc="batches in the dataset (the run's max_steps usually stops first)",
+    )
+
+    def game(self) -> TwoPlayerGame:
+        """The game this env plays (subclasses override)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement game()")
+
+    def __call__(self, ctx: BuildContext) -> tuple[RLDataset, RLDataset | None]:
+        """The training dataset (no test set: the registered evals measure progress)."""
+        from cookbook_tictactoe.arena.envs import Rewards, TwoPlayerGroupBuilder, TwoPlayerRLDataset
+
+        if self.self_play:
+            if ctx.group_size < 2 or ctx.group_size % 2:
+                raise UserError(
+                    f"env.self_play needs an even group_size (two seats per game), got "
+                    f"{ctx.group_size}"
+                )
+            games_per_group = ctx.group_size // 2
+        else:
+            check_opponent(self.opponent, self.opponent_checkpoint)
+            if self.opponent == "checkpoint" and not os.path.exists(str(self.opponent_checkpoint)):
+                raise UserError(
+                    f"no checkpoint at env.opponent_checkpoint={self.opponent_checkpoint!r}; give "
+                    "the path of saved sampler weights"
+                )
+            games_per_group = ctx.group_size
+        template = TwoPlayerGroupBuilder(
+            game=self.game(),
+            renderer=ctx.renderer,
+            style=resolve_prompt_style(self.prompt_style, ctx.is_tiny),
+            game_seeds=(),
+            self_play=self.self_play,
+            opponent=self.opponent,
+            opponent_checkpoint=self.opponent_checkpoint,
+            opponent_max_tokens=self.opponent_max_tokens,
+            opponent_temperature=self.opponent_temperature,
+            rewards=Rewards(illegal=self.illegal_penalty),
+        )
+        train = TwoPlayerRLDataset(
+            template,
+            seed=ctx.seed,
+            num_batches=self.num_batches,
+            groups_per_batch=ctx.groups_per_batch,
+            games_per_group=games_per_group,
+            seat_mode=self.seat,
+        )
+        return train, None
+
+
+@chz.chz
+class TwoPlayerDemosBuilder(SupervisedDatasetBuilder):
+    """Demonstration games: every position with a legal move as the reply."""
+
+    num_games: int = chz.field(
+        default=2000, validator=_positive("dataset.num_games"), doc="training games"
+    )
+    test_games: int = chz.field(default=100, doc="held-out games (0 for no test set)")
+    optimal_fraction: float = chz.field(
+        default=0.0,
+        validator=_fraction("dataset.optimal_fraction"),
+        doc="probability that a demonstration move is optimal instead of uniformly random legal",
+    )
+    batch_size: int | None = chz.field(
+        default=None,
+        validator=_positive("dataset.batch_size"),
+        doc="examples per batch (default: the run's batch size)",
+    )
+    prompt_style: str = chz.field(
+        default="auto",
+        validator=_one_of("dataset.prompt_style", PROMPT_STYLES),
+        doc="must match the env's: compact, text or auto (compact for tiny, else text)",
+    )
+
+    def game(self) -> TwoPlayerGame:
+        """The game the demonstrations play (subclasses override)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement game()")
+
+    def __call__(self, ctx: BuildContext) -> tuple[SupervisedDataset, SupervisedDataset | None]:
+        """Train and held-out sets from disjoint seeds."""
+        from cookbook_tictactoe.arena.demos import DemonstrationDataset, demonstrations
+
+        game = self.game()
+        style = resolve_prompt_style(self.prompt_style, ctx.is_tiny)
+        batch_size = self.batch_size or ctx.groups_per_batch
+        train_demos = demonstrations(
+            game, style, self.num_games, seed=ctx.seed, optimal_fraction=self.optimal_fraction
+        )
+        train = DemonstrationDataset(train_demos, ctx.renderer, batch_size, seed=ctx.seed)
+        if self.test_games <= 0:
+            return train, None
+        # A different seed stream: held-out games are not training games.
+        test_seed = ctx.seed + 1_000_003
+        test_demos = demonstrations(
+            game, style, self.test_games, seed=test_seed, optimal_fraction=self.optimal_fraction
+        )
+        return train, DemonstrationDataset(test_demos, ctx.renderer, batch_size, seed=test_seed)
+
+
+@chz.chz
+class TwoPlayerEvalBuilder(EvaluatorBuilder):
+    """Rates against a scripted opponent over seeded games, half in each seat."""
+
+    num_games: int = chz.field(
+        default=100, validator=_positive("eval.num_games"), doc="games (half in each seat)"
+    )
+    seed: int = chz.field(
+        default=0, doc="seed of the games (fixed, so every checkpoint plays the same games)"
+    )
+    temperature: float = chz.field(default=1.0, doc="the model's sampling temperature")
+    max_tokens: int = chz.field(
+        default=16, validator=_positive("eval.max_tokens"), doc="reply length limit"
+    )
+    prompt_style: str = chz.field(
+        default="auto",
+        validator=_one_of("eval.prompt_style", PROMPT_STYLES),
+        doc="compact, text or auto (compact for tiny, else text)",
+    )
+
+    def game(self) -> TwoPlayerGame:
+        """The game played (subclasses override)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement game()")
+
+    def opponent(self) -> str:
+        """`random` or `optimal` (subclasses override)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement opponent()")
+
+    def __call__(self, ctx: BuildContext) -> Evaluator:
+        """The evaluator for `ctx`'s model."""
+        from cookbook_tictactoe.arena.evaluate import TwoPlayerEvaluator
+
+        return TwoPlayerEvaluator(
+            game=self.game(),
+            opponent=self.opponent(),
+            renderer=ctx.renderer,
+            style=resolve_prompt_style(self.prompt_style, ctx.is_tiny),
+            num_games=self.num_games,
+            seed=self.seed,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+        )

@@ -1,0 +1,210 @@
+"""The game half of a textarena two-player game, and one game in progress (`GameSession`).
+
+A game plugs in by subclassing `TwoPlayerGame`: it names its textarena env and supplies what
+textarena does not have (a compact prompt for the tiny model, reply parsing, legal and optimal
+moves). Everything else (envs, self-play, opponents, evals, demonstrations) is generic and lives
+in the sibling modules.
+
+textarena is the referee: each session plays a fresh textarena env, which validates every move
+and decides the outcome. Players are textarena's ids: player 0 moves first.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Literal
+
+from cookbook.errors import UserError
+
+if TYPE_CHECKING:
+    from textarena.core import Env as TextarenaEnv
+
+PromptStyle = Literal["compact", "text"]
+"""`compact`: a few dozen bytes for the tiny model; `text`: textarena's own observation."""
+
+PROMPT_STYLES = ("auto", "compact", "text")
+"""Values of a builder's `prompt_style` field (`auto`: compact for the tiny model, else text)."""
+
+
+def resolve_prompt_style(prompt_style: str, is_tiny: bool) -> PromptStyle:
+    """The concrete style for a builder's `prompt_style` field and the model it serves."""
+    if prompt_style == "auto":
+        return "compact" if is_tiny else "text"
+    if prompt_style == "compact":
+        return "compact"
+    if prompt_style == "text":
+        return "text"
+    raise UserError(
+        f"unknown prompt_style {prompt_style!r}; choose one of: {', '.join(PROMPT_STYLES)}"
+    )
+
+
+class Outcome(StrEnum):
+    """How a finished game went for one player."""
+
+    WIN = "win"
+    DRAW = "draw"
+    LOSS = "loss"
+    ILLEGAL = "illegal_move"
+    """This player made an illegal move, which ended the game."""
+    OPPONENT_ILLEGAL = "opponent_illegal"
+    """The other player's illegal move ended the game (only in self-play)."""
+
+
+@dataclass(frozen=True)
+class ParsedReply:
+    """A model reply read as a move: `action` is textarena's action text (`"[4]"`), or `None`
+    with `reason` saying why the reply is not a move."""
+
+    action: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """What happened to one reply."""
+
+    player: int
+    """Who moved."""
+    reply: str
+    """The reply as given."""
+    legal: bool
+    """Whether textarena accepted the move."""
+    reason: str
+    """Why it was illegal (empty when legal)."""
+    action: str | None
+    """The parsed action (`None` when the reply had no move)."""
+
+
+class TwoPlayerGame(ABC):
+    """The game-specific half of a textarena two-player game. Instances are plain data
+    (picklable): they hold no game state, a `GameSession` does."""
+
+    name: str = ""
+    """Registered env name and logging tag (`tictactoe`)."""
+
+    @abstractmethod
+    def make_textarena_env(self) -> TextarenaEnv:
+        """A fresh, unwrapped textarena env of this game (not reset)."""
+
+    @abstractmethod
+    def compact_prompt(self, env: TextarenaEnv, player: int) -> str:
+        """The position as `player` should see it in the compact style (a few dozen bytes)."""
+
+    @abstractmethod
+    def render_board(self, env: TextarenaEnv) -> str:
+        """The board for transcripts (absolute, not from one player's point of view)."""
+
+    @abstractmethod
+    def parse_reply(self, text: str) -> ParsedReply:
+        """Read a model reply as a move. Never raises: anything unreadable is a reason."""
+
+    @abstractmethod
+    def format_reply(self, action: str, style: PromptStyle) -> str:
+        """The reply a good model gives for `action` in `style` (for demonstrations)."""
+
+    @abstractmethod
+    def legal_actions(self, env: TextarenaEnv) -> list[str]:
+        """The current player's legal actions, in a fixed order."""
+
+    def optimal_actions(self, env: TextarenaEnv) -> list[str]:
+        """The current player's best actions (ties all listed, in a fixed order). Games without
+        a solver leave this unimplemented and cannot use the `optimal` opponent."""
+        raise UserError(f"{self.name} has no optimal policy; use another opponent")
+
+
+class GameSession:
+    """One game in progress on a fresh textarena env. Illegal moves end the game at once (the
+    env's retry allowance is set to zero), scored by textarena as a loss for the mover."""
+
+    def __init__(self, game: TwoPlayerGame) -> None:
+        from textarena.wrappers import GameBoardObservationWrapper
+
+        self.game = game
+        self.raw_env = game.make_textarena_env()
+        # textarena's own text: the game prompt and the latest board, one turn at a time.
+        self._text_env = GameBoardObservationWrapper(self.raw_env)
+        # seed=None: textarena would otherwise reseed Python's global `random`.
+        self._text_env.reset(num_players=2, seed=None)
+        self.raw_env.state.error_allowance = 0
+        self.history: list[MoveResult] = []
+        """Every reply played, in order."""
+
+    @property
+    def current_player(self) -> int:
+        """Whose turn it is (after an illegal move: the player who made it)."""
+        player: int = self.raw_env.state.current_player_id
+        return player
+
+    @property
+    def done(self) -> bool:
+        """Whether the game is over."""
+        return bool(self.raw_env.state.done)
+
+    @property
+    def num_moves(self) -> int:
+        """Legal moves played so far (the game length once it is over)."""
+        return sum(1 for m in self.history if m.legal)
+
+    def prompt(self, player: int, style: PromptStyle) -> str:
+        """The position as `player` sees it, in `style`."""
+        if style == "compact":
+            return self.game.compact_prompt(self.raw_env, player)
+        # What the wrapper's get_observation() does, but for any player (a self-play seat may
+        # need its view while the other seat is to move).
+        state = self.raw_env.state
+        pending = state.observations[player]
+        state.observations[player] = []
+        text: str = self._text_env.observation(player, pending)
+        return text
+
+    def board(self) -> str:
+        """The board for transcripts."""
+        return self.game.render_board(self.raw_env)
+
+    def play(self, reply: str) -> MoveResult:
+        """Play the current player's `reply`. An unreadable or illegal reply ends the game."""
+        if self.done:
+            raise RuntimeError("the game is over; no more moves")
+        player = self.current_player
+        parsed = self.game.parse_reply(reply)
+        state = self.raw_env.state
+        if parsed.action is None:
+            state.set_invalid_move(reason=parsed.reason)
+            state.step()
+            result = MoveResult(player, reply, False, parsed.reason, None)
+        else:
+            self.raw_env.step(parsed.action)
+            info = state.game_info[player]
+            if info["invalid_move"]:
+                result = MoveResult(player, reply, False, str(info["reason"]), parsed.action)
+            else:
+                result = MoveResult(player, reply, True, "", parsed.action)
+        self.history.append(result)
+        return result
+
+    def outcome(self, player: int) -> Outcome:
+        """How the finished game went for `player`."""
+        if not self.done:
+            raise RuntimeError("the game is not over yet")
+        state = self.raw_env.state
+        if state.game_info[player]["invalid_move"]:
+            return Outcome.ILLEGAL
+        if state.game_info[1 - player]["invalid_move"]:
+            return Outcome.OPPONENT_ILLEGAL
+        reward = state.rewards[player]
+        if reward > 0:
+            return Outcome.WIN
+        if reward < 0:
+            return Outcome.LOSS
+        return Outcome.DRAW
+
+    def legal_actions(self) -> list[str]:
+        """The current player's legal actions."""
+        return self.game.legal_actions(self.raw_env)
+
+    def optimal_actions(self) -> list[str]:
+        """The current player's best actions."""
+        return self.game.optimal_actions(self.raw_env)

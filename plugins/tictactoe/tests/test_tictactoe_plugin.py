@@ -1,0 +1,77 @@
+"""Registration: the entry point, the hooks, lazy builder references, and a light import."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+
+import chz
+import pluggy
+
+from cookbook.eval.types import EvaluatorBuilder
+from cookbook.registry import DatasetSpec, EnvSpec, EvalSpec, hookspecs
+from cookbook.rl.types import RLDatasetBuilder
+from cookbook.supervised.types import SupervisedDatasetBuilder
+
+RUN_CONFIG_FIELDS = {
+    "model", "backend", "learning_rate", "group_size", "groups_per_batch", "max_tokens",
+    "temperature", "loss_fn", "max_steps", "kl_penalty_coef", "seed", "eval_every",
+    "save_every", "warm_start_steps", "warm_start_learning_rate", "evals",
+}  # fmt: skip
+
+
+def test_entry_point_is_published() -> None:
+    """Needs `pip install -e plugins/tictactoe --no-deps` (the README's set-up does it)."""
+    points = importlib.metadata.entry_points(group="cookbook")
+    ours = [p for p in points if p.name == "tictactoe"]
+    assert len(ours) == 1 and ours[0].value == "cookbook_tictactoe.plugin"
+    assert ours[0].dist is not None and ours[0].dist.name == "cookbook-env-tictactoe"
+
+
+def _registered() -> list[EnvSpec | DatasetSpec | EvalSpec]:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(importlib.metadata.entry_points(group="cookbook")["tictactoe"].load())
+    specs: list[EnvSpec | DatasetSpec | EvalSpec] = []
+    pm.hook.register_envs(register=specs.append)
+    pm.hook.register_datasets(register=specs.append)
+    pm.hook.register_evals(register=specs.append)
+    return specs
+
+
+def test_hooks_register_the_env_dataset_and_evals() -> None:
+    specs = {spec.name: spec for spec in _registered()}
+    assert set(specs) == {
+        "tictactoe",
+        "tictactoe-demos",
+        "tictactoe-vs-random",
+        "tictactoe-vs-optimal",
+    }
+    env = specs["tictactoe"]
+    assert isinstance(env, EnvSpec)
+    assert env.warm_start_dataset == "tictactoe-demos" and env.warm_start_dataset in specs
+    assert set(env.recommended) <= RUN_CONFIG_FIELDS
+    assert all(name in specs for name in env.recommended["evals"].split(","))
+    expected_base = {
+        EnvSpec: RLDatasetBuilder,
+        DatasetSpec: SupervisedDatasetBuilder,
+        EvalSpec: EvaluatorBuilder,
+    }
+    for spec in specs.values():
+        builder = spec.load()
+        assert issubclass(builder, expected_base[type(spec)]) and chz.is_chz(builder)
+        builder()  # every option has a default
+        assert spec.summary
+
+
+def test_listing_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, importlib.metadata as m\n"
+        "mod = m.entry_points(group='cookbook')['tictactoe'].load()\n"
+        "from cookbook_tictactoe.tictactoe import TicTacToeEnvBuilder\n"
+        "heavy = {'torch', 'tinker', 'textarena', 'transformers'}\n"
+        "print(sorted({k.split('.')[0] for k in sys.modules} & heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
