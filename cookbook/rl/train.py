@@ -282,9 +282,7 @@ async def train(
                 # (1) this step's batch, and up to max_steps_off_policy later ones, sampling now.
                 for s in range(step, min(step + config.max_steps_off_policy + 1, num_steps)):
                     if s not in pending:
-                        pending[s] = asyncio.create_task(
-                            _sample_batch(config, train_ds, s, sampler)
-                        )
+                        pending[s] = _launch_batch(config, train_ds, s, sampler)
                 # (2) wait for it; a step that lost too many groups ends the run.
                 batch = await pending.pop(step)
                 t_sampled = time.perf_counter()
@@ -297,7 +295,9 @@ async def train(
                 metrics.update(train_out.metrics)
                 t_trained = time.perf_counter()
                 # (4) weights for the next samples (unchanged weights: keep the sampler).
-                if not train_out.skipped:
+                if train_out.skipped:
+                    sampler.sampler_step = step + 1  # same weights as after step + 1
+                else:
                     sampler.refresh(step + 1)
                 # (5) evals, transcripts, metrics line, checkpoint.
                 last = step + 1 == num_steps
@@ -439,19 +439,22 @@ class _Sampler:
         self.sampler_step = sampler_step
 
 
-async def _sample_batch(
+def _launch_batch(
     config: Config, train_ds: RLDataset, step: int, sampler: _Sampler
-) -> BatchRollout:
-    """Roll out batch `step` with the weights current at launch time."""
+) -> asyncio.Task[BatchRollout]:
+    """Start rolling out batch `step` with the weights current now (read here, not when the task
+    first runs, so a sampler refreshed in between cannot leak into an off-policy batch)."""
     from cookbook.rl.rollouts import SamplingPolicy, do_batch_rollout, mix_seed
 
     policy = SamplingPolicy(sampler.client, config.max_tokens, config.temperature, sampler.timer)
-    return await do_batch_rollout(
-        train_ds.get_batch(step % len(train_ds)),
-        policy,
-        seed=mix_seed(config.seed, step),
-        sampler_step=sampler.sampler_step,
-        step_timeout_s=config.env_step_timeout_s,
+    return asyncio.create_task(
+        do_batch_rollout(
+            train_ds.get_batch(step % len(train_ds)),
+            policy,
+            seed=mix_seed(config.seed, step),
+            sampler_step=sampler.sampler_step,
+            step_timeout_s=config.env_step_timeout_s,
+        )
     )
 
 
