@@ -162,6 +162,7 @@ def _add_lora(module: nn.Module, spec: LoraSpec, seed: int, device: torch.device
         # peft warns about adapting a head tied to the embeddings; the delta is separate and
         # we never merge, so it does not apply.
         warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+        warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations peft trips
         peft_model = get_peft_model(module, config)
     inner: nn.Module = peft_model.get_base_model()  # the HF model, adapters injected in place
     inner.eval()
