@@ -84,7 +84,7 @@ class RunProgress:
         for key in self.headline:
             value = metrics.get(key)
             if isinstance(value, int | float):
-                parts.append(f"{key.rsplit('/', 1)[-1]} {value:.3f}")
+                parts.append(f"{key.removesuffix('/mean')} {value:.3f}")
         done = step + 1 - self.start_step
         if done > 0:
             parts.append(f"{(time.monotonic() - self._t0) / done:.2f} s/step")
