@@ -100,6 +100,21 @@ def test_checkpoint_loads_into_a_fresh_training_client(
     assert nll == pytest.approx(result.last_metrics["test/nll"], rel=1e-4)
 
 
+def test_nll_eval_command_scores_the_sft_checkpoint(
+    finished_run: tuple[Config, SFTResult], tmp_path: Path
+) -> None:
+    """The registered `nll` eval on the same held-out split gives the run's final test NLL."""
+    from cookbook.cli import main as cookbook
+
+    _, result = finished_run
+    out = tmp_path / "results.json"
+    args = ["eval", "--eval", "nll", f"load_checkpoint_path={result.log_dir}", f"output={out}"]
+    assert cookbook(args) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics["eval/nll/nll"] == pytest.approx(result.last_metrics["test/nll"], rel=1e-4)
+    assert metrics["eval/nll/examples"] == 32
+
+
 def test_a_finished_run_reruns_as_a_no_op(finished_run: tuple[Config, SFTResult]) -> None:
     config, result = finished_run
     again = main(config)
