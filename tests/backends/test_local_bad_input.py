@@ -95,6 +95,14 @@ def test_failed_requests_leave_no_partial_gradient(trainer: LocalTrainingClient)
 
     with pytest.raises(RuntimeError, match="loss blew up"):
         trainer.forward_backward_custom(good, explodes).result()
+
+    def constant(
+        data: list[types.Datum], lps: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        return torch.ones(()), {}
+
+    with pytest.raises(UserError, match="does not depend"):
+        trainer.forward_backward_custom(good, constant).result()
     after = trainer.accumulated_gradients()
     assert after.keys() == before.keys()
     for name in before:

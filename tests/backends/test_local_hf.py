@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,36 @@ def test_lora_train_sample_save_load(
     for name in want:
         assert torch.equal(got[name], want[name]), name
     assert fresh.step == trainer.step == 16
+
+
+def test_batched_prompts_of_different_lengths_match_scoring(
+    hf_model_dirs: dict[str, Path], service: LocalServiceClient
+) -> None:
+    """Concurrent requests share one left-padded batch; each row's logprobs must still equal
+    an unpadded forward of its own sequence (the HF attention mask and positions are right)."""
+    sampler = service.create_sampling_client(base_model=str(hf_model_dirs["llama"]))
+    tok = sampler.get_tokenizer()
+    texts = ["hello", "the quick brown fox jumps over", "what is 23+45? the answer"]
+
+    async def fire() -> list[types.SampleResponse]:
+        futures = [
+            sampler.sample(
+                types.ModelInput.from_ints(tok.encode(t)),
+                2,
+                types.SamplingParams(max_tokens=6, seed=i, stop=[]),
+            )
+            for i, t in enumerate(texts)
+        ]
+        return list(await asyncio.gather(*futures))
+
+    for text, response in zip(texts, asyncio.run(fire()), strict=True):
+        prompt = tok.encode(text)
+        for seq in response.sequences:
+            full = types.ModelInput.from_ints(prompt + seq.tokens)
+            scored = sampler.compute_logprobs(full).result()
+            np.testing.assert_allclose(
+                np.array(seq.logprobs, float), np.array(scored[len(prompt) :], float), atol=1e-4
+            )
 
 
 def test_lora_targets_follow_the_flags(

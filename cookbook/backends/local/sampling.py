@@ -138,6 +138,11 @@ class LocalSamplingClient:
         """The model's tokenizer."""
         return self._tokenizer
 
+    @property
+    def model(self) -> LocalModel:
+        """The frozen model this client serves."""
+        return self._model
+
     def get_base_model(self) -> str:
         """The base model name (`tiny...` or the Hugging Face directory)."""
         return self._model.base_model

@@ -157,6 +157,8 @@ class LocalTrainingClient:
             raise BadRequestError(
                 f"custom loss must return (scalar tensor, metrics dict), got {type(loss).__name__}"
             )
+        if not loss.requires_grad:
+            raise BadRequestError("custom loss does not depend on the logprobs it was given")
         loss_value = float(loss.detach())
         self._accumulate(loss.reshape(()), loss_value)
         return _output(lp_B_T, batch, {**metrics, "loss:sum": loss_value})
@@ -197,7 +199,8 @@ class LocalTrainingClient:
             )
         if adam.grad_clip_norm > 0 and norm > adam.grad_clip_norm:
             scale = adam.grad_clip_norm / (norm + 1e-6)
-            torch._foreach_mul_(grads, scale)
+            for g in grads:
+                g.mul_(scale)
         for group in self._optimizer.param_groups:
             group["lr"] = adam.learning_rate
             group["betas"] = (adam.beta1, adam.beta2)
@@ -323,6 +326,12 @@ class LocalTrainingClient:
             lora_rank=lora.rank if lora else None,
             model_name=self._model.base_model,
         )
+
+    @property
+    def model(self) -> LocalModel:
+        """The model being trained (for benchmarks and debugging: using it while requests are
+        queued races with the worker thread)."""
+        return self._model
 
     @property
     def step(self) -> int:
