@@ -45,8 +45,10 @@ class GenRow:
     """Keep the smallest set of tokens with this much probability (1: all)."""
     stop_ids: frozenset[int]
     stop_strings: tuple[str, ...]
-    uniforms: np.ndarray
-    """`[max_new]` draws in [0, 1), one per step."""
+    seed: int
+    """The request's seed; with `sample_index` it fixes the row's random draws."""
+    sample_index: int
+    """Which of the request's samples this row is."""
 
 
 @dataclass
@@ -167,7 +169,7 @@ def generate(
     filtered = any(r.top_k > 0 or r.top_p < 1.0 for r in rows)
     uniforms = np.zeros((len(rows), steps), dtype=np.float64)
     for b, r in enumerate(rows):
-        uniforms[b, : r.max_new] = r.uniforms[: r.max_new]
+        uniforms[b, : r.max_new] = row_uniforms(r.seed, r.sample_index, r.max_new)
     uniforms_B_M = torch.from_numpy(uniforms).to(device=device, dtype=torch.float32)
 
     generated: list[list[int]] = [[] for _ in rows]

@@ -26,7 +26,7 @@ import numpy as np
 from tinker import types
 
 from cookbook.backends.local.batch import BadRequestError
-from cookbook.backends.local.generation import GenRow, generate, row_uniforms, score_prompts
+from cookbook.backends.local.generation import GenRow, generate, score_prompts
 from cookbook.backends.local.models import LocalModel
 from cookbook.backends.local.worker import JobQueue, LocalFuture
 
@@ -120,7 +120,8 @@ class LocalSamplingClient:
                 top_p=p.top_p,
                 stop_ids=stop_ids,
                 stop_strings=stop_strings,
-                uniforms=row_uniforms(seed, j, max_new),
+                seed=seed,
+                sample_index=j,
             )
             for j in range(num_samples)
         ]
