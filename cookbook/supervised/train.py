@@ -242,6 +242,46 @@ def _validate(config: Config) -> None:
         ) from None
 
 
+CHANGEABLE_ON_RESUME = frozenset(
+    {
+        "log_dir",
+        "max_steps",
+        "num_epochs",
+        "eval_every",
+        "save_every",
+        "evaluator_builders",
+        "show_progress",
+    }
+)
+"""Config fields a resumed run may change: a moved run directory, a longer run (the learning-rate
+schedule is then recomputed for the new length), other eval/checkpoint cadences."""
+
+
+def _check_resumable(run_dir: RunDir, config: Config) -> None:
+    """Refuse to resume a run with other settings: the result would mix two experiments."""
+    import json
+
+    from cookbook.runs.config_io import config_to_json
+
+    try:
+        stored = json.loads(run_dir.config_path.read_text(encoding="utf-8")).get("config")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return  # no readable config: nothing to compare with
+    current = config_to_json(config)
+    if not isinstance(stored, dict) or not isinstance(current, dict):
+        return
+    changed = sorted(
+        key
+        for key in set(stored) | set(current)
+        if key not in CHANGEABLE_ON_RESUME and stored.get(key) != current.get(key)
+    )
+    if changed:
+        raise UserError(
+            f"{run_dir.path} holds a run with different settings ({', '.join(changed)}); "
+            "rerun with --fresh to start over, or set log_dir=... for a new run"
+        )
+
+
 def _limit_length(
     dataset: SupervisedDataset, what: str, config: Config
 ) -> tuple[SupervisedDataset, dict[str, int]]:
@@ -312,6 +352,20 @@ def _evaluate(
     metrics = asyncio.run(run_all())
     metrics["time/eval"] = time.perf_counter() - t0
     return metrics
+
+
+def _find_in_run_dir(run_dir: RunDir, path: str) -> str:
+    """A checkpoint path of this run, found again under the run directory if it was moved (the
+    index stores the paths the backend returned when saving)."""
+    if "://" in path or Path(path).exists():
+        return path
+    parts = Path(path).parts
+    if "checkpoints" in parts:
+        last = len(parts) - 1 - parts[::-1].index("checkpoints")
+        moved = run_dir.path.joinpath(*parts[last:])
+        if moved.exists():
+            return str(moved)
+    return path
 
 
 def _load_state_with_optimizer(training_client: TrainingClient, path: str) -> None:
@@ -392,6 +446,8 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
 
     _validate(config)
     run_dir = open_run_dir(config.log_dir, fresh=fresh)
+    if run_dir.resume_from is not None:
+        _check_resumable(run_dir, config)
     run_dir.write_config(config, argv)
 
     service = make_service_client(config.backend, config.device)
@@ -412,7 +468,9 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
     start_step = min(run_dir.start_step, total_steps)
     if run_dir.resume_from is not None:
         print(f"sft: resuming {run_dir.path} at step {start_step}/{total_steps}", file=sys.stderr)
-        _load_state_with_optimizer(training_client, run_dir.resume_from.state_path)
+        _load_state_with_optimizer(
+            training_client, _find_in_run_dir(run_dir, run_dir.resume_from.state_path)
+        )
     elif config.load_checkpoint_path:
         from cookbook.eval.runner import resolve_checkpoint
 

@@ -124,6 +124,28 @@ def test_a_finished_run_reruns_as_a_no_op(finished_run: tuple[Config, SFTResult]
     assert again.last_metrics["test/nll"] == pytest.approx(result.last_metrics["test/nll"])
 
 
+def test_resume_refuses_other_settings_but_extends_a_moved_run(tmp_path: Path) -> None:
+    import shutil
+
+    config = Config(
+        dataset_builder=JsonlDatasetBuilder(),
+        log_dir=str(tmp_path / "a"),
+        max_steps=4,
+        eval_every=0,
+        save_every=2,
+        show_progress=False,
+    )
+    main(config)
+    moved = tmp_path / "b"
+    shutil.move(tmp_path / "a", moved)
+    with pytest.raises(UserError, match=r"different settings \(learning_rate\)"):
+        main(replace_log_dir(config, moved, learning_rate=1e-4))
+    longer = main(replace_log_dir(config, moved, max_steps=6))
+    assert Path(longer.final_checkpoint).is_relative_to(moved)
+    steps = [r["step"] for r in read_metrics(longer.log_dir)]
+    assert steps == [*range(6), 6]  # steps 4 and 5 added, the old final eval record replaced
+
+
 def test_a_new_run_starts_from_an_earlier_run(
     finished_run: tuple[Config, SFTResult], tmp_path: Path
 ) -> None:
