@@ -46,14 +46,14 @@ def test_datums_shift_by_one_and_weight_only_the_move() -> None:
 
 def test_both_seats_are_demonstrated() -> None:
     demos = demonstrations(TicTacToe(), "compact", num_games=10, seed=0, optimal_fraction=0.0)
-    openings = [d for d in demos if d.prompt == "012\n345\n678"]
+    openings = [d for d in demos if d.prompt == "012345678"]
     replies_to_opening = [d for d in demos if sum(c in "XO" for c in d.prompt) == 1]
     assert len(openings) == 10 and len(replies_to_opening) == 10
 
 
 def test_random_demonstrations_vary_and_optimal_ones_are_optimal() -> None:
     random_demos = demonstrations(TicTacToe(), "compact", 30, seed=1, optimal_fraction=0.0)
-    openings = {d.reply for d in random_demos if d.prompt == "012\n345\n678"}
+    openings = {d.reply for d in random_demos if d.prompt == "012345678"}
     assert len(openings) >= 5  # uniformly random legal openings
     optimal_demos = demonstrations(TicTacToe(), "compact", 10, seed=1, optimal_fraction=1.0)
     for demo in optimal_demos:

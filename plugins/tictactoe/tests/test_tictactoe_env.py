@@ -4,8 +4,10 @@ option errors and reproducibility."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import pickle
 import random
+from pathlib import Path
 
 import chz
 import pytest
@@ -44,7 +46,7 @@ def test_opening_prompt_is_the_compact_board_for_the_tiny_model() -> None:
         assert stop == [tiny_ctx().tokenizer.eos_token_id]
         return user_text(ob.to_ints())
 
-    assert asyncio.run(run()) == "012\n345\n678"
+    assert asyncio.run(run()) == "012345678"
 
 
 def test_text_prompt_style_for_chat_models() -> None:
@@ -208,3 +210,24 @@ def test_a_single_env_runs_without_the_group_helpers() -> None:
         return (await play_env(env, optimal))[-1].reward
 
     assert asyncio.run(run()) in (1.0, 0.0)  # optimal play never loses
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("cookbook.backends.local.service") is None,
+    reason="the local backend (cookbook.backends.local.service) has not landed yet",
+)
+def test_frozen_checkpoint_opponent(tmp_path: Path) -> None:
+    from cookbook.backends import make_service_client
+
+    trainer = make_service_client("local", device="cpu").create_lora_training_client("tiny")
+    path = trainer.save_weights_for_sampler(str(tmp_path / "opponent")).result().path
+    builder = TicTacToeEnvBuilder(opponent="checkpoint", opponent_checkpoint=path, seat="second")
+    group = first_group(builder, tiny_ctx(group_size=3))
+    steps_G, group_G = asyncio.run(play_group(group, [first_free] * 3))
+    # the untrained opponent's unusable replies are replaced by random legal moves: no forfeits
+    for steps, (_, metrics) in zip(steps_G, group_G, strict=True):
+        assert "opponent_illegal_move" not in steps[-1].logs
+        assert metrics["illegal_move"] == 0.0
+        assert metrics["win"] + metrics["draw"] + metrics["loss"] == 1.0
+        assert 0 <= metrics["opponent_fallbacks"] <= 5  # it opens, so it moves at most 5 times
+    assert sum(metrics["opponent_fallbacks"] for _, metrics in group_G) > 0  # untrained

@@ -33,7 +33,7 @@ def test_rates_cover_both_seats_and_sum_to_one() -> None:
     assert sum(metrics[k] for k in OUTCOME_RATES) == pytest.approx(1.0)
     assert 5 <= metrics["mean_game_length"] <= 9
     # half the games the model opened on the empty board, half it answered an opening
-    assert client.prompts.count("012\n345\n678") == 10
+    assert client.prompts.count("012345678") == 10
 
 
 def test_illegal_replies_are_counted() -> None:

@@ -64,8 +64,8 @@ def test_illegal_move_ends_the_game_against_the_mover(replies: list[str], reason
 
 def test_compact_prompt_shows_the_board_from_the_movers_side() -> None:
     session = play(["4", "0"])  # player 0 (O) took the centre, player 1 (X) the corner
-    assert session.prompt(0, "compact") == "O12\n3X5\n678"
-    assert session.prompt(1, "compact") == "X12\n3O5\n678"
+    assert session.prompt(0, "compact") == "O123X5678"
+    assert session.prompt(1, "compact") == "X123O5678"
     assert len(session.prompt(0, "compact").encode()) < 24
 
 

@@ -28,6 +28,7 @@ from cookbook.rl.types import (
     StopCondition,
     Trajectory,
 )
+from cookbook_tictactoe.arena import players
 from cookbook_tictactoe.arena.game import GameSession, Outcome
 
 if TYPE_CHECKING:
@@ -174,6 +175,13 @@ class VsOpponentEnv(_SeatEnv):
         self.opponent = opponent
         self.rng = rng
 
+    def metrics(self) -> Metrics:
+        """Per-game metrics; against a checkpoint also how many of its moves were replaced."""
+        metrics = super().metrics()
+        if isinstance(self.opponent, players.FallbackPlayer):
+            metrics["opponent_fallbacks"] = float(self.opponent.fallbacks)
+        return metrics
+
     async def _opponent_turns(self) -> None:
         while not self.session.done and self.session.current_player != self.seat:
             self.session.play(await self.opponent.reply(self.session, self.rng))
@@ -263,8 +271,6 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
     rewards: Rewards = field(default_factory=Rewards)
 
     def _make_opponent(self) -> Player:
-        from cookbook_tictactoe.arena import players
-
         if self.opponent == "random":
             return players.RandomPlayer()
         if self.opponent == "optimal":
@@ -291,7 +297,6 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
                 for seat in (0, 1):
                     envs.append(SelfPlayEnv(match, seat, self.renderer, self.style, self.rewards))
             return envs
-        opponent = self._make_opponent()
         return [
             VsOpponentEnv(
                 GameSession(self.game),
@@ -299,7 +304,7 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
                 self.renderer,
                 self.style,
                 self.rewards,
-                opponent,
+                self._make_opponent(),  # one per game: its counters are per game
                 random.Random(seed),
             )
             for seed in self.game_seeds
