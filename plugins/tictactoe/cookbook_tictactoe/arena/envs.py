@@ -187,7 +187,7 @@ class VsOpponentEnv(_SeatEnv):
             self.session.play(await self.opponent.reply(self.session, self.rng))
 
     async def initial_observation(self) -> tuple[Observation, StopCondition]:
-        """The first position the policy sees (after the opponent's opening when it moves first)."""
+        """The first position the policy sees (after the opening move when the opponent starts)."""
         await self._opponent_turns()
         return self._observation(), self._stop()
 
