@@ -44,16 +44,18 @@ from cookbook.backends.local.training import LocalTrainingClient
 ADAM = types.AdamParams(learning_rate=1e-3)
 
 
-def median_time(fn: Callable[[], None], repeats: int, warmup: int = 1) -> float:
-    """Median wall seconds of `fn` over `repeats` runs, after `warmup` unmeasured runs."""
-    for _ in range(warmup):
+def median_times(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median wall seconds of each function over `repeats` runs after one warm-up run. The
+    functions take turns, so a busy neighbour on a shared machine slows all of them alike."""
+    for fn in fns.values():
         fn()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def sync(device: torch.device) -> None:
@@ -129,13 +131,12 @@ def bench_training(
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-        float(loss)
+        float(loss.detach())
         sync(device)
 
     n_tokens = steps * batch * seq
-    t_local = median_time(local, repeats)
-    t_bare = median_time(bare, repeats)
-    return n_tokens / t_local, n_tokens / t_bare
+    t = median_times({"local": local, "bare": bare}, repeats)
+    return n_tokens / t["local"], n_tokens / t["bare"]
 
 
 # --- sampling ---------------------------------------------------------------------------------
@@ -191,7 +192,8 @@ def bare_recompute_sampling(model: LocalModel, prompts: list[list[int]], new_tok
     for step in range(new_tokens):
         logits = bare_logits(model, seqs)[:, -1].float()
         u = torch.rand(b, device=device)
-        nxt = sample_tokens(logits, ones, torch.zeros_like(ones).long(), ones, u, False)
+        no_k = torch.zeros_like(ones).long()
+        nxt = sample_tokens(logits, ones, no_k, ones, u, filtered=False, any_greedy=False)
         seqs = torch.cat([seqs, nxt[:, None]], dim=1)
         del step
     sync(device)
@@ -217,7 +219,8 @@ def bench_sampling(
         "cached": lambda: bare_cached_sampling(model, prompts, new_tokens),
         "recompute": lambda: bare_recompute_sampling(model, prompts, new_tokens),
     }
-    return {k: n / median_time(runs[k], repeats) for k in ("local", *baselines)}
+    t = median_times({k: runs[k] for k in ("local", *baselines)}, repeats)
+    return {k: n / seconds for k, seconds in t.items()}
 
 
 # --- report -----------------------------------------------------------------------------------

@@ -15,4 +15,5 @@ Layout, one concern per file:
   `hf_model.py` implement it; `kv_cache.py` is the tiny model's cache.
 - `checkpoints.py`: atomic save and load of weights and optimizer state.
 - `worker.py`: the one-thread-per-client executor and the futures it returns.
+- `random_hf.py`: random-weight Llama/Qwen2 checkpoints built offline (tests, benchmarks).
 """

@@ -72,14 +72,17 @@ def sample_tokens(
     top_k_B: torch.Tensor,
     top_p_B: torch.Tensor,
     u_B: torch.Tensor,
+    *,
     filtered: bool,
+    any_greedy: bool,
 ) -> torch.Tensor:
     """One token per row: greedy where temperature is 0, else inverse-CDF sampling from
-    softmax(logits / temperature) restricted to top-k / top-p (`filtered` says whether any row
-    restricts; sorting is skipped otherwise)."""
-    greedy_B = temperature_B <= 0
-    temp_B = torch.where(greedy_B, torch.ones_like(temperature_B), temperature_B)
-    probs_B_V = torch.softmax(logits_B_V / temp_B[:, None], dim=-1)
+    softmax(logits / temperature) restricted to top-k / top-p. `filtered` / `any_greedy` say
+    whether any row restricts / is greedy (the work for them is skipped otherwise)."""
+    if any_greedy:
+        greedy_B = temperature_B <= 0
+        temperature_B = torch.where(greedy_B, torch.ones_like(temperature_B), temperature_B)
+    probs_B_V = torch.softmax(logits_B_V / temperature_B[:, None], dim=-1)
     if filtered:
         sorted_B_V, order_B_V = probs_B_V.sort(dim=-1, descending=True)
         rank_V = torch.arange(probs_B_V.shape[1], device=probs_B_V.device)
@@ -97,8 +100,10 @@ def sample_tokens(
     idx_B = torch.searchsorted(cdf_B_V, u_B[:, None] * total_B, right=True)
     # Rounding can put the draw at the very top: clamp to the last token with mass.
     last_B = (cdf_B_V < total_B).sum(dim=-1, keepdim=True)
-    idx_B = torch.minimum(idx_B, last_B)
-    return torch.where(greedy_B, logits_B_V.argmax(dim=-1), idx_B[:, 0])
+    idx_B = torch.minimum(idx_B, last_B)[:, 0]
+    if any_greedy:
+        return torch.where(greedy_B, logits_B_V.argmax(dim=-1), idx_B)
+    return idx_B
 
 
 def _decode_step(
@@ -167,6 +172,9 @@ def generate(
     top_k_B = torch.tensor([r.top_k for r in rows], dtype=torch.long, device=device)
     top_p_B = torch.tensor([r.top_p for r in rows], dtype=torch.float32, device=device)
     filtered = any(r.top_k > 0 or r.top_p < 1.0 for r in rows)
+    any_greedy = any(r.temperature <= 0 for r in rows)
+    steps_M = torch.arange(steps, device=device)
+    positions_B_M = (prompt_len_B[:, None] + steps_M[None, :]).clamp(max=max_pos)
     uniforms = np.zeros((len(rows), steps), dtype=np.float64)
     for b, r in enumerate(rows):
         uniforms[b, : r.max_new] = row_uniforms(r.seed, r.sample_index, r.max_new)
@@ -178,21 +186,29 @@ def generate(
     for step in range(steps):
         logits_f = logits_B_V.float()
         token_B = sample_tokens(
-            logits_f, temperature_B, top_k_B, top_p_B, uniforms_B_M[:, step], filtered
+            logits_f,
+            temperature_B,
+            top_k_B,
+            top_p_B,
+            uniforms_B_M[:, step],
+            filtered=filtered,
+            any_greedy=any_greedy,
         )
         token_lp_B = target_logprobs(logits_f[:, None, :], token_B[:, None])[:, 0]
-        # One host transfer per step: tokens (exact in float64) and their logprobs.
-        host = torch.stack([token_B.double(), token_lp_B.double()]).cpu().tolist()
+        if device.type == "cpu":
+            tokens_host, lps_host = token_B.tolist(), token_lp_B.tolist()
+        else:  # one transfer: ids are exact in float32 (vocabularies are far below 2**24)
+            tokens_host, lps_host = torch.stack([token_B.float(), token_lp_B]).cpu().tolist()
         for b, row in enumerate(rows):
             if reasons[b] is not None:
                 continue
-            generated[b].append(int(host[0][b]))
-            logprobs[b].append(host[1][b])
+            generated[b].append(int(tokens_host[b]))
+            logprobs[b].append(lps_host[b])
             reasons[b] = _stop_check(row, generated[b], decode)
         if all(r is not None for r in reasons):
             break
         key_mask_B_S[:, p_max + step] = True
-        positions_B_1 = (prompt_len_B + step).clamp(max=max_pos)[:, None]
+        positions_B_1 = positions_B_M[:, step : step + 1]
         logits_B_V = _decode_step(model, token_B[:, None], positions_B_1, key_mask_B_S, cache)
 
     for b, i in enumerate(live):

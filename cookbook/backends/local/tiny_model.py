@@ -186,7 +186,8 @@ class TinyGPT(nn.Module):
 
         Without a cache: position t attends to positions <= t (rows right-padded).
         With a cache: the T new tokens go at cache positions `[length, length + T)` and attend
-        to earlier cached positions where `key_mask_B_S` is True, and causally among themselves.
+        to earlier cached positions where `key_mask_B_S` is True, and causally among themselves
+        (a single new token must itself be marked True: decoding takes a shortcut on that).
         """
         b, t = tokens_B_T.shape
         if positions_B_T is None:
@@ -196,7 +197,12 @@ class TinyGPT(nn.Module):
         if cache is not None:
             if key_mask_B_S is None:
                 raise ValueError("a cached forward needs key_mask_B_S")
-            attn_mask = _cached_attention_mask(key_mask_B_S, cache.length, t)
+            if t == 1:
+                # One new token per row (decode): its own position is marked real and every
+                # cached one is earlier, so the key mask alone is the attention mask.
+                attn_mask = key_mask_B_S[:, None, None, : cache.length + 1]
+            else:
+                attn_mask = _cached_attention_mask(key_mask_B_S, cache.length, t)
         for i, block in enumerate(self.blocks):
             x = block(x, i, cache, attn_mask)
         if cache is not None:

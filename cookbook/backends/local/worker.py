@@ -84,7 +84,7 @@ class JobQueue(Generic[J]):
         process: Callable[[list[J]], None],
         *,
         batch: bool = False,
-        gather_s: float = 0.002,
+        gather_s: float = 0.001,
         max_gather_s: float = 0.05,
         idle_exit_s: float = 5.0,
     ) -> None:
