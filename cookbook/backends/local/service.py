@@ -6,13 +6,15 @@
 
 `base_model` is `tiny` / `tiny-DxL` (the built-in byte-level model, trained whole) or a local
 Hugging Face model directory (LoRA adapters). Checkpoints saved under a bare name go to
-`base_dir` (default: a fresh temporary directory); names containing a path are used as given.
+`base_dir` (default: a new directory under the system temp dir, made on first save); names
+containing a path are used as given.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 from cookbook.backends.local import checkpoints
@@ -33,9 +35,10 @@ class LocalServiceClient:
 
     @property
     def base_dir(self) -> Path:
-        """Where checkpoints saved under a bare name go (created on first use)."""
+        """Where checkpoints saved under a bare name go (created by the first such save)."""
         if self._base_dir is None:
-            self._base_dir = Path(tempfile.mkdtemp(prefix="cookbook-local-"))
+            unique = f"cookbook-local-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self._base_dir = Path(tempfile.gettempdir()) / unique
         return self._base_dir
 
     def create_lora_training_client(
