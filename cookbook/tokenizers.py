@@ -3,7 +3,7 @@ that the tiny model's byte tokenizer also implements."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -37,7 +37,7 @@ class ByteTokenizer:
     boundary.
     """
 
-    SPECIAL_TOKENS: dict[str, int] = {
+    SPECIAL_TOKENS: ClassVar[dict[str, int]] = {
         "<|eos|>": 256,
         "<|pad|>": 257,
         "<|system|>": 258,

@@ -1,4 +1,4 @@
-"""Shared test set-up: the `--runslow` switch and real installs of plugin distributions.
+"""Shared test set-up: real installs of plugin distributions (`--runslow` is in /conftest.py).
 
 Keep this file small; fixtures used by one test module belong in that module.
 """
@@ -17,21 +17,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_DISTS = REPO / "tests" / "fixtures"
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """`--runslow` runs the tests marked `slow` (long learning checks)."""
-    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `slow` tests unless `--runslow` was given."""
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 def pip_install_target(projects: Sequence[Path], target: Path) -> None:
