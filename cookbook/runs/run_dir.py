@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,27 @@ class RunDir:
     def start_step(self) -> int:
         """The first step this process runs."""
         return self.resume_from.step if self.resume_from else 0
+
+    def check_resumable(self, config: object, changeable: Collection[str]) -> None:
+        """Refuse to resume with other settings than the stored run's (the result would mix two
+        experiments); top-level fields in `changeable` (cadences, `max_steps`, ...) may differ."""
+        try:
+            stored = json.loads(self.config_path.read_text(encoding="utf-8")).get("config")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return  # no readable config: nothing to compare with
+        current = config_to_json(config)
+        if not isinstance(stored, dict) or not isinstance(current, dict):
+            return
+        changed = sorted(
+            key
+            for key in set(stored) | set(current)
+            if key not in changeable and stored.get(key) != current.get(key)
+        )
+        if changed:
+            raise UserError(
+                f"{self.path} holds a run with different settings ({', '.join(changed)}); "
+                "rerun with --fresh to start over, or set log_dir=... for a new run"
+            )
 
     def write_config(self, config: object, argv: list[str] | None = None) -> None:
         """Write `config.json` (atomically): the config tree plus the command that made it."""

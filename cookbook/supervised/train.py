@@ -257,31 +257,6 @@ CHANGEABLE_ON_RESUME = frozenset(
 schedule is then recomputed for the new length), other eval/checkpoint cadences."""
 
 
-def _check_resumable(run_dir: RunDir, config: Config) -> None:
-    """Refuse to resume a run with other settings: the result would mix two experiments."""
-    import json
-
-    from cookbook.runs.config_io import config_to_json
-
-    try:
-        stored = json.loads(run_dir.config_path.read_text(encoding="utf-8")).get("config")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return  # no readable config: nothing to compare with
-    current = config_to_json(config)
-    if not isinstance(stored, dict) or not isinstance(current, dict):
-        return
-    changed = sorted(
-        key
-        for key in set(stored) | set(current)
-        if key not in CHANGEABLE_ON_RESUME and stored.get(key) != current.get(key)
-    )
-    if changed:
-        raise UserError(
-            f"{run_dir.path} holds a run with different settings ({', '.join(changed)}); "
-            "rerun with --fresh to start over, or set log_dir=... for a new run"
-        )
-
-
 def _limit_length(
     dataset: SupervisedDataset, what: str, config: Config
 ) -> tuple[SupervisedDataset, dict[str, int]]:
@@ -447,7 +422,7 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
     _validate(config)
     run_dir = open_run_dir(config.log_dir, fresh=fresh)
     if run_dir.resume_from is not None:
-        _check_resumable(run_dir, config)
+        run_dir.check_resumable(config, CHANGEABLE_ON_RESUME)
     run_dir.write_config(config, argv)
 
     service = make_service_client(config.backend, config.device)
