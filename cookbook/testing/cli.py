@@ -1,0 +1,194 @@
+"""`cookbook check NAME`: run the contract checks of an installed env, dataset or eval.
+
+    cookbook check tictactoe                      # every kind registered under the name
+    cookbook check arithmetic --kind eval         # only the eval
+    cookbook check tictactoe env.self_play=true   # the env's own options, as for `cookbook rl`
+
+Prints a table per checked item and exits 1 when a check failed (2 for a usage mistake).
+Imported for `--help`: nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+from cookbook.errors import UserError
+
+if TYPE_CHECKING:
+    from cookbook.registry.catalog import Catalog
+    from cookbook.registry.specs import Kind, Spec
+    from cookbook.testing.report import ContractReport
+
+USAGE = "cookbook check NAME [--kind env|dataset|eval] [--seed N] [--json] [KIND.KEY=VALUE ...]"
+
+DESCRIPTION = """\
+Check that an installed env, dataset or eval keeps the contract the runners rely on.
+
+env:     its modules import nothing heavy; it builds for the tiny model; batches hold group
+         builders that pickle; a few groups roll out with a seeded scripted policy; group
+         rewards, rewards (finite, inside the builder's reward_range if it declares one),
+         observations and metrics are well formed; a second build replays the same episodes.
+dataset: it builds; batch 0 holds cross_entropy datums (targets = inputs shifted by one,
+         aligned weights, some weight, ids inside the vocabulary); a second build matches.
+eval:    it builds with small sizes (num_games, num_problems, ...) and returns finite metrics
+         against an untrained tiny model.
+
+From pytest: `from cookbook.testing import assert_env_contract` (also _dataset_, _eval_)."""
+
+
+class _Done(Exception):
+    """argparse finished early (`--help`)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line `UserError`s instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"cookbook check: {message}; usage: {USAGE}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            print(message, file=sys.stderr, end="")
+        raise _Done(status)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="cookbook check",
+        usage=USAGE,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", help="a registered name, or distribution:name")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KIND.KEY=VALUE",
+        help="options of the checked item: env.KEY=VALUE, dataset.KEY=VALUE or eval.KEY=VALUE",
+    )
+    parser.add_argument("--kind", choices=["env", "dataset", "eval"], help="check only this kind")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the builds and rollouts")
+    parser.add_argument("--json", action="store_true", help="print the reports as JSON")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Run `cookbook check` with `argv` (the arguments after `check`); return the exit status:
+    0 when every check passed, 1 when one failed. Usage mistakes raise `UserError`."""
+    try:
+        opts = _parser().parse_intermixed_args(argv)  # options may follow KEY=VALUE
+    except _Done as done:
+        return done.status
+    from cookbook.registry.catalog import load_catalog
+
+    catalog = load_catalog()
+    specs = _find(catalog, opts.name, opts.kind)
+    overrides = _route_overrides(opts.overrides, [spec.kind for spec in specs])
+    reports: list[ContractReport] = []
+    for spec in specs:
+        if not opts.json and sys.stderr.isatty():
+            print(f"checking {spec.kind} {spec.name} ...", file=sys.stderr)
+        reports.append(_check(spec, overrides[spec.kind], opts.seed))
+    if opts.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2))
+    else:
+        _print_tables(reports, specs)
+    return 0 if all(r.passed for r in reports) else 1
+
+
+def _find(catalog: Catalog, name: str, kind: Kind | None) -> list[Spec]:
+    """The specs to check: the one of `kind`, or every kind registered under `name`."""
+    from cookbook.registry.errors import KINDS, did_you_mean
+
+    if kind is not None:
+        return [catalog.get(kind, name)]
+    found: list[Spec] = []
+    errors: list[UserError] = []
+    for k in KINDS:
+        try:
+            found.append(catalog.get(k, name))
+        except UserError as e:
+            errors.append(e)
+    if found:
+        return found
+    # A broken plugin or a clash is the real answer; "unknown X" for each kind is not.
+    for error in errors:
+        if not str(error).startswith(("unknown ", "'")):
+            raise error
+    known = sorted({spec.name for k in KINDS for spec in catalog.list(k)})
+    hint = did_you_mean(name.strip().lower(), known)
+    raise UserError(
+        f"no env, dataset or eval is named '{name}'{hint or ''}; `cookbook list` shows what is "
+        "installed"
+    )
+
+
+def _route_overrides(args: list[str], kinds: list[Kind]) -> dict[Kind, list[str]]:
+    """`env.k=v` to the env's options, and so on; anything else is a usage mistake."""
+    from cookbook.configs import split_overrides
+
+    routed: dict[Kind, list[str]] = {"env": [], "dataset": [], "eval": []}
+    rest = list(args)
+    for kind in ("env", "dataset", "eval"):
+        mine, rest = split_overrides(rest, kind)
+        if mine and kind not in kinds:
+            checked = " and ".join(kinds)
+            raise UserError(
+                f"{kind}.KEY=VALUE given, but this checks the {checked}; set its options as "
+                f"{kinds[0]}.KEY=VALUE"
+            )
+        routed[kind] = mine
+    if rest:
+        raise UserError(
+            f"cookbook check: '{rest[0]}' is not an option of the checked item; write "
+            f"{kinds[0]}.KEY=VALUE (`cookbook describe {kinds[0]} NAME` lists the keys)"
+        )
+    return routed
+
+
+def _check(spec: Spec, overrides: list[str], seed: int) -> ContractReport:
+    from cookbook.testing.checks import check_dataset, check_env, check_eval
+
+    target = spec.qualified_name
+    if spec.kind == "env":
+        return check_env(target, overrides, seed=seed)
+    if spec.kind == "dataset":
+        return check_dataset(target, overrides, seed=seed)
+    return check_eval(target, overrides, seed=seed)
+
+
+def _print_tables(reports: list[ContractReport], specs: list[Spec]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    styles = {"passed": "green", "failed": "bold red", "skipped": "dim"}
+    for report, spec in zip(reports, specs, strict=True):
+        origin = f" (from {spec.distribution})" if spec.distribution else ""
+        table = Table(title=Text(f"{report.kind} {report.target}{origin}"), title_justify="left")
+        table.add_column("check", no_wrap=True)
+        table.add_column("result", no_wrap=True)
+        table.add_column("time", justify="right", no_wrap=True)
+        table.add_column("detail", overflow="fold")
+        for r in report.results:
+            shown = "FAILED" if r.failed else r.status
+            time_text = f"{r.time_s:.2f} s" if r.status != "skipped" else ""
+            # Text, not markup: details quote plugin output, brackets included.
+            table.add_row(
+                Text(r.name), Text(shown, style=styles[r.status]), time_text, Text(r.detail)
+            )
+        console.print(table)
+        counts = {s: sum(1 for r in report.results if r.status == s) for s in styles}
+        verdict = "[green]passed[/]" if report.passed else "[bold red]FAILED[/]"
+        console.print(
+            f"{report.kind} {report.target}: {verdict} ({counts['passed']} passed, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped, {report.time_s:.1f} s)\n"
+        )
