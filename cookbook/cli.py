@@ -41,6 +41,7 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "rl": ("cookbook.rl.train_cli", "train a policy with RL on an env"),
     "sft": ("cookbook.supervised.train_cli", "fine-tune a model on a dataset"),
     "eval": ("cookbook.eval.cli", "score a model with an eval"),
+    "check": ("cookbook.testing.cli", "check that an env, dataset or eval keeps the contract"),
 }
 
 _BUILTIN_HELP: dict[str, tuple[str, str]] = {
