@@ -132,6 +132,7 @@ def check_env(
         return detail
 
     _import_check(checks, modules, check_imports)
+    _load_tinker()
     checks.run("config", config)
     checks.run("builds", lambda: _build_env(state, ctx), needs=["config"])
     checks.run("batches", lambda: _env_batches(state, num_groups), needs=["builds"])
@@ -569,6 +570,7 @@ def check_dataset(
         return detail
 
     _import_check(checks, modules, check_imports)
+    _load_tinker()
     checks.run("config", config)
     checks.run("builds", lambda: _build_dataset(state, ctx), needs=["config"])
     checks.run("batches", lambda: _dataset_batches(state), needs=["builds"])
@@ -763,6 +765,7 @@ def check_eval(
         return f"{type(evaluator).__name__}"
 
     _import_check(checks, modules, check_imports)
+    _load_tinker()
     checks.run("config", config)
     checks.run("builds", build, needs=["config"])
     checks.run(
@@ -1006,6 +1009,12 @@ def _first_batch(dataset: RLDataset | SupervisedDataset, split: str) -> list[obj
             f"{split} get_batch(0) returned {_short_repr(batch)}; expected a non-empty list"
         )
     return list(batch)
+
+
+def _load_tinker() -> None:
+    """Import tinker (and torch with it) up front, so the seconds it takes are not billed to
+    whichever check happens to touch a `ModelInput` first."""
+    import tinker.types  # noqa: F401
 
 
 def _run_async(coro: Coroutine[object, object, _T]) -> _T:
