@@ -169,6 +169,9 @@ class RLDatasetBuilder:
 
     This is what an env plugin registers: its fields are the env's options, set from the
     command line as `env.FIELD=value`. Subclass it and override `__call__`.
+
+    Optionally declare `reward_range = (low, high)` (an attribute or a method) bounding an
+    episode's total reward; `cookbook check` then verifies rollouts stay inside it.
     """
 
     def __call__(self, ctx: BuildContext) -> tuple[RLDataset, RLDataset | None]:
