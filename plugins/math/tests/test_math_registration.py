@@ -23,7 +23,8 @@ EVALS = {"arithmetic", "gsm8k-file", "math-file"}
 RUN_FIELDS = {
     "model", "backend", "learning_rate", "group_size", "groups_per_batch", "max_tokens",
     "temperature", "loss_fn", "max_steps", "kl_penalty_coef", "seed", "eval_every",
-    "save_every", "warm_start_steps", "warm_start_learning_rate", "evals",
+    "save_every", "warm_start_steps", "warm_start_learning_rate", "warm_start_batch_size",
+    "evals",
 }  # fmt: skip
 
 
