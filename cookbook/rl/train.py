@@ -18,11 +18,12 @@ with the weights of the moment while the current one trains.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -60,6 +61,10 @@ class Config:
     """`local` (in-process PyTorch) or `tinker` (the Tinker service)."""
     device: str | None = None
     """Torch device for the local backend (default: CUDA when present, else CPU)."""
+    num_threads: int | None = None
+    """Torch CPU threads while the run lasts (local backend). None: 1 for the tiny model, whose
+    ops are too small for a thread pool to pay off (a training step measured ~7 ms on one thread
+    against ~100 ms on two busy cores), torch's own default for other models."""
     lora_rank: int = 32
     """LoRA rank (Hugging Face models; the tiny model trains all weights)."""
     seed: int = 0
@@ -97,6 +102,9 @@ class Config:
     """Sampling temperature."""
     max_steps: int | None = None
     """Steps to run (default: one pass over the dataset's batches)."""
+    max_minutes: float = 0.0
+    """Also stop after this many minutes of wall time in this call, warm start included (0: no
+    limit). The step running when time is up is the last: it evaluates and checkpoints."""
     max_steps_off_policy: int = 0
     """How many steps ahead batches may be sampled while training (0: fully on-policy)."""
     remove_constant_reward_groups: bool = True
@@ -134,6 +142,8 @@ _CHANGEABLE_ON_RESUME = frozenset(
         "save_every",
         "transcript_groups",
         "show_progress",
+        "max_minutes",
+        "num_threads",
         "env_step_timeout_s",
         "max_error_fraction",
     }
@@ -154,6 +164,10 @@ class RunSummary:
     steps_run: int
     """Steps run by this call (0 when the run was already complete)."""
     last_metrics: dict[str, float] = field(default_factory=dict)
+    time_s: float = 0.0
+    """Wall time of this call, warm start included."""
+    stopped_by_time: bool = False
+    """Whether `max_minutes` ended the run before `max_steps`."""
 
 
 def validate_config(config: Config) -> None:
@@ -170,6 +184,11 @@ def validate_config(config: Config) -> None:
         (config.num_substeps >= 1, "num_substeps must be at least 1"),
         (config.max_steps is None or config.max_steps >= 0, "max_steps must be >= 0"),
         (config.max_steps_off_policy >= 0, "max_steps_off_policy must be >= 0"),
+        (config.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)"),
+        (
+            config.num_threads is None or config.num_threads >= 1,
+            "num_threads must be at least 1 (or None for the default)",
+        ),
         (0 <= config.max_error_fraction <= 1, "max_error_fraction must be between 0 and 1"),
         (config.eval_every >= 0, "eval_every must be >= 0 (0: only at the end)"),
         (config.save_every >= 0, "save_every must be >= 0 (0: only at the end)"),
@@ -192,7 +211,14 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
 async def train(
     config: Config, *, fresh: bool = False, argv: list[str] | None = None
 ) -> RunSummary:
-    """The RL loop (see the module docstring)."""
+    """The RL loop (see the module docstring), on `config.num_threads` torch threads (the
+    previous setting is restored afterwards)."""
+    validate_config(config)
+    with _torch_threads(_num_threads(config)):
+        return await _train(config, fresh=fresh, argv=argv)
+
+
+async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunSummary:
     from cookbook.backends import make_service_client
     from cookbook.build_context import BuildContext
     from cookbook.eval.runner import make_training_client, resolve_checkpoint, run_evaluators
@@ -205,7 +231,7 @@ async def train(
     from cookbook.runs.progress import RunProgress
     from cookbook.runs.run_dir import open_run_dir
 
-    validate_config(config)
+    t_start = time.perf_counter()
     run_dir = open_run_dir(config.log_dir, fresh=fresh)
     resume = run_dir.resume_from
     if resume is not None:
@@ -269,6 +295,9 @@ async def train(
     transcripts = TranscriptWriter(run_dir.transcripts_dir, tokenizer, config.transcript_groups)
     last_metrics: dict[str, float] = {}
     env_name = Path(config.log_dir).name
+    deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
+    out_of_time = False
+    steps_run = 0
     try:
         with RunProgress(
             env_name,
@@ -300,7 +329,8 @@ async def train(
                 else:
                     sampler.refresh(step + 1)
                 # (5) evals, transcripts, metrics line, checkpoint.
-                last = step + 1 == num_steps
+                out_of_time = deadline is not None and time.perf_counter() >= deadline
+                last = step + 1 == num_steps or out_of_time
                 eval_time = 0.0
                 if evaluators and (
                     last or (config.eval_every and (step + 1) % config.eval_every == 0)
@@ -341,17 +371,52 @@ async def train(
                     await _save_checkpoint(training_client, run_dir, step + 1, warm_done, timer)
                 progress.update(step, metrics)
                 last_metrics = metrics
+                steps_run += 1
+                if last:
+                    break
     finally:
         for task in pending.values():
             task.cancel()
         transcripts.close()
     return RunSummary(
-        log_dir=run_dir.path, steps_run=num_steps - start_step, last_metrics=last_metrics
+        log_dir=run_dir.path,
+        steps_run=steps_run,
+        last_metrics=last_metrics,
+        time_s=time.perf_counter() - t_start,
+        stopped_by_time=out_of_time and start_step + steps_run < num_steps,
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # Helpers of the loop, in the order the loop uses them.
+
+
+def _num_threads(config: Config) -> int | None:
+    """The torch thread count for this run (None: leave torch's setting alone)."""
+    if config.backend != "local":
+        return None
+    if config.num_threads is not None:
+        return config.num_threads
+    from cookbook.backends.local.tiny_model import is_tiny_name
+
+    return 1 if is_tiny_name(config.model_name) else None
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for the block. Threads the backend starts inside it
+    (its worker threads start on their first job) take the setting over."""
+    if num_threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check_resumable(run_dir: RunDir, config: Config) -> None:

@@ -39,6 +39,9 @@ class CLIConfig:
     """local (in-process PyTorch) or tinker (the Tinker service, needs TINKER_API_KEY)."""
     device: str | None = None
     """Torch device for the local backend (default: cuda when present, else cpu)."""
+    num_threads: int | None = None
+    """Torch CPU threads (default: 1 for the tiny model, whose small ops lose time in a thread
+    pool; torch's default otherwise)."""
     lora_rank: int = 32
     """LoRA rank for Hugging Face models."""
     learning_rate: float = 1e-3
@@ -57,6 +60,8 @@ class CLIConfig:
     """Optimiser steps per batch."""
     max_steps: int = 100
     """Training steps."""
+    max_minutes: float = 0.0
+    """Also stop after this many minutes, warm start included (0: no time limit)."""
     max_steps_off_policy: int = 0
     """Sample up to this many batches ahead while training (0: on-policy)."""
     kl_penalty_coef: float = 0.0
@@ -130,6 +135,7 @@ def build_config(
         model_name=cli.model,
         backend=cli.backend,
         device=cli.device,
+        num_threads=cli.num_threads,
         lora_rank=cli.lora_rank,
         seed=cli.seed,
         load_checkpoint_path=cli.load_checkpoint_path,
@@ -142,6 +148,7 @@ def build_config(
         max_tokens=cli.max_tokens,
         temperature=cli.temperature,
         max_steps=cli.max_steps,
+        max_minutes=cli.max_minutes,
         max_steps_off_policy=cli.max_steps_off_policy,
         remove_constant_reward_groups=cli.remove_constant_reward_groups,
         scale_advantages_by_std=cli.scale_advantages_by_std,
@@ -227,13 +234,19 @@ def main(argv: list[str]) -> int:
     cli = make_config(CLIConfig, run_args, defaults=spec.recommended, label="cookbook rl")
     config = build_config(cli, spec.name, env_builder, spec, catalog)
 
+    from cookbook.rl.summary import summary_text
     from cookbook.rl.train import main as train_main
 
     summary = train_main(config, fresh=fresh, argv=["cookbook", "rl", *argv])
-    last = summary.last_metrics
-    reward = last.get("reward/mean")
-    tail = f", last reward/mean {reward:.3f}" if isinstance(reward, float) else ""
-    print(f"rl {spec.name}: {summary.steps_run} steps run{tail}; outputs in {summary.log_dir}")
+    print(
+        summary_text(
+            summary.log_dir,
+            spec.name,
+            summary.steps_run,
+            summary.time_s,
+            summary.stopped_by_time,
+        )
+    )
     return 0
 
 
