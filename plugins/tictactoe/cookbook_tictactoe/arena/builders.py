@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 SEATS = ("first", "second", "alternate")
 """Values of the env's `seat` field."""
 
+EVAL_SEATS = ("both", "first", "second")
+"""Values of the evals' `seat` field."""
+
 
 def _one_of(option: str, allowed: tuple[str, ...]) -> Callable[[object, str], None]:
     """A chz field validator raising a one-line `UserError` that lists the valid values."""
@@ -210,6 +213,11 @@ class TwoPlayerEvalBuilder(EvaluatorBuilder):
     num_games: int = chz.field(
         default=100, validator=_positive("eval.num_games"), doc="games (half in each seat)"
     )
+    seat: str = chz.field(
+        default="both",
+        validator=_one_of("eval.seat", EVAL_SEATS),
+        doc="the model's seat: both (alternating by game), first (moves first) or second",
+    )
     seed: int = chz.field(
         default=0, doc="seed of the games (fixed, so every checkpoint plays the same games)"
     )
@@ -241,6 +249,7 @@ class TwoPlayerEvalBuilder(EvaluatorBuilder):
             renderer=ctx.renderer,
             style=resolve_prompt_style(self.prompt_style, ctx.is_tiny),
             num_games=self.num_games,
+            seats=(0, 1) if self.seat == "both" else (0,) if self.seat == "first" else (1,),
             seed=self.seed,
             max_tokens=self.max_tokens,
             temperature=self.temperature,

@@ -1,5 +1,5 @@
 """Win / draw / loss / illegal-move rates of a model against a scripted opponent over seeded
-games, half of them in each seat."""
+games, half of them in each seat (or all in one)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ async def play_game(
 
 
 def rates(records: list[GameRecord]) -> dict[str, float]:
-    """The eval's metrics: outcome rates overall and per seat, mean game length."""
+    """The eval's metrics: outcome rates overall and per seat played, mean game length."""
     n = max(len(records), 1)
     metrics: dict[str, float] = {"games": float(len(records))}
     for outcome in (Outcome.WIN, Outcome.DRAW, Outcome.LOSS, Outcome.ILLEGAL):
@@ -51,16 +51,18 @@ def rates(records: list[GameRecord]) -> dict[str, float]:
         metrics[f"{name}_rate"] = sum(r.outcome == outcome for r in records) / n
     for seat, label in ((0, "first"), (1, "second")):
         seated = [r for r in records if r.seat == seat]
-        metrics[f"{label}_seat_win_rate"] = sum(r.outcome == Outcome.WIN for r in seated) / max(
-            len(seated), 1
-        )
+        if seated:
+            metrics[f"{label}_seat_win_rate"] = sum(r.outcome == Outcome.WIN for r in seated) / len(
+                seated
+            )
     metrics["mean_game_length"] = sum(r.length for r in records) / n
     return metrics
 
 
 class TwoPlayerEvaluator(Evaluator):
-    """Plays `num_games` games (even ones in seat 0, odd ones in seat 1) concurrently, so a
-    backend that batches concurrent sampling requests serves them together."""
+    """Plays `num_games` games concurrently (so a backend that batches concurrent sampling
+    requests serves them together), game i in seat `seats[i % len(seats)]`: with both seats, even
+    games open and odd ones answer."""
 
     def __init__(
         self,
@@ -72,12 +74,14 @@ class TwoPlayerEvaluator(Evaluator):
         seed: int,
         max_tokens: int,
         temperature: float,
+        seats: tuple[int, ...] = (0, 1),
     ) -> None:
         self.game = game
         self.opponent = opponent
         self.renderer = renderer
         self.style = style
         self.num_games = num_games
+        self.seats = seats
         self.seed = seed
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -86,7 +90,7 @@ class TwoPlayerEvaluator(Evaluator):
         return OptimalPlayer() if self.opponent == "optimal" else RandomPlayer()
 
     async def _one(self, index: int, model: ModelPlayer) -> GameRecord:
-        seat = index % 2
+        seat = self.seats[index % len(self.seats)]
         opponent = self._opponent()
         players: tuple[Player, Player] = (model, opponent) if seat == 0 else (opponent, model)
         session = await play_game(self.game, players, random.Random(derive_seed(self.seed, index)))

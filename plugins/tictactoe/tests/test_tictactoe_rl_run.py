@@ -1,0 +1,105 @@
+"""`cookbook rl --env tictactoe` end to end on the local backend: a short run from the registry
+(warm start, RL steps, eval, metrics, summary), the first-seat eval the learning benchmark uses,
+and (with --runslow) the benchmark's core for a few minutes."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+from cookbook_tictactoe.tictactoe import TicTacToeVsRandomEval
+from ttt_helpers import ScriptedSamplingClient, random_free, tiny_ctx
+
+from cookbook.cli import main as cookbook_main
+from cookbook.errors import UserError
+
+BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "tictactoe_learning.py"
+
+needs_local_backend = pytest.mark.skipif(
+    importlib.util.find_spec("cookbook.backends.local.service") is None,
+    reason="the local backend is not installed",
+)
+
+
+@needs_local_backend
+def test_cookbook_rl_tictactoe_trains_and_writes_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_dir = tmp_path / "ttt"
+    status = cookbook_main(
+        [
+            "rl",
+            "--env",
+            "tictactoe",
+            "max_steps=2",
+            "warm_start_steps=40",  # enough for some legal games, so a group varies
+            "warm_start_batch_size=16",
+            "groups_per_batch=4",
+            f"log_dir={log_dir}",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    warm = (log_dir / "warm_start_metrics.jsonl").read_text().splitlines()
+    assert len(warm) == 40
+    records = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1]
+    for r in records:
+        assert r["rollout/trajectories"] == 32  # 4 groups of the recommended 8 games
+        rates = r["env/win"] + r["env/draw"] + r["env/loss"] + r["env/illegal_move"]
+        assert rates == pytest.approx(1.0)
+        assert r["env/moved_first"] == 1.0
+    assert any(r["optim/skipped"] == 0.0 and r["optim/action_tokens"] > 0 for r in records)
+    assert "eval/tictactoe-vs-random/win_rate" in records[-1]  # the final eval
+    assert json.loads((log_dir / "checkpoints.json").read_text())[-1]["step"] == 2
+    # The closing summary: start and end levels, the eval, where the files are.
+    assert "rl tictactoe: 2 steps run" in out
+    assert any(line.split()[0] == "env/win" for line in out.splitlines() if line.strip())
+    assert "eval tictactoe-vs-random" in out and f"outputs in {log_dir}" in out
+
+
+def test_first_seat_eval_opens_every_game() -> None:
+    client = ScriptedSamplingClient(random_free(random.Random(0)))
+    evaluator = TicTacToeVsRandomEval(num_games=12, seat="first")(tiny_ctx())
+    metrics = asyncio.run(evaluator(client))
+    assert client.prompts.count("012345678") == 12  # every game starts on the empty board
+    assert metrics["first_seat_win_rate"] == metrics["win_rate"]
+    assert "second_seat_win_rate" not in metrics
+
+
+def test_second_seat_eval_answers_every_opening() -> None:
+    client = ScriptedSamplingClient(random_free(random.Random(0)))
+    metrics = asyncio.run(TicTacToeVsRandomEval(num_games=8, seat="second")(tiny_ctx())(client))
+    assert "012345678" not in client.prompts
+    assert metrics["second_seat_win_rate"] == metrics["win_rate"]
+
+
+def test_unknown_eval_seat_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"eval\.seat.*both, first, second"):
+        TicTacToeVsRandomEval(seat="middle")
+
+
+@pytest.mark.slow
+@needs_local_backend
+@pytest.mark.skipif(not BENCHMARK.exists(), reason="needs the repository's benchmarks/")
+def test_learning_benchmark_win_rate_rises(tmp_path: Path) -> None:
+    """Three minutes of the default run: the first-seat win rate against random rises well above
+    the warm-start level (the full 10-minute target is the benchmark's to check)."""
+    spec = importlib.util.spec_from_file_location("tictactoe_learning", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    result = benchmark.run_learning_curve(
+        3.0, tmp_path, eval_every_s=30.0, eval_games=200, show_progress=False
+    )
+    print(benchmark.report(result, 3.0))
+    points = result.points
+    assert len(points) >= 4
+    end_win = max(p.win for p in points[-2:])
+    assert end_win >= points[0].win + 0.2
+    assert end_win >= 0.75
+    assert points[-1].illegal <= 0.05
