@@ -235,7 +235,7 @@ async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunS
     run_dir = open_run_dir(config.log_dir, fresh=fresh)
     resume = run_dir.resume_from
     if resume is not None:
-        _check_resumable(run_dir, config)
+        run_dir.check_resumable(config, _CHANGEABLE_ON_RESUME)
     run_dir.write_config(config, argv)
 
     # --- model, env, evaluators
@@ -417,29 +417,6 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _check_resumable(run_dir: RunDir, config: Config) -> None:
-    """Refuse to resume a run with a different config: the result would mix two experiments."""
-    from cookbook.runs.config_io import config_to_json
-
-    try:
-        stored = json.loads(run_dir.config_path.read_text(encoding="utf-8")).get("config")
-    except (OSError, json.JSONDecodeError):
-        return
-    current = config_to_json(config)
-    if not isinstance(stored, dict) or not isinstance(current, dict):
-        return
-    changed = sorted(
-        key
-        for key in set(stored) | set(current)
-        if key not in _CHANGEABLE_ON_RESUME and stored.get(key) != current.get(key)
-    )
-    if changed:
-        raise UserError(
-            f"{run_dir.path} holds a run with different settings ({', '.join(changed)}); "
-            "rerun with --fresh to start over, or set log_dir=... for a new run"
-        )
 
 
 async def _reference_sampler(
