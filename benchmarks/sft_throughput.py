@@ -26,8 +26,9 @@ def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -
     from tinker import types as tinker_types
 
     from cookbook.backends import make_service_client
+    from cookbook.runs.setup import build_context
     from cookbook.supervised.data import JsonlDatasetBuilder
-    from cookbook.supervised.train import Config, batch_at, build_context
+    from cookbook.supervised.train import Config, batch_at
 
     config = Config(
         dataset_builder=JsonlDatasetBuilder(),
@@ -37,7 +38,8 @@ def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -
         batch_size=batch_size,
     )
     client = make_service_client("local").create_lora_training_client(base_model=model, seed=seed)
-    train, _ = config.dataset_builder(build_context(config, client, Path(tempfile.gettempdir())))
+    ctx = build_context(model, client, seed=seed, groups_per_batch=batch_size)
+    train, _ = config.dataset_builder(ctx)
     batches = []
     epoch: int | None = None
     for step in range(steps):

@@ -1,4 +1,4 @@
-"""Run evaluators: inline from the RL loop, or on their own (`cookbook eval`).
+"""Run evaluators: inline from the training loops, or on their own (`cookbook eval`).
 
 `EvalConfig` is the detailed, serialisable description of a stand-alone eval run (the evaluator
 builders themselves, the model and where its weights come from); `run_eval` carries it out and
@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import chz
@@ -21,8 +20,7 @@ from cookbook.errors import UserError
 from cookbook.eval.types import Evaluator, EvaluatorBuilder
 
 if TYPE_CHECKING:
-    from cookbook.backends.protocol import SamplingClient, ServiceClient, TrainingClient
-    from cookbook.build_context import BuildContext
+    from cookbook.backends.protocol import SamplingClient
 
 
 @dataclass
@@ -65,25 +63,6 @@ async def run_evaluators(
     return outcome
 
 
-def resolve_checkpoint(path: str) -> str:
-    """The `load_state` path for `path`: a checkpoint path as is, or a run's log directory (its
-    newest checkpoint). Raises `UserError` for a directory with no checkpoint."""
-    from cookbook.runs.checkpoints import CheckpointIndex
-
-    p = Path(path)
-    if p.is_dir() and (p / "checkpoints.json").exists():
-        latest = CheckpointIndex(p).latest()
-        if latest is None:
-            raise UserError(f"run {path} has no checkpoint yet; train longer or pass a state path")
-        return latest.state_path
-    if not p.exists() and "://" not in path:
-        raise UserError(
-            f"load_checkpoint_path {path} does not exist; pass a run's log directory or a "
-            "checkpoint path listed in its checkpoints.json"
-        )
-    return path
-
-
 @chz.chz
 class EvalConfig:
     """A stand-alone eval run."""
@@ -116,56 +95,25 @@ class EvalResult:
     time_s: float
 
 
-def make_training_client(
-    service: ServiceClient,
-    model_name: str,
-    lora_rank: int,
-    seed: int,
-) -> TrainingClient:
-    """A LoRA training client; a bad model name becomes a `UserError`."""
-    try:
-        return service.create_lora_training_client(base_model=model_name, rank=lora_rank, seed=seed)
-    except (FileNotFoundError, OSError, ValueError) as e:
-        if isinstance(e, UserError):
-            raise
-        raise UserError(
-            f"cannot load model {model_name!r} ({e}); use model=tiny or a local Hugging Face "
-            "model directory"
-        ) from None
-
-
-def build_context(training_client: TrainingClient, model_name: str, seed: int) -> BuildContext:
-    """The `BuildContext` for builders serving this client's model."""
-    from cookbook.build_context import BuildContext
-    from cookbook.renderers import get_renderer
-
-    tokenizer = training_client.get_tokenizer()
-    return BuildContext(
-        model_name=model_name,
-        tokenizer=tokenizer,
-        renderer=get_renderer(model_name, tokenizer),
-        seed=seed,
-    )
-
-
 def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
     """Load the model (and checkpoint), build every evaluator, run them, write the result
     (`argv`: the command line recorded with it). An evaluator that raises is reported in
     `failures` (and the JSON) while the others still run."""
-    from cookbook.backends import make_service_client
+    from cookbook.runs.checkpoints import resolve_checkpoint
     from cookbook.runs.config_io import config_to_json
     from cookbook.runs.files import atomic_write_json
+    from cookbook.runs.setup import build_context, make_service, make_training_client
 
     if not config.evaluator_builders:
         raise UserError("no eval given; name one with --eval NAME")
-    service = make_service_client(config.backend, config.device)
+    service = make_service(config.backend, config.device)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )
     if config.load_checkpoint_path is not None:
         training_client.load_state(resolve_checkpoint(config.load_checkpoint_path)).result()
     sampling_client = training_client.save_weights_and_get_sampling_client()
-    ctx = build_context(training_client, config.model_name, config.seed)
+    ctx = build_context(config.model_name, training_client, seed=config.seed)
     evaluators = {name: builder(ctx) for name, builder in config.evaluator_builders.items()}
     outcome = asyncio.run(run_evaluators(evaluators, sampling_client))
     result = EvalResult(metrics=outcome.metrics, failures=outcome.failures, time_s=outcome.time_s)

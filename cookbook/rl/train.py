@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -134,22 +133,12 @@ class Config:
     """Live progress display on stderr."""
 
 
-_CHANGEABLE_ON_RESUME = frozenset(
-    {
-        "log_dir",
-        "max_steps",
-        "eval_every",
-        "save_every",
-        "transcript_groups",
-        "show_progress",
-        "max_minutes",
-        "num_threads",
-        "env_step_timeout_s",
-        "max_error_fraction",
-    }
+CHANGEABLE_ON_RESUME = frozenset(
+    {"max_minutes", "num_threads", "env_step_timeout_s", "max_error_fraction", "transcript_groups"}
 )
-"""Config fields a resumed run may change (a moved run directory, extending a run, more or fewer
-evals)."""
+"""Config fields a resumed RL run may change besides those of every loop
+(`cookbook.runs.setup.CHANGEABLE_ON_RESUME`): its time limit, threads, env fault limits and how
+many transcripts it writes."""
 
 
 class RolloutFailureError(UserError):
@@ -203,59 +192,67 @@ def validate_config(config: Config) -> None:
             raise UserError(message)
 
 
-def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) -> RunSummary:
-    """Run (or resume) the RL run described by `config`; `fresh` deletes an existing run first."""
-    return asyncio.run(train(config, fresh=fresh, argv=argv))
+def main(
+    config: Config, *, fresh: bool = False, argv: list[str] | None = None, label: str | None = None
+) -> RunSummary:
+    """Run (or resume) the RL run described by `config`; `fresh` deletes an existing run first.
+    `label` names the env in progress lines and errors (default: its builder's class name)."""
+    return asyncio.run(train(config, fresh=fresh, argv=argv, label=label))
 
 
 async def train(
-    config: Config, *, fresh: bool = False, argv: list[str] | None = None
+    config: Config, *, fresh: bool = False, argv: list[str] | None = None, label: str | None = None
 ) -> RunSummary:
     """The RL loop (see the module docstring), on `config.num_threads` torch threads (the
     previous setting is restored afterwards)."""
     validate_config(config)
     with _torch_threads(_num_threads(config)):
-        return await _train(config, fresh=fresh, argv=argv)
+        return await _train(config, fresh, argv, label or type(config.dataset_builder).__name__)
 
 
-async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunSummary:
-    from cookbook.backends import make_service_client
-    from cookbook.build_context import BuildContext
-    from cookbook.eval.runner import make_training_client, resolve_checkpoint, run_evaluators
-    from cookbook.renderers import get_renderer
+async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str) -> RunSummary:
+    from cookbook.eval.runner import run_evaluators
     from cookbook.rl.evaluators import RLTestSetEvaluator
     from cookbook.rl.metrics import rollout_metrics
     from cookbook.rl.rollouts import BusyTimer
     from cookbook.rl.transcripts import TranscriptWriter
-    from cookbook.rl.warm_start import run_warm_start, warm_start_steps_done
+    from cookbook.rl.warm_start import WARM_START_DONE, run_warm_start, warm_start_steps_done
     from cookbook.runs.progress import RunProgress
-    from cookbook.runs.run_dir import open_run_dir
+    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
+    from cookbook.runs.setup import (
+        build_context,
+        load_starting_weights,
+        make_service,
+        make_training_client,
+        save_checkpoint,
+        start_run,
+    )
 
     t_start = time.perf_counter()
-    run_dir = open_run_dir(config.log_dir, fresh=fresh)
-    resume = run_dir.resume_from
-    if resume is not None:
-        run_dir.check_resumable(config, _CHANGEABLE_ON_RESUME)
-    run_dir.write_config(config, argv)
+    run_dir = start_run(
+        config,
+        config.log_dir,
+        fresh=fresh,
+        argv=argv,
+        changeable=ANY_LOOP | CHANGEABLE_ON_RESUME,
+    )
 
     # --- model, env, evaluators
-    service = make_service_client(config.backend, config.device)
+    service = make_service(config.backend, config.device)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )
-    tokenizer = training_client.get_tokenizer()
-    ctx = BuildContext(
-        model_name=config.model_name,
-        tokenizer=tokenizer,
-        renderer=get_renderer(config.model_name, tokenizer),
+    ctx = build_context(
+        config.model_name,
+        training_client,
         seed=config.seed,
         group_size=config.group_size,
         groups_per_batch=config.groups_per_batch,
-        log_dir=str(run_dir.path),
+        log_dir=run_dir.path,
     )
     train_ds, test_ds = config.dataset_builder(ctx)
     if len(train_ds) == 0:
-        raise UserError(f"env {type(config.dataset_builder).__name__} has no training batches")
+        raise UserError(f"env {label} has no training batches")
     evaluators: dict[str, Evaluator] = {}
     if test_ds is not None and len(test_ds) > 0:
         evaluators["test"] = RLTestSetEvaluator(
@@ -269,11 +266,10 @@ async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunS
     evaluators.update({name: b(ctx) for name, b in config.evaluator_builders.items()})
 
     # --- starting weights: own checkpoint > load_checkpoint_path > base model (+ warm start)
-    if resume is not None:
-        await _load_state_with_optimizer(training_client, resume.state_path)
-    elif config.load_checkpoint_path is not None:
-        await training_client.load_state(resolve_checkpoint(config.load_checkpoint_path))
-    warm_done = warm_start_steps_done(resume)
+    loading = load_starting_weights(training_client, run_dir, config.load_checkpoint_path)
+    if loading is not None:
+        await loading
+    warm_done = warm_start_steps_done(run_dir.resume_from)
     if config.warm_start is not None and run_dir.start_step == 0:
         await run_warm_start(
             training_client, config.warm_start, ctx, run_dir, warm_done, config.show_progress
@@ -292,15 +288,14 @@ async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunS
     adam = _adam_params(config)
     sampler = _Sampler(training_client, timer, sampler_step=start_step)
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
-    transcripts = TranscriptWriter(run_dir.transcripts_dir, tokenizer, config.transcript_groups)
+    transcripts = TranscriptWriter(run_dir.transcripts_dir, ctx.tokenizer, config.transcript_groups)
     last_metrics: dict[str, float] = {}
-    env_name = Path(config.log_dir).name
     deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
     out_of_time = False
     steps_run = 0
     try:
         with RunProgress(
-            env_name,
+            label,
             num_steps,
             start_step=start_step,
             headline=("reward/mean",),
@@ -315,7 +310,7 @@ async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunS
                 # (2) wait for it; a step that lost too many groups ends the run.
                 batch = await pending.pop(step)
                 t_sampled = time.perf_counter()
-                _check_lost_groups(config, batch, step, env_name)
+                _check_lost_groups(config, batch, step, label)
                 metrics = rollout_metrics(batch, train_step=step)
                 # (3) train.
                 train_out = await _train_on_batch(
@@ -368,7 +363,11 @@ async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunS
                 # (its line is dropped on resume), never skips its line.
                 run_dir.metrics.log(step, metrics)
                 if last or (config.save_every and (step + 1) % config.save_every == 0):
-                    await _save_checkpoint(training_client, run_dir, step + 1, warm_done, timer)
+                    await timer.track(
+                        save_checkpoint(
+                            training_client, run_dir, step + 1, extra={WARM_START_DONE: warm_done}
+                        )
+                    )
                 progress.update(step, metrics)
                 last_metrics = metrics
                 steps_run += 1
@@ -425,26 +424,14 @@ async def _reference_sampler(
     """The frozen starting policy the KL penalty compares against (saved once per run)."""
     if config.kl_penalty_coef <= 0:
         return None
-    record = run_dir.path / "reference.json"
-    if record.exists():
-        path = json.loads(record.read_text(encoding="utf-8"))["sampler_path"]
-    else:
-        from cookbook.runs.files import atomic_write_json
-
+    path = run_dir.reference_sampler_path()
+    if path is None:
         saved = await training_client.save_weights_for_sampler(
-            str(run_dir.path / "reference" / "sampler")
+            str(run_dir.reference_dir / "sampler")
         )
         path = saved.path
-        atomic_write_json(record, {"sampler_path": path})
+        run_dir.set_reference_sampler_path(path)
     return service.create_sampling_client(model_path=path)
-
-
-async def _load_state_with_optimizer(training_client: TrainingClient, path: str) -> None:
-    """Resume needs the optimizer state too. The tinker SDK's `load_state` restores weights only
-    and `load_state_with_optimizer` both; the protocol's `load_state` promises both, so it is the
-    fallback for clients without the SDK method."""
-    load = getattr(training_client, "load_state_with_optimizer", None)
-    await (load(path) if callable(load) else training_client.load_state(path))
 
 
 def _adam_params(config: Config) -> tinker_types.AdamParams:
@@ -500,7 +487,7 @@ def _launch_batch(
     )
 
 
-def _check_lost_groups(config: Config, batch: BatchRollout, step: int, env_name: str) -> None:
+def _check_lost_groups(config: Config, batch: BatchRollout, step: int, label: str) -> None:
     if not batch.lost:
         return
     fraction = batch.lost / batch.num_groups
@@ -510,7 +497,7 @@ def _check_lost_groups(config: Config, batch: BatchRollout, step: int, env_name:
     )
     if fraction > config.max_error_fraction:
         raise RolloutFailureError(
-            f"{env_name}: stopping, {summary} - more than max_error_fraction="
+            f"{label}: stopping, {summary} - more than max_error_fraction="
             f"{config.max_error_fraction:g}; fix the env or raise max_error_fraction "
             "(env_step_timeout_s for timeouts)"
         )
@@ -607,30 +594,3 @@ async def _kl_penalty(
         )
     )
     return apply_kl_penalty(sequences_D, reference_logprobs_D, coef)
-
-
-async def _save_checkpoint(
-    training_client: TrainingClient,
-    run_dir: RunDir,
-    next_step: int,
-    warm_done: int,
-    timer: BusyTimer,
-) -> None:
-    """Weights + optimizer state and sampler weights; listed in the index once both exist."""
-    from cookbook.rl.warm_start import WARM_START_DONE
-    from cookbook.runs.checkpoints import Checkpoint
-
-    directory = run_dir.checkpoints.state_dir(next_step)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = training_client.save_state(str(directory / "state"))
-    sampler = training_client.save_weights_for_sampler(str(directory / "sampler"))
-    state_path = (await timer.track(state)).path
-    sampler_path = (await timer.track(sampler)).path
-    run_dir.checkpoints.add(
-        Checkpoint(
-            step=next_step,
-            state_path=state_path,
-            sampler_path=sampler_path,
-            extra={WARM_START_DONE: warm_done},
-        )
-    )

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from tinker import types as tinker_types
 
     from cookbook.backends.protocol import TrainingClient
-    from cookbook.build_context import BuildContext
     from cookbook.eval.types import Evaluator
+    from cookbook.runs.checkpoints import Checkpoint
     from cookbook.runs.run_dir import RunDir
 
 LRSchedule = Literal["constant", "linear", "cosine"]
@@ -242,19 +242,10 @@ def _validate(config: Config) -> None:
         ) from None
 
 
-CHANGEABLE_ON_RESUME = frozenset(
-    {
-        "log_dir",
-        "max_steps",
-        "num_epochs",
-        "eval_every",
-        "save_every",
-        "evaluator_builders",
-        "show_progress",
-    }
-)
-"""Config fields a resumed run may change: a moved run directory, a longer run (the learning-rate
-schedule is then recomputed for the new length), other eval/checkpoint cadences."""
+CHANGEABLE_ON_RESUME = frozenset({"num_epochs"})
+"""Config fields a resumed supervised run may change besides those of every loop
+(`cookbook.runs.setup.CHANGEABLE_ON_RESUME`): a longer run by epochs too (the learning-rate
+schedule is then recomputed for the new length)."""
 
 
 def _limit_length(
@@ -329,47 +320,15 @@ def _evaluate(
     return metrics
 
 
-def _find_in_run_dir(run_dir: RunDir, path: str) -> str:
-    """A checkpoint path of this run, found again under the run directory if it was moved (the
-    index stores the paths the backend returned when saving)."""
-    if "://" in path or Path(path).exists():
-        return path
-    parts = Path(path).parts
-    if "checkpoints" in parts:
-        last = len(parts) - 1 - parts[::-1].index("checkpoints")
-        moved = run_dir.path.joinpath(*parts[last:])
-        if moved.exists():
-            return str(moved)
-    return path
-
-
-def _load_state_with_optimizer(training_client: TrainingClient, path: str) -> None:
-    """Resume needs the optimizer state too: the tinker SDK's `load_state` restores weights only
-    and `load_state_with_optimizer` both; the protocol's `load_state` promises both, so it is the
-    fallback for clients without the SDK method."""
-    load = getattr(training_client, "load_state_with_optimizer", None)
-    future = load(path) if callable(load) else training_client.load_state(path)
-    future.result()
-
-
 def _save_checkpoint(
     training_client: TrainingClient, run_dir: RunDir, step: int, with_sampler: bool
-) -> tuple[str, str | None]:
-    """Save state (and sampler weights) before `step` and list it in the index once written."""
-    from cookbook.runs.checkpoints import Checkpoint
+) -> Checkpoint:
+    """`cookbook.runs.setup.save_checkpoint`, from this synchronous loop."""
+    import asyncio
 
-    directory = run_dir.checkpoints.state_dir(step)
-    directory.mkdir(parents=True, exist_ok=True)
-    state_future = training_client.save_state(str(directory / "state"))
-    sampler_future = (
-        training_client.save_weights_for_sampler(str(directory / "sampler"))
-        if with_sampler
-        else None
-    )
-    state_path = state_future.result().path
-    sampler_path = sampler_future.result().path if sampler_future is not None else None
-    run_dir.checkpoints.add(Checkpoint(step=step, state_path=state_path, sampler_path=sampler_path))
-    return state_path, sampler_path
+    from cookbook.runs.setup import save_checkpoint
+
+    return asyncio.run(save_checkpoint(training_client, run_dir, step, with_sampler=with_sampler))
 
 
 @contextmanager
@@ -385,22 +344,6 @@ def _hint_max_length(config: Config) -> Iterator[None]:
         raise
 
 
-def build_context(config: Config, training_client: TrainingClient, log_dir: Path) -> BuildContext:
-    """The context the dataset and eval builders get: tokenizer, renderer, seed, batch size."""
-    from cookbook.build_context import BuildContext
-    from cookbook.renderers import get_renderer
-
-    tokenizer = training_client.get_tokenizer()
-    return BuildContext(
-        model_name=config.model_name,
-        tokenizer=tokenizer,
-        renderer=get_renderer(config.model_name, tokenizer),
-        seed=config.seed,
-        groups_per_batch=config.batch_size,
-        log_dir=str(log_dir),
-    )
-
-
 def total_steps_of(config: Config, batches_per_epoch: int) -> int:
     """Steps of the whole run: `max_steps`, else `num_epochs` passes."""
     if config.max_steps is not None:
@@ -413,23 +356,33 @@ def total_steps_of(config: Config, batches_per_epoch: int) -> int:
 
 def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) -> SFTResult:
     """Run (or resume) the supervised run `config` describes; returns where its results are."""
-    from cookbook.backends import make_service_client
     from cookbook.runs.progress import RunProgress
-    from cookbook.runs.run_dir import open_run_dir
+    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
+    from cookbook.runs.setup import (
+        build_context,
+        load_starting_weights,
+        make_service,
+        make_training_client,
+        start_run,
+    )
     from cookbook.supervised.data import all_datums
     from cookbook.supervised.nll_eval import NLLEvaluator
 
     _validate(config)
-    run_dir = open_run_dir(config.log_dir, fresh=fresh)
-    if run_dir.resume_from is not None:
-        run_dir.check_resumable(config, CHANGEABLE_ON_RESUME)
-    run_dir.write_config(config, argv)
-
-    service = make_service_client(config.backend, config.device)
-    training_client = service.create_lora_training_client(
-        base_model=config.model_name, rank=config.lora_rank, seed=config.seed
+    run_dir = start_run(
+        config, config.log_dir, fresh=fresh, argv=argv, changeable=ANY_LOOP | CHANGEABLE_ON_RESUME
     )
-    ctx = build_context(config, training_client, run_dir.path)
+    service = make_service(config.backend, config.device)
+    training_client = make_training_client(
+        service, config.model_name, config.lora_rank, config.seed
+    )
+    ctx = build_context(
+        config.model_name,
+        training_client,
+        seed=config.seed,
+        groups_per_batch=config.batch_size,
+        log_dir=run_dir.path,
+    )
     train_ds, test_ds = config.dataset_builder(ctx)
     train_ds, _ = _limit_length(train_ds, "train", config)
     evaluators: list[tuple[str, Evaluator]] = []
@@ -443,14 +396,9 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
     start_step = min(run_dir.start_step, total_steps)
     if run_dir.resume_from is not None:
         print(f"sft: resuming {run_dir.path} at step {start_step}/{total_steps}", file=sys.stderr)
-        _load_state_with_optimizer(
-            training_client, _find_in_run_dir(run_dir, run_dir.resume_from.state_path)
-        )
-    elif config.load_checkpoint_path:
-        from cookbook.eval.runner import resolve_checkpoint
-
-        # Weights (the tinker SDK's load_state); a new run keeps its own optimizer schedule.
-        training_client.load_state(resolve_checkpoint(config.load_checkpoint_path)).result()
+    loading = load_starting_weights(training_client, run_dir, config.load_checkpoint_path)
+    if loading is not None:
+        loading.result()
 
     def eval_due(step: int) -> bool:
         return config.eval_every > 0 and step % config.eval_every == 0
@@ -494,14 +442,10 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
     final_eval = _evaluate(training_client, evaluators)
     if final_eval:
         run_dir.metrics.log(total_steps, final_eval)
-    latest = run_dir.checkpoints.latest()
-    sampler_path: str | None
-    if latest is not None and latest.step == total_steps and latest.sampler_path is not None:
-        state_path, sampler_path = latest.state_path, latest.sampler_path
-    else:
-        state_path, sampler_path = _save_checkpoint(
-            training_client, run_dir, total_steps, with_sampler=True
-        )
+    final = run_dir.checkpoints.latest()
+    if final is None or final.step != total_steps or final.sampler_path is None:
+        final = _save_checkpoint(training_client, run_dir, total_steps, with_sampler=True)
+    state_path, sampler_path = final.state_path, final.sampler_path
     last = {**last, **final_eval}
     summary = "  ".join(
         f"{k} {last[k]:.4f}" for k in ("train/loss", "test/nll") if k in last and last[k] == last[k]
@@ -525,7 +469,6 @@ __all__ = [
     "SFTResult",
     "batch_at",
     "batch_weight",
-    "build_context",
     "learning_rate_at",
     "main",
     "sft_step",

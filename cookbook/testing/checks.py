@@ -83,17 +83,10 @@ def tiny_context(seed: int = 0, group_size: int = 4, groups_per_batch: int = 4) 
     """A `BuildContext` for the built-in tiny model (byte tokenizer, tiny chat format), with
     small batches: what the checks build with unless given another context."""
     from cookbook.build_context import BuildContext
-    from cookbook.renderers import get_renderer
     from cookbook.tokenizers import ByteTokenizer
 
-    tokenizer = ByteTokenizer()
-    return BuildContext(
-        model_name="tiny",
-        tokenizer=tokenizer,
-        renderer=get_renderer("tiny", tokenizer),
-        seed=seed,
-        group_size=group_size,
-        groups_per_batch=groups_per_batch,
+    return BuildContext.for_model(
+        "tiny", ByteTokenizer(), seed=seed, group_size=group_size, groups_per_batch=groups_per_batch
     )
 
 

@@ -10,8 +10,9 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from cookbook.renderers.hf import HFChatTemplateRenderer
+from cookbook.runs.setup import build_context
 from cookbook.supervised.data import JsonlDatasetBuilder, all_datums
-from cookbook.supervised.train import Config, build_context, main
+from cookbook.supervised.train import Config, main
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_sft_on_a_local_hf_model_trains_on_its_chat_template(
     client = make_service_client("local").create_lora_training_client(
         base_model=str(hf_model_dir), rank=4
     )
-    ctx = build_context(config, client, tmp_path)
+    ctx = build_context(config.model_name, client, seed=config.seed, groups_per_batch=32)
     assert isinstance(ctx.renderer, HFChatTemplateRenderer)
     train_ds, _ = JsonlDatasetBuilder()(ctx)
     datum = all_datums(train_ds)[0]

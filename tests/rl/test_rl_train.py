@@ -214,7 +214,7 @@ def test_warm_start_runs_once_and_is_not_redone_on_resume(
     warm_log = tmp_path / "warm_start_metrics.jsonl"
     first = warm_log.read_text()
     assert [json.loads(line)["step"] for line in first.splitlines()] == [0, 1, 2, 3]
-    assert all(json.loads(line)["loss"] > 0 for line in first.splitlines())
+    assert all(json.loads(line)["train/loss"] > 0 for line in first.splitlines())
     main(chz.replace(config, max_steps=2))
     assert warm_log.read_text() == first
     assert [r["step"] for r in _records(tmp_path)] == [0, 1]

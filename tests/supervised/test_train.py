@@ -78,13 +78,13 @@ def test_checkpoint_loads_into_a_fresh_training_client(
     run's last evaluation did, through `forward` (training model) and through the sampler
     weights with the `nll` evaluator (sampling model)."""
     from cookbook.backends import make_service_client
+    from cookbook.runs.setup import build_context
     from cookbook.supervised.nll_eval import NLLEvaluator
-    from cookbook.supervised.train import build_context
 
     config, result = finished_run
     service = make_service_client("local")
     client = service.create_lora_training_client(base_model="tiny", seed=1234)
-    ctx = build_context(config, client, result.log_dir)
+    ctx = build_context("tiny", client, seed=config.seed, groups_per_batch=config.batch_size)
     _, test = JsonlDatasetBuilder()(ctx)
     assert test is not None
     test_D = all_datums(test)
