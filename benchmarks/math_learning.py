@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 EVAL_NAME = "arithmetic"
 """Name of the held-out eval inside the RL run (its metrics: `eval/arithmetic/...`)."""
-SFT_EVAL_PREFIX = "eval/0"
-"""The supervised loop names its first extra evaluator `eval/0`."""
+SFT_EVAL_PREFIX = f"eval/{EVAL_NAME}"
+"""The same eval inside the supervised run."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def train_sft(
     while (seconds < budget_s or not reached) and step < max_steps:
         end = min(step + max(1, chunk_steps(last)), max_steps)
         config = Config(
-            dataset_builder=task.sft_builder(),
+            dataset=task.sft_builder(),
             log_dir=str(log_dir),
             seed=seed,
             learning_rate=settings.learning_rate,
@@ -231,7 +231,7 @@ def train_sft(
             max_steps=end,
             eval_every=0,
             save_every=0,
-            evaluator_builders=[task.eval_builder()],
+            evals={EVAL_NAME: task.eval_builder()},
             show_progress=False,
         )
         with _loop_output_to(log_dir):
@@ -261,16 +261,17 @@ def train_rl(
     say: Callable[[str], None] = print,
 ) -> Curve:
     """RL on `task` from `start.checkpoint`, in chunks of `chunk_steps` until `budget_s` more
-    training seconds (or `max_steps`); a held-out eval after each chunk. The curve starts at
-    `start` and counts seconds on from it."""
+    training seconds (or `max_steps`); a held-out eval after each chunk. At least one chunk runs,
+    whatever the budget (a loaded machine can spend a short one before RL starts). The curve
+    starts at `start` and counts seconds on from it."""
     from cookbook.rl.train import Config, main
 
     curve = Curve("sft+rl", [start])
     step, seconds = 0, 0.0
-    while seconds < budget_s and step < max_steps:
+    while step < max_steps and (step == 0 or seconds < budget_s):
         end = min(step + chunk_steps, max_steps)
         config = Config(
-            dataset_builder=task.env_builder(),
+            env=task.env_builder(),
             log_dir=str(log_dir),
             seed=seed,
             load_checkpoint_path=start.checkpoint,
@@ -284,7 +285,7 @@ def train_rl(
             eval_every=0,
             save_every=0,
             transcript_groups=1,
-            evaluator_builders={EVAL_NAME: task.eval_builder()},
+            evals={EVAL_NAME: task.eval_builder()},
             show_progress=False,
         )
         with _loop_output_to(log_dir):

@@ -117,7 +117,7 @@ def step_overhead(
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp) / "run"
         config = Config(
-            dataset_builder=TrivialBuilder(),
+            env=TrivialBuilder(),
             log_dir=str(log_dir),
             device=device,
             group_size=group_size,
@@ -189,7 +189,6 @@ async def _rollout_rate(
 def sampling_scaling(group_size: int, max_tokens: int, device: str | None, repeats: int) -> None:
     """Part 2: throughput against the number of concurrent groups."""
     from cookbook.backends import make_service_client
-    from cookbook.renderers import get_renderer
 
     trainer = make_service_client("local", device).create_lora_training_client("tiny", seed=0)
     sampler = trainer.save_weights_and_get_sampling_client()
@@ -203,7 +202,7 @@ def sampling_scaling(group_size: int, max_tokens: int, device: str | None, repea
     )
     base = None
     for n in (1, 2, 4, 8, 16, 32, 64):
-        ctx = BuildContext("tiny", tokenizer, get_renderer("tiny", tokenizer), 0, group_size, 16)
+        ctx = BuildContext.for_model("tiny", tokenizer, group_size=group_size)
         runs = [
             asyncio.run(_rollout_rate(sampler, ctx, n, max_tokens, seed=r)) for r in range(repeats)
         ]

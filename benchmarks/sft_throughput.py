@@ -31,7 +31,7 @@ def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -
     from cookbook.supervised.train import Config, batch_at
 
     config = Config(
-        dataset_builder=JsonlDatasetBuilder(),
+        dataset=JsonlDatasetBuilder(),
         log_dir="unused",
         model_name=model,
         seed=seed,
@@ -39,7 +39,7 @@ def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -
     )
     client = make_service_client("local").create_lora_training_client(base_model=model, seed=seed)
     ctx = build_context(model, client, seed=seed, groups_per_batch=batch_size)
-    train, _ = config.dataset_builder(ctx)
+    train, _ = config.dataset(ctx)
     batches = []
     epoch: int | None = None
     for step in range(steps):
@@ -67,7 +67,7 @@ def sft_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) ->
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(
-            dataset_builder=JsonlDatasetBuilder(),
+            dataset=JsonlDatasetBuilder(),
             log_dir=str(Path(tmp) / "run"),
             model_name=model,
             seed=seed,

@@ -1,8 +1,8 @@
 """Run evaluators: inline from the training loops, or on their own (`cookbook eval`).
 
-`EvalConfig` is the detailed, serialisable description of a stand-alone eval run (the evaluator
-builders themselves, the model and where its weights come from); `run_eval` carries it out and
-writes `results.json`. `cookbook eval` only turns a command line into an `EvalConfig`.
+`EvalConfig` is the serialisable description of a stand-alone eval run (the evaluator builders
+themselves, the model and where its weights come from); `run_eval` carries it out and writes
+`results.json` (which holds the config: `cookbook eval --config results.json` reruns it).
 """
 
 from __future__ import annotations
@@ -65,25 +65,40 @@ async def run_evaluators(
 
 @chz.chz
 class EvalConfig:
-    """A stand-alone eval run."""
+    """A stand-alone eval run; its fields are the `KEY=VALUE` options of `cookbook eval`, and
+    `EvalConfig.for_evals` builds one from registered evals as the command line does."""
 
-    evaluator_builders: dict[str, EvaluatorBuilder]
-    """Evaluators by name (their metrics are reported under `eval/<name>/`)."""
+    # ----- what to evaluate
+    evals: dict[str, EvaluatorBuilder]
+    """Evaluators by name (`evals.NAME.KEY=VALUE`; their metrics are `eval/<name>/<metric>`)."""
+    load_checkpoint_path: str | None = None
+    """Weights to evaluate: a checkpoint state path or a run's log directory; `None` evaluates the
+    starting model."""
+    output_path: str = "runs/eval/results.json"
+    """Where the JSON result is written (`cookbook eval` default: runs/eval-<names>/)."""
+
+    # ----- model and backend
     model_name: str = "tiny"
     """Base model (`tiny`, or a local Hugging Face directory)."""
     backend: str = "local"
-    """`local` or `tinker`."""
+    """`local` or `tinker` (the Tinker service, needs TINKER_API_KEY)."""
+    base_url: str | None = None
+    """Address of a Tinker-compatible server to send the work to (None: the backend's own)."""
     device: str | None = None
     """Torch device for the local backend (default: CUDA when present, else CPU)."""
     lora_rank: int = 32
     """LoRA rank of the training client the weights are loaded into."""
     seed: int = 0
     """Seed for the model's initialisation and the evaluators' random choices."""
-    load_checkpoint_path: str | None = None
-    """Weights to evaluate: a checkpoint state path or a run's log directory; `None` evaluates the
-    starting model."""
-    output_path: str = "runs/eval/results.json"
-    """Where the JSON result is written."""
+
+    @classmethod
+    def for_evals(cls, evals: str, /, *overrides: str, **values: object) -> EvalConfig:
+        """The config `cookbook eval --eval EVALS OVERRIDES...` runs: the registered evals
+        (comma-separated names), then `overrides` (`KEY=VALUE` strings, as on the command
+        line) and `values` (Python values of top-level fields)."""
+        from cookbook.runs.blueprints import eval_config
+
+        return eval_config(evals.split(","), overrides, values=values)
 
 
 @dataclass
@@ -104,9 +119,9 @@ def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
     from cookbook.runs.files import atomic_write_json
     from cookbook.runs.setup import build_context, make_service, make_training_client
 
-    if not config.evaluator_builders:
+    if not config.evals:
         raise UserError("no eval given; name one with --eval NAME")
-    service = make_service(config.backend, config.device)
+    service = make_service(config.backend, config.device, config.base_url)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )
@@ -114,7 +129,7 @@ def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
         training_client.load_state(resolve_checkpoint(config.load_checkpoint_path)).result()
     sampling_client = training_client.save_weights_and_get_sampling_client()
     ctx = build_context(config.model_name, training_client, seed=config.seed)
-    evaluators = {name: builder(ctx) for name, builder in config.evaluator_builders.items()}
+    evaluators = {name: builder(ctx) for name, builder in config.evals.items()}
     outcome = asyncio.run(run_evaluators(evaluators, sampling_client))
     result = EvalResult(metrics=outcome.metrics, failures=outcome.failures, time_s=outcome.time_s)
     atomic_write_json(

@@ -1,12 +1,14 @@
 """The RL loop: sample groups from the env, centre rewards per group, train, repeat.
 
-`Config` is the detailed description of a run: it holds the env's dataset builder, the evaluator
-builders and the warm-start dataset builder themselves, so `config.json` (written with
-`cookbook.runs.config_to_json`) rebuilds the run exactly, and the loop runs from Python without
-the plugin registry:
+`Config` is the whole description of a run: it holds the env's builder, the evaluator builders and
+the warm-start dataset builder themselves, so `config.json` (written with
+`cookbook.runs.config_to_json`) reruns it exactly, and the loop runs from Python without the
+plugin registry. Its fields are the `KEY=VALUE` options of `cookbook rl`; `Config.for_env` builds
+one from a registered env exactly as the command line does (recommended settings included):
 
     from cookbook.rl.train import Config, main
-    main(Config(dataset_builder=MyEnvBuilder(), log_dir="runs/mine", max_steps=50))
+    main(Config(env=MyEnvBuilder(), log_dir="runs/mine", max_steps=50))
+    main(Config.for_env("tictactoe", "env.opponent=optimal", max_steps=300))
 
 One step, in `train`: (1) make sure the batches this step may use are being sampled, every env of
 every group concurrently; (2) wait for this step's batch; (3) advantages, datums,
@@ -49,15 +51,20 @@ if TYPE_CHECKING:
 class Config:
     """Everything an RL run needs. Build one from Python, or let `cookbook rl` build it."""
 
-    dataset_builder: RLDatasetBuilder
-    """The env (what a plugin registers), with its options set."""
+    # ----- what to train on, and where the run lives
+    env: RLDatasetBuilder
+    """The env (what a plugin registers), with its options set (`env.KEY=VALUE`)."""
     log_dir: str
     """Run directory: config.json, metrics.jsonl, checkpoints, transcripts. An existing run
-    there is resumed."""
+    there is resumed (`cookbook rl` default: runs/rl-<env>)."""
+
+    # ----- model and backend
     model_name: str = "tiny"
     """Base model: `tiny` (built in, trains on CPU) or a local Hugging Face directory."""
     backend: str = "local"
-    """`local` (in-process PyTorch) or `tinker` (the Tinker service)."""
+    """`local` (in-process PyTorch) or `tinker` (the Tinker service, needs TINKER_API_KEY)."""
+    base_url: str | None = None
+    """Address of a Tinker-compatible server to send the work to (None: the backend's own)."""
     device: str | None = None
     """Torch device for the local backend (default: CUDA when present, else CPU)."""
     num_threads: int | None = None
@@ -72,6 +79,7 @@ class Config:
     """Start from these weights (a checkpoint state path or a run directory) instead of the base
     model. Ignored when the run resumes from its own checkpoint."""
 
+    # ----- optimiser and loss
     learning_rate: float = 1e-3
     """Adam learning rate (1e-3 suits the tiny model; 3e-3 was unstable in the prototype)."""
     adam_beta1: float = 0.9
@@ -91,6 +99,7 @@ class Config:
     kl_penalty_coef: float = 0.0
     """Weight of a KL penalty against the starting policy (0: off)."""
 
+    # ----- sampling and advantages
     group_size: int = 8
     """Envs per group (rewards are centred within a group)."""
     groups_per_batch: int = 16
@@ -99,17 +108,19 @@ class Config:
     """Longest action the policy may sample per turn."""
     temperature: float = 1.0
     """Sampling temperature."""
-    max_steps: int | None = None
-    """Steps to run (default: one pass over the dataset's batches)."""
+    remove_constant_reward_groups: bool = True
+    """Drop groups whose trajectories all got the same reward (they carry no signal)."""
+    scale_advantages_by_std: bool = False
+    """Divide each group's centred rewards by the group's standard deviation."""
+
+    # ----- length of the run, off-policy sampling, env faults
+    max_steps: int | None = 100
+    """Steps to run (None: one pass over the env's training batches)."""
     max_minutes: float = 0.0
     """Also stop after this many minutes of wall time in this call, warm start included (0: no
     limit). The step running when time is up is the last: it evaluates and checkpoints."""
     max_steps_off_policy: int = 0
     """How many steps ahead batches may be sampled while training (0: fully on-policy)."""
-    remove_constant_reward_groups: bool = True
-    """Drop groups whose trajectories all got the same reward (they carry no signal)."""
-    scale_advantages_by_std: bool = False
-    """Divide each group's centred rewards by the group's standard deviation."""
     env_step_timeout_s: float = 60.0
     """An env call (make_envs, initial_observation, step, compute_group_rewards) running longer
     loses its group (0: no limit)."""
@@ -117,20 +128,35 @@ class Config:
     """Stop the run when a step loses more than this fraction of its groups to env errors or
     timeouts."""
 
+    # ----- evals, checkpoints, logs
     eval_every: int = 10
     """Run the evaluators after every this many steps (0: only at the end)."""
-    evaluator_builders: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
-    """Extra evaluators by name, run beside the env's own test split."""
+    evals: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
+    """Evaluators by name, run beside the env's own test split (`evals=a,b` names registered
+    evals; `evals.NAME.KEY=VALUE` sets their options)."""
     test_max_batches: int | None = 4
     """Batches of the env's test split each eval rolls out (None: all)."""
     save_every: int = 10
     """Checkpoint after every this many steps (0: only at the end)."""
     transcript_groups: int = 2
     """Groups per step written to transcripts/ as readable text."""
-    warm_start: WarmStartConfig | None = None
-    """A supervised phase run first (when set and its steps > 0)."""
     show_progress: bool = True
     """Live progress display on stderr."""
+
+    # ----- supervised warm start
+    warm_start: WarmStartConfig | None = None
+    """A supervised phase run before RL (`cookbook rl` sets it from the env's registered
+    warm-start dataset when the model starts untrained; `warm_start.dataset=NAME` picks
+    another, `warm_start=None` turns it off)."""
+
+    @classmethod
+    def for_env(cls, env: str, /, *overrides: str, **values: object) -> Config:
+        """The config `cookbook rl --env ENV OVERRIDES...` runs: the registered env, its
+        warm-start dataset and recommended settings, then `overrides` (`KEY=VALUE` strings, as
+        on the command line) and `values` (Python values of top-level fields)."""
+        from cookbook.runs.blueprints import rl_config
+
+        return rl_config(env, overrides, values=values)
 
 
 CHANGEABLE_ON_RESUME = frozenset(
@@ -207,7 +233,7 @@ async def train(
     previous setting is restored afterwards)."""
     validate_config(config)
     with _torch_threads(_num_threads(config)):
-        return await _train(config, fresh, argv, label or type(config.dataset_builder).__name__)
+        return await _train(config, fresh, argv, label or type(config.env).__name__)
 
 
 async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str) -> RunSummary:
@@ -238,7 +264,7 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
     )
 
     # --- model, env, evaluators
-    service = make_service(config.backend, config.device)
+    service = make_service(config.backend, config.device, config.base_url)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )
@@ -250,7 +276,7 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
         groups_per_batch=config.groups_per_batch,
         log_dir=run_dir.path,
     )
-    train_ds, test_ds = config.dataset_builder(ctx)
+    train_ds, test_ds = config.env(ctx)
     if len(train_ds) == 0:
         raise UserError(f"env {label} has no training batches")
     evaluators: dict[str, Evaluator] = {}
@@ -263,7 +289,7 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
             step_timeout_s=config.env_step_timeout_s,
             max_batches=config.test_max_batches,
         )
-    evaluators.update({name: b(ctx) for name, b in config.evaluator_builders.items()})
+    evaluators.update({name: b(ctx) for name, b in config.evals.items()})
 
     # --- starting weights: own checkpoint > load_checkpoint_path > base model (+ warm start)
     loading = load_starting_weights(training_client, run_dir, config.load_checkpoint_path)

@@ -32,8 +32,10 @@ WARM_START_DONE = "warm_start_steps_done"
 class WarmStartConfig:
     """The supervised phase run before RL."""
 
-    dataset_builder: SupervisedDatasetBuilder
-    """The dataset to fine-tune on (usually the env's registered `warm_start_dataset`)."""
+    dataset: SupervisedDatasetBuilder = chz.field(meta_factory=None)
+    """The dataset to fine-tune on (`cookbook rl`: the env's registered warm-start dataset, or
+    the one named by `warm_start.dataset=NAME`; its options are `warm_start.dataset.KEY=VALUE`).
+    No default to build: a warm start is set only when there is a dataset for it."""
     steps: int = 200
     """Optimiser steps (0 skips the phase)."""
     learning_rate: float = 3e-3
@@ -70,7 +72,7 @@ async def run_warm_start(
 
     if steps_done >= config.steps:
         return
-    train_ds, _ = config.dataset_builder(replace(ctx, groups_per_batch=config.batch_size))
+    train_ds, _ = config.dataset(replace(ctx, groups_per_batch=config.batch_size))
     if len(train_ds) == 0:
         return
     log = run_dir.warm_start_metrics

@@ -1,14 +1,16 @@
 """`cookbook sft`: supervised fine-tuning with `cross_entropy`, synchronous on purpose.
 
-The detailed `Config` names everything (the dataset builder, the model, the optimiser and its
-schedule, cadences); `train_cli.CLIConfig` is the small command-line face of it. The loop:
+`Config` names everything (the dataset builder, the model, the optimiser and its schedule,
+cadences, evals); its fields are the `KEY=VALUE` options of `cookbook sft`, and
+`Config.for_dataset` builds one from a registered dataset as the command line does. The loop:
 
     build the dataset -> for each step: batch, forward_backward + optim_step, log, maybe eval,
     maybe checkpoint -> final checkpoint (loadable by `cookbook rl load_checkpoint_path=`).
 
 A run resumes from its last checkpoint after a crash: the data order of every epoch is a
 function of the seed, so step k sees the same batch again, and `metrics.jsonl` keeps each step
-exactly once. `sft_step` and `train_steps` are the reusable inner loop.
+exactly once. `sft_step` and `train_steps` are the reusable inner loop (the RL warm start runs
+them too).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from cookbook.eval.types import Evaluator
     from cookbook.runs.checkpoints import Checkpoint
     from cookbook.runs.run_dir import RunDir
+    from cookbook.supervised.nll_eval import NLLEvaluator
 
 LRSchedule = Literal["constant", "linear", "cosine"]
 
@@ -44,22 +47,32 @@ LRSchedule = Literal["constant", "linear", "cosine"]
 class Config:
     """Everything one supervised run needs; `config.json` of the run is this, serialised."""
 
-    dataset_builder: SupervisedDatasetBuilder
-    """Builds `(train, test | None)`; `batch_size` and `seed` reach it through the context."""
+    # ----- what to train on, and where the run lives
+    dataset: SupervisedDatasetBuilder
+    """Builds `(train, test | None)` (`dataset.KEY=VALUE`); `batch_size` and `seed` reach it
+    through the context."""
     log_dir: str
-    """Where config.json, metrics.jsonl and checkpoints go; an existing run there resumes."""
+    """Where config.json, metrics.jsonl and checkpoints go; an existing run there resumes
+    (`cookbook sft` default: runs/sft-<dataset>)."""
+
+    # ----- model and backend
     model_name: str = "tiny"
     """Base model: `tiny` (built in) or a local Hugging Face directory."""
     backend: str = "local"
-    """`local` (in-process PyTorch) or `tinker` (the Tinker service)."""
+    """`local` (in-process PyTorch) or `tinker` (the Tinker service, needs TINKER_API_KEY)."""
+    base_url: str | None = None
+    """Address of a Tinker-compatible server to send the work to (None: the backend's own)."""
     device: str | None = None
     """Local backend device (`cpu`, `cuda`); default: CUDA when present, else CPU."""
     lora_rank: int = 32
     """LoRA rank (Hugging Face models; the tiny model trains all its weights)."""
+    seed: int = 0
+    """Seed of the data order and the model initialisation."""
     load_checkpoint_path: str | None = None
     """Start from these weights (a checkpoint state path, or a run directory: its newest
     checkpoint) instead of the base model. Ignored when the run resumes from its own checkpoint."""
 
+    # ----- optimiser and schedule
     learning_rate: float = 3e-3
     """Peak Adam learning rate."""
     lr_schedule: LRSchedule = "linear"
@@ -77,6 +90,7 @@ class Config:
     grad_clip_norm: float = 0.0
     """Clip the global gradient norm to this (0: no clipping)."""
 
+    # ----- batches, length of the run, long examples
     batch_size: int = 32
     """Examples per step."""
     num_epochs: int = 1
@@ -88,17 +102,25 @@ class Config:
     long_examples: LongExamples = LongExamples.TRUNCATE
     """`truncate` or `drop` examples longer than `max_length` (both are counted)."""
 
+    # ----- evals, checkpoints, logs
     eval_every: int = 10
-    """Held-out NLL (and `evaluator_builders`) every this many steps and at the end (0: only at
-    the end)."""
+    """Held-out NLL (and `evals`) every this many steps and at the end (0: only at the end)."""
+    evals: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
+    """Evaluators by name, run with the held-out NLL; metrics logged as `eval/<name>/<metric>`
+    (`evals=a,b` names registered evals; `evals.NAME.KEY=VALUE` sets their options)."""
     save_every: int = 50
     """Checkpoint every this many steps (0: only at the end)."""
-    seed: int = 0
-    """Seed of the data order and the model initialisation."""
-    evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
-    """Extra evaluations run with the held-out NLL; metrics logged as `eval/<i>/<name>`."""
     show_progress: bool = True
     """Show a progress bar (or a plain line every few seconds when not on a terminal)."""
+
+    @classmethod
+    def for_dataset(cls, dataset: str, /, *overrides: str, **values: object) -> Config:
+        """The config `cookbook sft --dataset DATASET OVERRIDES...` runs: the registered
+        dataset, then `overrides` (`KEY=VALUE` strings, as on the command line) and `values`
+        (Python values of top-level fields)."""
+        from cookbook.runs.blueprints import sft_config
+
+        return sft_config(dataset, overrides, values=values)
 
 
 @dataclass
@@ -297,12 +319,16 @@ def _adam_params_fn(config: Config, total_steps: int) -> Callable[[int], tinker_
 
 def _evaluate(
     training_client: TrainingClient,
-    evaluators: Sequence[tuple[str, Evaluator]],
+    test_nll: NLLEvaluator | None,
+    evaluators: Mapping[str, Evaluator],
 ) -> dict[str, float]:
-    """Run every evaluator on the current weights; metrics prefixed by the evaluator's name."""
+    """The held-out NLL (`test/*`) and every evaluator (`eval/<name>/*`) on the current weights.
+    An evaluator that raises is reported (`eval/<name>/failed`) and does not end the run."""
     import asyncio
 
-    if not evaluators:
+    from cookbook.eval.runner import run_evaluators
+
+    if test_nll is None and not evaluators:
         return {}
     t0 = time.perf_counter()
     # No name: an in-memory snapshot, nothing written to disk for an eval.
@@ -310,9 +336,12 @@ def _evaluate(
 
     async def run_all() -> dict[str, float]:
         out: dict[str, float] = {}
-        for prefix, evaluator in evaluators:
-            for key, value in (await evaluator(sampling_client)).items():
-                out[f"{prefix}/{key}"] = value
+        if test_nll is not None:
+            out.update({f"test/{k}": v for k, v in (await test_nll(sampling_client)).items()})
+        outcome = await run_evaluators(evaluators, sampling_client)
+        for name, error in outcome.failures.items():
+            print(f"warning: sft: eval {name} failed: {error}", file=sys.stderr)
+        out.update(outcome.metrics)
         return out
 
     metrics = asyncio.run(run_all())
@@ -372,7 +401,7 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
     run_dir = start_run(
         config, config.log_dir, fresh=fresh, argv=argv, changeable=ANY_LOOP | CHANGEABLE_ON_RESUME
     )
-    service = make_service(config.backend, config.device)
+    service = make_service(config.backend, config.device, config.base_url)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )
@@ -383,14 +412,13 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
         groups_per_batch=config.batch_size,
         log_dir=run_dir.path,
     )
-    train_ds, test_ds = config.dataset_builder(ctx)
+    train_ds, test_ds = config.dataset(ctx)
     train_ds, _ = _limit_length(train_ds, "train", config)
-    evaluators: list[tuple[str, Evaluator]] = []
+    test_nll = None
     if test_ds is not None:
         test_ds, _ = _limit_length(test_ds, "test", config)
-        evaluators.append(("test", NLLEvaluator(all_datums(test_ds))))
-    for i, builder in enumerate(config.evaluator_builders):
-        evaluators.append((f"eval/{i}", builder(ctx)))
+        test_nll = NLLEvaluator(all_datums(test_ds))
+    evaluators = {name: builder(ctx) for name, builder in config.evals.items()}
 
     total_steps = total_steps_of(config, len(train_ds))
     start_step = min(run_dir.start_step, total_steps)
@@ -405,7 +433,7 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
 
     last: dict[str, float] = {}
     loop_start = time.perf_counter()
-    pending_eval = _evaluate(training_client, evaluators) if eval_due(start_step) else {}
+    pending_eval = _evaluate(training_client, test_nll, evaluators) if eval_due(start_step) else {}
     with (
         RunProgress(
             "sft",
@@ -433,13 +461,13 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
             if config.save_every > 0 and done % config.save_every == 0 and done < total_steps:
                 _save_checkpoint(training_client, run_dir, done, with_sampler=False)
             pending_eval = (
-                _evaluate(training_client, evaluators)
+                _evaluate(training_client, test_nll, evaluators)
                 if eval_due(done) and done < total_steps
                 else {}
             )
 
     # The final evaluation is a record of its own, at step == total_steps (after every update).
-    final_eval = _evaluate(training_client, evaluators)
+    final_eval = _evaluate(training_client, test_nll, evaluators)
     if final_eval:
         run_dir.metrics.log(total_steps, final_eval)
     final = run_dir.checkpoints.latest()

@@ -3,13 +3,14 @@ offline (GPT-2 architecture, random weights, the ChatML tokenizer), LoRA on the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import cast
 
 import pytest
 from transformers import PreTrainedTokenizerFast
 
 from cookbook.renderers.hf import HFChatTemplateRenderer
+from cookbook.runs.metrics import MetricsLog
 from cookbook.runs.setup import build_context
 from cookbook.supervised.data import JsonlDatasetBuilder, all_datums
 from cookbook.supervised.train import Config, main
@@ -42,7 +43,7 @@ def test_sft_on_a_local_hf_model_trains_on_its_chat_template(
     hf_model_dir: Path, tmp_path: Path
 ) -> None:
     config = Config(
-        dataset_builder=JsonlDatasetBuilder(),
+        dataset=JsonlDatasetBuilder(),
         log_dir=str(tmp_path / "run"),
         model_name=str(hf_model_dir),
         lora_rank=4,
@@ -53,7 +54,7 @@ def test_sft_on_a_local_hf_model_trains_on_its_chat_template(
         show_progress=False,
     )
     result = main(config)
-    records = [json.loads(x) for x in (result.log_dir / "metrics.jsonl").read_text().splitlines()]
+    records = cast("list[dict[str, float]]", MetricsLog(result.log_dir / "metrics.jsonl").read())
     train = [r["train/loss"] for r in records if "train/loss" in r]
     assert sum(train[-3:]) / 3 < sum(train[:3]) / 3 - 0.3, train
     nll = [r["test/nll"] for r in records if "test/nll" in r]
