@@ -27,7 +27,7 @@ def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -
 
     from cookbook.backends import make_service_client
     from cookbook.runs.setup import build_context
-    from cookbook.supervised.data import JsonlDatasetBuilder
+    from cookbook.supervised.jsonl import JsonlDatasetBuilder
     from cookbook.supervised.train import Config, batch_at
 
     config = Config(
@@ -62,7 +62,7 @@ def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -
 
 def sft_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -> float:
     """Tokens/s of `cookbook sft`'s loop, from its own metrics."""
-    from cookbook.supervised.data import JsonlDatasetBuilder
+    from cookbook.supervised.jsonl import JsonlDatasetBuilder
     from cookbook.supervised.train import Config, main
 
     with tempfile.TemporaryDirectory() as tmp:

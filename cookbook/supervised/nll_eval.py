@@ -92,7 +92,7 @@ class NLLEvaluatorBuilder(EvaluatorBuilder):
     )
 
     def __call__(self, ctx: BuildContext) -> Evaluator:
-        from cookbook.supervised.data import JsonlDatasetBuilder
+        from cookbook.supervised.jsonl import JsonlDatasetBuilder
 
         if self.split not in ("test", "train", "all"):
             raise UserError(f"split={self.split!r} is not one of: test, train, all")

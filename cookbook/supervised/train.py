@@ -28,7 +28,7 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
-from cookbook.supervised.data import LongExamples
+from cookbook.supervised.lengths import LongExamples
 from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
 
 if TYPE_CHECKING:
@@ -275,7 +275,8 @@ def _limit_length(
 ) -> tuple[SupervisedDataset, dict[str, int]]:
     """Apply `max_length` to a dataset of fixed datums (other datasets must respect it
     themselves); tells the user what was cut and returns the counts."""
-    from cookbook.supervised.data import DatumDataset, fit_datums
+    from cookbook.supervised.datasets import DatumDataset
+    from cookbook.supervised.lengths import fit_datums
 
     if config.max_length is None or not isinstance(dataset, DatumDataset):
         return dataset, {}
@@ -394,7 +395,7 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
         make_training_client,
         start_run,
     )
-    from cookbook.supervised.data import all_datums
+    from cookbook.supervised.datasets import all_datums
     from cookbook.supervised.nll_eval import NLLEvaluator
 
     _validate(config)

@@ -121,7 +121,9 @@ def _route_overrides(args: list[str], kinds: list[Kind]) -> dict[Kind, list[str]
 
 
 def _check(spec: Spec, overrides: list[str], seed: int) -> ContractReport:
-    from cookbook.testing.checks import check_dataset, check_env, check_eval
+    from cookbook.testing.dataset_checks import check_dataset
+    from cookbook.testing.env_checks import check_env
+    from cookbook.testing.eval_checks import check_eval
 
     target = spec.qualified_name
     if spec.kind == "env":

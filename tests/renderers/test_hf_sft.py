@@ -12,7 +12,8 @@ from transformers import PreTrainedTokenizerFast
 from cookbook.renderers.hf import HFChatTemplateRenderer
 from cookbook.runs.metrics import MetricsLog
 from cookbook.runs.setup import build_context
-from cookbook.supervised.data import JsonlDatasetBuilder, all_datums
+from cookbook.supervised.datasets import all_datums
+from cookbook.supervised.jsonl import JsonlDatasetBuilder
 from cookbook.supervised.train import Config, main
 
 

@@ -13,7 +13,7 @@ from cookbook.renderers.base import TrainOnWhat
 from cookbook.runs.blueprints import default_log_dir
 from cookbook.runs.config_io import load_config_file
 from cookbook.runs.metrics import MetricsLog
-from cookbook.supervised.data import JsonlDatasetBuilder
+from cookbook.supervised.jsonl import JsonlDatasetBuilder
 from cookbook.supervised.train import Config
 
 

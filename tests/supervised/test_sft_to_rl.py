@@ -22,7 +22,7 @@ from cookbook.rl.types import (
     StopCondition,
 )
 from cookbook.runs.metrics import MetricsLog
-from cookbook.supervised.data import JsonlDatasetBuilder
+from cookbook.supervised.jsonl import JsonlDatasetBuilder
 from cookbook.supervised.train import Config, main
 
 

@@ -18,7 +18,9 @@ from cookbook.errors import UserError
 from cookbook.runs.checkpoints import CheckpointIndex
 from cookbook.runs.config_io import load_config_file
 from cookbook.runs.metrics import MetricsLog
-from cookbook.supervised.data import JsonlDatasetBuilder, LongExamples, all_datums
+from cookbook.supervised.datasets import all_datums
+from cookbook.supervised.jsonl import JsonlDatasetBuilder
+from cookbook.supervised.lengths import LongExamples
 from cookbook.supervised.train import Config, SFTResult, batch_weight, learning_rate_at, main
 
 STEPS = 60
