@@ -61,11 +61,6 @@ class FieldInfo:
     doc: str
     """The field's docstring (or `chz.field(doc=...)`), on one line."""
 
-    @property
-    def required(self) -> bool:
-        """Whether the user must set it."""
-        return self.default == REQUIRED
-
 
 @dataclass(frozen=True)
 class Layer:

@@ -151,7 +151,6 @@ def test_describe_fields_flattens_nested_configs_with_docs() -> None:
         "rewards.loss",
     ]
     assert fields["name"] == FieldInfo("name", "str", "required", "The run's name.")
-    assert fields["name"].required
     assert fields["learning_rate"] == FieldInfo(
         "learning_rate", "float", "0.001", "Adam step size."
     )

@@ -34,20 +34,15 @@ class EvalOutcome:
 
 
 async def run_evaluators(
-    evaluators: Mapping[str, Evaluator],
-    sampling_client: SamplingClient,
-    *,
-    raise_errors: bool = False,
+    evaluators: Mapping[str, Evaluator], sampling_client: SamplingClient
 ) -> EvalOutcome:
-    """Run `evaluators` concurrently against `sampling_client`.
-
-    Inline in a training run an evaluator that raises must not end the run: it is reported in
-    `failures` (and as `eval/<name>/failed` = 1). With `raise_errors` the first error propagates
-    (stand-alone evals, where the eval is the whole point)."""
+    """Run `evaluators` concurrently against `sampling_client`. An evaluator that raises does not
+    stop the others (nor a training run): it is reported in `failures` (and as
+    `eval/<name>/failed` = 1)."""
     t0 = time.perf_counter()
     names = list(evaluators)
     results = await asyncio.gather(
-        *(evaluators[n](sampling_client) for n in names), return_exceptions=not raise_errors
+        *(evaluators[n](sampling_client) for n in names), return_exceptions=True
     )
     outcome = EvalOutcome()
     for name, result in zip(names, results, strict=True):

@@ -213,6 +213,14 @@ def validate_config(config: Config) -> None:
             f"loss_fn={config.loss_fn!r} is not an RL loss; choose one of: {', '.join(rl_losses)}",
         ),
     ]
+    warm = config.warm_start
+    if warm is not None:
+        checks += [
+            (warm.steps >= 0, "warm_start.steps must be >= 0 (0: no warm start)"),
+            (warm.learning_rate > 0, "warm_start.learning_rate must be > 0"),
+            (warm.batch_size >= 1, "warm_start.batch_size must be at least 1"),
+            (warm.save_every >= 0, "warm_start.save_every must be >= 0 (0: only at the end)"),
+        ]
     for ok, message in checks:
         if not ok:
             raise UserError(message)

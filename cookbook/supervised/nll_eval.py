@@ -7,7 +7,6 @@ as the `nll` eval (`cookbook eval --eval nll eval.path=my.jsonl`).
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
@@ -62,10 +61,6 @@ class NLLEvaluator(Evaluator):
                 total_weight += float(w)
         nll = total_nll / total_weight if total_weight else math.nan
         return {"nll": nll, "tokens": total_weight, "examples": float(len(self.datums_D))}
-
-    def run(self, sampling_client: SamplingClient) -> dict[str, float]:
-        """Synchronous `__call__` for sync loops (`cookbook sft`)."""
-        return asyncio.run(self(sampling_client))
 
 
 @chz.chz

@@ -119,6 +119,7 @@ def _run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
         (["--env", "fixture-letters", "evals.fixture-echo.num_promts=2"], "num_prompts"),
         (["--env", "fixture-warm", "warm_start.dataset=nope"], "unknown dataset 'nope'"),
         (["--config", "/no/such/run"], "no config file at /no/such/run"),
+        (["--env", "fixture-warm", "warm_start.batch_size=0"], "warm_start.batch_size must be"),
         (
             ["--env", "fixture-letters", "env.fail_groups=4", "env.test_batches=0"],
             "max_error_fraction",

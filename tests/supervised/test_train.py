@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -100,7 +101,7 @@ def test_checkpoint_loads_into_a_fresh_training_client(
     assert before / weight > after / weight + 1.0
     assert result.final_sampler_path is not None
     sampler = service.create_sampling_client(model_path=result.final_sampler_path)
-    nll = NLLEvaluator(test_D).run(sampler)["nll"]
+    nll = asyncio.run(NLLEvaluator(test_D)(sampler))["nll"]
     assert nll == pytest.approx(result.last_metrics["test/nll"], rel=1e-4)
 
 
