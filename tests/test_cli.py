@@ -231,7 +231,16 @@ print(json.dumps({"rc": rc, "modules": sorted(sys.modules)}))
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["plugins"], ["list", "envs", "--json"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["list"],
+        ["plugins"],
+        ["list", "envs", "--json"],
+        ["sft", "--dataset", "jsonl", "-h"],
+    ],
+)
 def test_listing_imports_nothing_heavy(
     all_plugins_env: dict[str, str], repo_plugin_names: list[str], args: list[str]
 ) -> None:
