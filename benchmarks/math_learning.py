@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from cookbook_math.arithmetic_env import ArithmeticEnvBuilder
@@ -190,12 +190,10 @@ def _point(phase: str, step: int, seconds: float, metrics: dict[str, float], pre
 
 def _records(log_dir: Path, start: int, end: int) -> list[dict[str, float]]:
     """Training records of steps `start .. end - 1` from a run's metrics.jsonl."""
-    out = []
-    for line in (log_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if start <= record.get("step", -1) < end and "time/step" in record:
-            out.append(record)
-    return out
+    from cookbook.runs.metrics import MetricsLog
+
+    records = cast("list[dict[str, float]]", MetricsLog(log_dir / "metrics.jsonl").read())
+    return [r for r in records if start <= r.get("step", -1) < end and "time/step" in r]
 
 
 def train_sft(

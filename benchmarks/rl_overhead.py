@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import chz
 from tinker import types as tinker_types
@@ -39,6 +38,7 @@ from cookbook.rl.types import (
     StepResult,
     StopCondition,
 )
+from cookbook.runs.metrics import MetricsLog
 
 if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient
@@ -130,9 +130,7 @@ def step_overhead(
             show_progress=False,
         )
         main(config)
-        records = [
-            json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()
-        ]
+        records = cast("list[dict[str, float]]", MetricsLog(log_dir / "metrics.jsonl").read())
     measured = records[2:] if len(records) > 4 else records
     keys = [
         "time/step",

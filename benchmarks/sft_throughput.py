@@ -13,12 +13,14 @@ steps are skipped on both sides. Target: sft >= 0.9x bare.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
+
+from cookbook.runs.metrics import MetricsLog
 
 
 def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -> float:
@@ -77,8 +79,11 @@ def sft_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) ->
             save_every=0,
         )
         main(config, argv=["benchmark"])
-        lines = (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
-        records = [r for r in map(json.loads, lines) if "time/total" in r]
+        records = [
+            cast("dict[str, float]", r)
+            for r in MetricsLog(Path(tmp) / "run" / "metrics.jsonl").read()
+            if "time/total" in r
+        ]
     timed = records[warmup:]
     elapsed = timed[-1]["time/total"] - records[warmup - 1]["time/total"]
     return sum(r["tokens"] for r in timed) / elapsed

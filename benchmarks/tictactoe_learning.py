@@ -28,11 +28,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import chz
 
 from cookbook.eval.types import Evaluator, EvaluatorBuilder
+from cookbook.runs.metrics import MetricsLog
 
 if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient
@@ -222,8 +223,7 @@ def read_curve(metrics_path: Path) -> list[CurvePoint]:
     """The benchmark's evaluations from a run's metrics.jsonl, in order."""
     prefix = f"eval/{CURVE_EVAL}/"
     points = []
-    for line in metrics_path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
+    for record in cast("list[dict[str, float]]", MetricsLog(metrics_path).read()):
         if prefix + "wall_s" not in record:
             continue
         points.append(
