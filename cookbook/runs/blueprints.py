@@ -201,7 +201,7 @@ def _saved(path: str, cls: type, label: str) -> Layer:
         file = file / "config.json"
     try:
         config = load_config_file(file)
-    except (ImportError, AttributeError, TypeError) as e:
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
         raise UserError(
             f"{file} cannot be rebuilt ({type(e).__name__}: {e}); is the plugin it names installed?"
         ) from e

@@ -134,6 +134,25 @@ def test_resume_extends_a_finished_run_and_refuses_other_settings(
         main(chz.replace(config, log_dir=str(copy), max_steps=5, learning_rate=0.5))
 
 
+def test_a_moved_run_resumes_from_its_own_files(rl_plugin: Path, tmp_path: Path) -> None:
+    """The checkpoint index and reference.json keep the paths of the first place; after a move,
+    resume finds the checkpoint and the KL reference weights under the new place."""
+    from cookbook_rl_fixture.envs import LettersBuilder
+
+    from cookbook.rl.train import main
+
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    env = LettersBuilder(test_batches=0)
+    config = _letters_config(first, env=env, max_steps=2, save_every=1, kl_penalty_coef=0.1)
+    main(config)
+    shutil.move(first, moved)
+    summary = main(chz.replace(config, log_dir=str(moved), max_steps=3))
+    assert summary.steps_run == 1  # resumed from the step-2 checkpoint
+    assert [r["step"] for r in _records(moved)] == [0, 1, 2]
+    assert "kl_policy_ref" in _records(moved)[2]
+    assert not first.exists()  # nothing was read or written at the old place
+
+
 def test_faulty_groups_are_lost_alone_and_counted(rl_plugin: Path, tmp_path: Path) -> None:
     from cookbook_rl_fixture.envs import LettersBuilder
 
