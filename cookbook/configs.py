@@ -294,7 +294,7 @@ def _explain(e: EntrypointException, cls: type, origins: Mapping[str, str], labe
         if match is not None:
             value, param = match.group(1), match.group(2)
             types_by_name = {f.name: f.type for f in _safe_fields(cls)}
-            expected = types_by_name.get(param) or _group(r"Could not cast '.*' to (\S+)", message)
+            expected = types_by_name.get(param) or _group(r"Could not cast '.*' to (.+)", message)
             want = f" (expected {expected})" if expected else ""
             return f"{label}: bad value '{value}' for {param}{origin(param)}{want}"
     if isinstance(e, MissingBlueprintArg):

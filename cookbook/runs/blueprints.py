@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+import chz
 from chz.blueprint import Castable
 
 from cookbook.configs import (
@@ -205,6 +206,11 @@ def _saved(path: str, cls: type, label: str) -> Layer:
         raise UserError(
             f"{file} cannot be rebuilt ({type(e).__name__}: {e}); is the plugin it names installed?"
         ) from e
+    if not chz.is_chz(config):
+        raise UserError(
+            f"{file} holds no saved config; give a run's config.json (or its directory) or an "
+            "eval's results.json"
+        )
     if not isinstance(config, cls):
         raise UserError(
             f"{file} holds a {type(config).__module__}.{type(config).__name__}, not the config "
