@@ -67,11 +67,11 @@ def rl_config(
 
     label = "cookbook rl"
     catalog = load_catalog()
-    user = _user_layers(overrides, values, label)
+    user = _user_layers(catalog, overrides, values, label)
     if config_file is not None:
         if env is not None:
             raise UserError("give --env NAME or --config FILE, not both (the file names its env)")
-        return _make(Config, catalog, [_saved(config_file, Config, label), *user], label, None)
+        return _make(Config, catalog, [_saved(config_file, Config, label), *user], label)
     if env is None:
         raise UserError("name an env: cookbook rl --env NAME (`cookbook list envs` shows them)")
     spec = catalog.get_env(env)
@@ -84,16 +84,17 @@ def rl_config(
         f"the recommended settings of env {spec.name}",
         {key: Castable(value) for key, value in spec.recommended.items()},
     )
+    recommended = _translate(recommended, catalog, home)
     layers = [Layer(f"env {spec.name}", registry), recommended, *user]
     if spec.warm_start_dataset is not None:
         without = [_without(layer, "warm_start") for layer in layers]
-        start = _make(Config, catalog, without, label, home)
+        start = _make(Config, catalog, without, label)
         if is_tiny_model(start.model_name) and start.load_checkpoint_path is None:
             dataset = _lookup(catalog, "dataset", spec.warm_start_dataset, home)
             registry["warm_start.dataset"] = _load(dataset, SupervisedDatasetBuilder)
     if "warm_start.dataset" not in registry:
         layers[1] = _without(recommended, "warm_start")
-    return _make(Config, catalog, layers, label, home)
+    return _make(Config, catalog, layers, label)
 
 
 def sft_config(
@@ -111,11 +112,11 @@ def sft_config(
 
     label = "cookbook sft"
     catalog = load_catalog()
-    user = _user_layers(overrides, values, label)
+    user = _user_layers(catalog, overrides, values, label)
     if config_file is not None:
         if dataset is not None:
             raise UserError("give --dataset NAME or --config FILE, not both")
-        return _make(Config, catalog, [_saved(config_file, Config, label), *user], label, None)
+        return _make(Config, catalog, [_saved(config_file, Config, label), *user], label)
     if dataset is None:
         raise UserError("sft needs --dataset NAME; `cookbook list datasets` shows the datasets")
     spec = catalog.get_dataset(dataset)
@@ -123,7 +124,7 @@ def sft_config(
         "dataset": _load(spec, SupervisedDatasetBuilder),
         "log_dir": default_log_dir("sft", dataset),
     }
-    return _make(Config, catalog, [Layer(f"dataset {spec.name}", registry), *user], label, None)
+    return _make(Config, catalog, [Layer(f"dataset {spec.name}", registry), *user], label)
 
 
 def eval_config(
@@ -145,10 +146,9 @@ def eval_config(
     if config_file is not None:
         if names:
             raise UserError("give --eval NAME or --config FILE, not both")
-        user = _user_layers(overrides, values, label)
-        return _make(
-            EvalConfig, catalog, [_saved(config_file, EvalConfig, label), *user], label, None
-        )
+        user = _user_layers(catalog, overrides, values, label)
+        saved = _saved(config_file, EvalConfig, label)
+        return _make(EvalConfig, catalog, [saved, *user], label)
     if not names:
         raise UserError(
             "name an eval: cookbook eval --eval NAME (`cookbook list evals` shows them)"
@@ -161,11 +161,8 @@ def eval_config(
     }
     joined = "-".join(spec.name for spec in specs)
     registry["output_path"] = f"runs/eval-{joined}/results.json"
-    user = _user_layers(overrides, values, label)
-    command_line = user[-1] if user and user[-1].name == COMMAND_LINE else None
-    if command_line is not None:
-        user[-1] = _single_eval_options(command_line, [spec.name for spec in specs])
-    return _make(EvalConfig, catalog, [Layer("--eval", registry), *user], label, None)
+    user = _user_layers(catalog, overrides, values, label, [spec.name for spec in specs])
+    return _make(EvalConfig, catalog, [Layer("--eval", registry), *user], label)
 
 
 def default_log_dir(loop: str, name: str) -> str:
@@ -180,15 +177,23 @@ def default_log_dir(loop: str, name: str) -> str:
 
 
 def _user_layers(
-    overrides: Sequence[str], values: Mapping[str, object] | None, label: str
+    catalog: Catalog,
+    overrides: Sequence[str],
+    values: Mapping[str, object] | None,
+    label: str,
+    names: Sequence[str] = (),
 ) -> list[Layer]:
-    """Python values, then the command line's `KEY=VALUE` arguments."""
+    """Python values, then the command line's `KEY=VALUE` arguments, registered names
+    translated. `names`: the evals of `cookbook eval` (one of them: `eval.KEY` sets its
+    options)."""
     layers = []
     if values:
         layers.append(Layer("the Python arguments", dict(values)))
     if overrides:
         layers.append(Layer(COMMAND_LINE, parse_overrides(overrides, label)))
-    return layers
+    if names:
+        layers = [_single_eval_options(layer, list(names)) for layer in layers]
+    return [_translate(layer, catalog) for layer in layers]
 
 
 def _saved(path: str, cls: type, label: str) -> Layer:
@@ -241,18 +246,13 @@ def _single_eval_options(layer: Layer, names: list[str]) -> Layer:
     return Layer(layer.name, values, layer.replaces)
 
 
-def _make(
-    cls: type[T], catalog: Catalog, layers: Sequence[Layer], label: str, home: str | None
-) -> T:
-    """Translate registered names, merge the layers and build `cls`. `home`: the distribution
-    whose own names (an env's recommended evals, its warm-start dataset) are looked up first."""
-    translated = [
-        _translate(layer, catalog, home if layer.name != COMMAND_LINE else None) for layer in layers
-    ]
-    values, origins = merge_layers(translated)
-    # `evals.NAME.KEY=VALUE` for an eval no layer listed: add it from the registry.
+def _make(cls: type[T], catalog: Catalog, layers: Sequence[Layer], label: str) -> T:
+    """Merge `layers` (registered names already translated, see `_translate`) and build
+    `cls`."""
     from cookbook.eval.types import EvaluatorBuilder
 
+    values, origins = merge_layers(layers)
+    # `evals.NAME.KEY=VALUE` for an eval no layer listed: add it from the registry.
     for key in list(values):
         parts = key.split(".")
         if parts[0] == "evals" and len(parts) > 2 and f"evals.{parts[1]}" not in values:
@@ -262,8 +262,10 @@ def _make(
     return make_from_settings(cls, values, origins, label=label)
 
 
-def _translate(layer: Layer, catalog: Catalog, home: str | None) -> Layer:
-    """`layer` with registered names turned into builder classes (see the module docstring)."""
+def _translate(layer: Layer, catalog: Catalog, home: str | None = None) -> Layer:
+    """`layer` with registered names turned into builder classes (see the module docstring).
+    `home`: the distribution whose own names are looked up first (for an env's recommended
+    settings: its own evals and datasets)."""
     from cookbook.eval.types import EvaluatorBuilder
     from cookbook.supervised.types import SupervisedDatasetBuilder
 

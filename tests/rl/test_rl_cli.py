@@ -247,7 +247,7 @@ def test_config_file_reruns_a_run_with_overrides(rl_plugin: Path, tmp_path: Path
     (tmp_path / "other.json").write_text('{"learning_rate": 0.1}')
     with pytest.raises(UserError, match="holds no saved config"):
         rl_config(None, [], config_file=str(tmp_path / "other.json"))
-    sft_run = open_run_dir(tmp_path / "sft")
-    sft_run.write_config(Config.for_env("fixture-letters").env)  # not an RL run's config
+    other_run = open_run_dir(tmp_path / "other")
+    other_run.write_config(Config.for_env("fixture-letters").env)  # not an RL run's config
     with pytest.raises(UserError, match="not the config of cookbook rl"):
-        rl_config(None, [], config_file=str(sft_run.path))
+        rl_config(None, [], config_file=str(other_run.path))
