@@ -5,8 +5,9 @@
 
 Part `easy` (two-digit addition): a brief supervised warm start on `arithmetic-sft`, stopped at
 the first held-out eval where the answer format is learned (`format_ok` >= 0.9) and exact-answer
-accuracy has reached `--warm-min-accuracy` (RL needs some reward to start from; see
-notes/tiny-rl-prototype.md), then RL on `arithmetic` from that checkpoint for `--rl-seconds`.
+accuracy has reached `--warm-min-accuracy` (RL needs some reward to start from: from the
+plateau before the supervised jump it did not move, plugins/math/README.md), then RL on
+`arithmetic` from that checkpoint for `--rl-seconds`.
 The supervised run also goes on alone for `--easy-sft-seconds`, as the reference it is.
 
 Part `hard` (`--hard-ops`, default mixed `+-*`, two digits): the same wall-clock budget for

@@ -580,7 +580,8 @@ async def _train_on_batch(
             await _kl_penalty(sequences_D, reference_client, config.kl_penalty_coef, timer)
         )
     if not sequences_D or all_advantages_zero(sequences_D):
-        # No signal: stepping would only decay Adam's moments (see notes/tiny-rl-prototype.md).
+        # No signal: a step would only decay Adam's second moments, and the next batch with a
+        # signal would then take an outsized step.
         metrics["optim/skipped"] = 1.0
         return _TrainOutput(metrics, advantages_P_G, skipped=True)
     data_D = [sequence_to_datum(s) for s in sequences_D]
