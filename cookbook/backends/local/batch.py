@@ -37,11 +37,6 @@ class PreparedBatch:
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     """Float `loss_fn_inputs` (weights, logprobs, advantages) as `[B, T]` float32, padding 0."""
 
-    @property
-    def n_tokens(self) -> int:
-        """Real positions in the batch."""
-        return sum(self.lengths_B)
-
 
 def resolve_loss_config(
     loss_fn: str, loss_fn_config: Mapping[str, float | str] | None

@@ -18,7 +18,8 @@ import uuid
 from pathlib import Path
 
 from cookbook.backends.local import checkpoints
-from cookbook.backends.local.models import LoraSpec, ModelFactory, resolve_device
+from cookbook.backends.local.factory import ModelFactory, resolve_device
+from cookbook.backends.local.models import LoraSpec
 from cookbook.backends.local.sampling import LocalSamplingClient
 from cookbook.backends.local.training import LocalTrainingClient, load_sampling_client
 from cookbook.errors import UserError

@@ -26,8 +26,9 @@ from cookbook.backends.local.batch import (
     prepare_batch,
     resolve_loss_config,
 )
+from cookbook.backends.local.factory import ModelFactory
 from cookbook.backends.local.losses import LOSS_INPUTS, per_token_loss
-from cookbook.backends.local.models import LocalModel, ModelFactory, target_logprobs
+from cookbook.backends.local.models import LocalModel, target_logprobs
 from cookbook.backends.local.sampling import LocalSamplingClient
 from cookbook.backends.local.worker import LocalFuture, SerialExecutor
 from cookbook.errors import UserError

@@ -31,13 +31,6 @@ LocalFuture = AwaitableConcurrentFuture
 """The future every local client method returns (the SDK's class: `.result()` and `await`)."""
 
 
-def completed_future(value: T) -> AwaitableConcurrentFuture[T]:
-    """A future that is already done (for requests with nothing to wait for)."""
-    fut: ConcurrentFuture[T] = ConcurrentFuture()
-    fut.set_result(value)
-    return AwaitableConcurrentFuture(fut)
-
-
 class Job(Protocol):
     """What a `JobQueue` needs from a queued job: it settles its own future."""
 
