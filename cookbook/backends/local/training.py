@@ -482,20 +482,24 @@ class LocalTrainingClient(ReadyFuture["LocalTrainingClient"]):
                 f"save_weights_and_get_sampling_client(kind={kind!r}): the local backend makes "
                 "snapshot samplers only; call it again after training to get newer weights"
             )
-        path = checkpoints.resolve_path(name, self._base_dir, checkpoints.SAMPLER) if name else None
+        return self.submit_sampling_snapshot(name).result()
 
-        def snap() -> LocalModel:
+    def submit_sampling_snapshot(self, name: str | None = None) -> LocalFuture[LocalSamplingClient]:
+        """Queue a snapshot of the weights (as of every request submitted before it) and
+        return the future of a sampling client on it, without blocking: what
+        `save_weights_and_get_sampling_client` waits for (and `cookbook serve` orders)."""
+        path = checkpoints.resolve_path(name, self._base_dir, checkpoints.SAMPLER) if name else None
+        self._samplers_made += 1
+        seed = self._seed * 1_000_003 + self._samplers_made
+
+        def snap() -> LocalSamplingClient:
             if path is not None:
                 self._save_sampler(path, self._meta("sampler", None, None))
-            return self._model.snapshot()
+            return LocalSamplingClient(
+                self._model.snapshot(), seed=seed, model_path=str(path) if path else None
+            )
 
-        snapshot = self._executor.submit(snap).result()
-        self._samplers_made += 1
-        return LocalSamplingClient(
-            snapshot,
-            seed=self._seed * 1_000_003 + self._samplers_made,
-            model_path=str(path) if path else None,
-        )
+        return self._executor.submit(snap)
 
     async def save_weights_and_get_sampling_client_async(
         self,
