@@ -66,6 +66,6 @@ def serve(host: str, port: int, api_key: str | None, device: str | None, root: P
     app = make_app(ServerState(service, root), api_key)
     print(f"cookbook serve: Tinker API on http://{host}:{port} (checkpoints in {root})")
     try:
-        web.run_app(app, host=host, port=port, print=None, access_log=None)
+        web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=5)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

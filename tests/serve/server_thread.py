@@ -24,7 +24,7 @@ def running_server(root: Path, api_key: str | None = None) -> Iterator[tuple[str
     started = threading.Event()
 
     async def start() -> None:
-        runner = web.AppRunner(make_app(state, api_key), access_log=None)
+        runner = web.AppRunner(make_app(state, api_key), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
