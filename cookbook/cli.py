@@ -42,6 +42,7 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("cookbook.supervised.train_cli", "fine-tune a model on a dataset"),
     "eval": ("cookbook.eval.cli", "score a model with an eval"),
     "check": ("cookbook.testing.cli", "check that an env, dataset or eval keeps the contract"),
+    "serve": ("cookbook.serve.cli", "serve the Tinker API over the local backend"),
 }
 
 _BUILTIN_HELP: dict[str, tuple[str, str]] = {
