@@ -69,6 +69,9 @@ class _Command:
     """Names of `_ARGUMENTS`, in order."""
     module: str | None = None
     """The module whose `run(CommandLine) -> int` runs it (None: built in here)."""
+    own_parser: bool = False
+    """The module reads its own arguments instead: its `main(argv) -> int` gets them as typed
+    (`serve`, whose options are a server's, not a run's)."""
 
 
 _ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], object]] = {
@@ -152,6 +155,13 @@ COMMANDS: dict[str, _Command] = {
         "check that an env, dataset or eval keeps the contract",
         ("NAME", "--kind", "--seed", "--json", "KEY=VALUE"),
         "cookbook.testing.cli",
+    ),
+    "serve": _Command(
+        "serve [--host H] [--port P] [--api-key KEY] [--device D] [--checkpoint-dir DIR]",
+        "serve the Tinker API over the local backend",
+        (),
+        "cookbook.serve.cli",
+        own_parser=True,
     ),
 }
 """Every subcommand. One with a module shows up (in --help and for dispatch) only when its
@@ -244,6 +254,10 @@ def _dispatch(args: list[str]) -> int:
             raise UserError(f"unknown option '{name}'; `cookbook --help` lists the options")
         hint = did_you_mean(name, available_commands())
         raise UserError(f"unknown command '{name}'{hint}; `cookbook --help` lists the commands")
+    if command.own_parser:
+        assert command.module is not None
+        own: Callable[[list[str]], int] = importlib.import_module(command.module).main
+        return int(own(rest))
     line = parse_command_line(name, rest)
     if command.module is None:
         if line.help:

@@ -78,7 +78,8 @@ class EvalConfig:
     backend: str = "local"
     """`local` or `tinker` (the Tinker service, needs TINKER_API_KEY)."""
     base_url: str | None = None
-    """Address of a Tinker-compatible server to send the work to (None: the backend's own)."""
+    """Server of `backend=tinker` (a `cookbook serve`, say; None: $TINKER_BASE_URL, else the
+    Tinker service)."""
     device: str | None = None
     """Torch device for the local backend (default: CUDA when present, else CPU)."""
     lora_rank: int = 32

@@ -16,7 +16,7 @@ it, the synchronous SFT loop calls `.result()`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,16 +57,11 @@ def start_run(
 
 
 def make_service(backend: str, device: str | None, base_url: str | None = None) -> ServiceClient:
-    """The service client of `backend`; `base_url` points it at a server (a `cookbook serve`
-    or another Tinker-compatible endpoint) when set."""
+    """The service client of `backend`; `base_url` points the `tinker` backend at a server (a
+    `cookbook serve` or another Tinker-compatible endpoint) when set."""
     from cookbook.backends import make_service_client
 
-    if base_url is None:
-        return make_service_client(backend, device)
-    # Passed only when set: a make_service_client without the parameter still serves every run
-    # that does not ask for a server (and rejects one that does with a TypeError).
-    factory: Callable[..., ServiceClient] = make_service_client
-    return factory(backend, device, base_url)
+    return make_service_client(backend, device, base_url)
 
 
 def make_training_client(
@@ -108,19 +103,6 @@ def build_context(
     )
 
 
-def load_state_with_optimizer(
-    training_client: TrainingClient, path: str
-) -> Future[tinker_types.LoadWeightsResponse]:
-    """Load weights and optimizer state. The tinker SDK's `load_state` restores weights only and
-    `load_state_with_optimizer` both; the protocol's `load_state` promises both, so it is the
-    fallback for clients without the SDK method."""
-    load = getattr(training_client, "load_state_with_optimizer", None)
-    future: Future[tinker_types.LoadWeightsResponse] = (
-        load(path) if callable(load) else training_client.load_state(path)
-    )
-    return future
-
-
 def load_starting_weights(
     training_client: TrainingClient, run_dir: RunDir, load_checkpoint_path: str | None
 ) -> Future[tinker_types.LoadWeightsResponse] | None:
@@ -128,9 +110,8 @@ def load_starting_weights(
     found again if the run directory was moved) when it resumes, else `load_checkpoint_path`
     (weights only: a new run keeps its own optimizer schedule), else the base model (`None`)."""
     if run_dir.resume_from is not None:
-        return load_state_with_optimizer(
-            training_client, run_dir.relocate(run_dir.resume_from.state_path)
-        )
+        path = run_dir.relocate(run_dir.resume_from.state_path)
+        return training_client.load_state_with_optimizer(path)
     if load_checkpoint_path is not None:
         return training_client.load_state(resolve_checkpoint(load_checkpoint_path))
     return None

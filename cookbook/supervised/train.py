@@ -61,7 +61,8 @@ class Config:
     backend: str = "local"
     """`local` (in-process PyTorch) or `tinker` (the Tinker service, needs TINKER_API_KEY)."""
     base_url: str | None = None
-    """Address of a Tinker-compatible server to send the work to (None: the backend's own)."""
+    """Server of `backend=tinker` (a `cookbook serve`, say; None: $TINKER_BASE_URL, else the
+    Tinker service)."""
     device: str | None = None
     """Local backend device (`cpu`, `cuda`); default: CUDA when present, else CPU."""
     lora_rank: int = 32
