@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 from cookbook.errors import UserError
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
     from cookbook.analysis.plots import By
@@ -121,11 +122,9 @@ def _default_plot_dir(dirs: Sequence[str]) -> Path:
 def _print_tables(
     runs: list[Run], groups: list[Group], metrics: list[MetricChoice], plots: list[Path]
 ) -> None:
-    from rich.console import Console
-
     from cookbook.analysis.summary import spread, summarize_run
 
-    console = Console(highlight=False)
+    console = _console()
     param_keys = _param_keys(runs)
     with_status = any(run.status is not None for run in runs)
     table = _table(f"runs ({len(runs)})")
@@ -172,6 +171,13 @@ def _print_tables(
         console.print(table)
     if plots:
         console.print("plots: " + ", ".join(str(p) for p in plots))
+
+
+def _console() -> Console:
+    """Rich output; unwrapped when it goes to a file or a pipe (tables stay one line per row)."""
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
 
 
 def _table(title: str) -> Table:
@@ -306,9 +312,7 @@ def _compare(dirs: Sequence[str], requested: list[str], as_json: bool) -> int:
             )
         )
         return 0
-    from rich.console import Console
-
-    console = Console(highlight=False)
+    console = _console()
     console.print(f"A: {dirs[0]}  ({a.steps} steps)\nB: {dirs[1]}  ({b.steps} steps)")
     table = _table(f"config differences ({len(config_rows)})")
     for column in ("key", "A", "B"):
