@@ -30,7 +30,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Protocol
@@ -193,15 +193,18 @@ class _TrackerRun(Protocol):
 class _RunSink:
     """A trackio or wandb run as a `MetricsSink`."""
 
-    def __init__(self, run: _TrackerRun) -> None:
+    def __init__(self, run: _TrackerRun, finish: Callable[[], object] | None = None) -> None:
         self.run = run
+        self.finish = finish or run.finish
+        """How to end the run: trackio's module-level `finish` also forgets it as the current
+        run (else its exit hook finishes it a second time)."""
 
     def log(self, step: int, metrics: Mapping[str, object]) -> None:
         self.run.log(_numbers(metrics), step=step)
 
     def close(self) -> None:
         with contextlib.redirect_stdout(sys.stderr):  # trackio prints; keep stdout clean
-            self.run.finish()
+            self.finish()
 
 
 def _open_trackio(
@@ -228,7 +231,7 @@ def _open_trackio(
     except Exception as e:
         raise UserError(f"log_to=trackio could not start: {_first_line(e)}") from None
     entry["name"] = name
-    return _RunSink(run)
+    return _RunSink(run, finish=trackio.finish)
 
 
 def _open_wandb(
