@@ -178,10 +178,15 @@ def _run(
             "(a sweep directory holds only its runs and sweep.json)"
         )
     with sweep_lock(sweep_dir):
-        state = _open_state(sweep_dir, base, spec, plan, argv, opts.fresh)
+        # Connect first: a cluster that cannot be reached leaves no sweep behind.
         launcher: Launcher = (
             connect_ray(opts.ray, num_cpus=os.cpu_count()) if opts.ray else LocalLauncher()
         )
+        try:
+            state = _open_state(sweep_dir, base, spec, plan, argv, opts.fresh)
+        except BaseException:
+            launcher.close()
+            raise
         cwd = str(Path.cwd())
 
         def make_job(run: RunRecord) -> Job:
