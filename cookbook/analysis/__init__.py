@@ -6,11 +6,29 @@
     df = to_dataframe(sweep)            # one row per (run, step); needs pandas
     df.groupby("learning_rate")["reward/mean"].mean()
 
-Light to import (no pandas, matplotlib or torch until a function needs them).
+Importing the package loads nothing (`cookbook --help` looks it up); each name loads its module
+on first use, and pandas and matplotlib only load inside the functions that need them.
 """
 
-from cookbook.analysis.records import summarize, to_dataframe, to_records
-from cookbook.analysis.runs import Run, Sweep, load_run, load_runs, load_sweep
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cookbook.analysis.records import summarize, to_dataframe, to_records
+    from cookbook.analysis.runs import Run, Sweep, load_run, load_runs, load_sweep
+
+_EXPORTS = {
+    "Run": "cookbook.analysis.runs",
+    "Sweep": "cookbook.analysis.runs",
+    "load_run": "cookbook.analysis.runs",
+    "load_runs": "cookbook.analysis.runs",
+    "load_sweep": "cookbook.analysis.runs",
+    "summarize": "cookbook.analysis.records",
+    "to_dataframe": "cookbook.analysis.records",
+    "to_records": "cookbook.analysis.records",
+}
 
 __all__ = [
     "Run",
@@ -22,3 +40,10 @@ __all__ = [
     "to_dataframe",
     "to_records",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cookbook.analysis' has no attribute '{name}'")
+    return getattr(importlib.import_module(module), name)

@@ -18,11 +18,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cookbook.errors import UserError
-from cookbook.runs.config_io import JSON, load_config_file
 from cookbook.runs.metrics import MetricsLog, MetricValue
 from cookbook.sweep.state import SweepState, is_sweep_dir, read_state
+
+if TYPE_CHECKING:
+    from cookbook.runs.config_io import JSON
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -101,6 +104,8 @@ class Run:
 
     def load_config(self) -> object:
         """The config rebuilt as the chz objects the run used (imports the run's plugins)."""
+        from cookbook.runs.config_io import load_config_file
+
         return load_config_file(self.path / CONFIG_FILE)
 
 
