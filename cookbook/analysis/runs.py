@@ -59,8 +59,11 @@ class Run:
 
     @property
     def steps(self) -> int:
-        """Training steps logged (records with a step)."""
-        return len({r["step"] for r in self.records if isinstance(r.get("step"), int)})
+        """Training steps logged: records with a step time (`time/step`), or every record with a
+        step when none has one (an SFT run's closing eval record is not a step)."""
+        stepped = [r for r in self.records if isinstance(r.get("step"), int)]
+        timed = [r for r in stepped if _number(r.get("time/step")) is not None]
+        return len({r["step"] for r in (timed or stepped)})
 
     def metric_names(self) -> list[str]:
         """Every numeric metric the run logged (plus `wall_time` when it logged step times)."""

@@ -67,20 +67,26 @@ def _parser() -> _Parser:
         add_help=False,
     )
     parser.add_argument("loop", choices=["rl", "sft"], help="the training command to sweep")
-    parser.add_argument("--env", help="the env (cookbook sweep rl)")
-    parser.add_argument("--dataset", help="the dataset (cookbook sweep sft)")
+    parser.add_argument("--env", metavar="NAME", help="the env (cookbook sweep rl)")
+    parser.add_argument("--dataset", metavar="NAME", help="the dataset (cookbook sweep sft)")
     parser.add_argument("--dir", help="the sweep directory (default runs/sweep-<command>-<name>)")
     parser.add_argument(
         "--samples",
         type=int,
+        metavar="N",
         help="random search: draw N points of the random keys (each crossed with the grid)",
     )
     parser.add_argument(
-        "--search-seed", type=int, default=0, help="seed of the random draws (default 0)"
+        "--search-seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the random draws (default 0)",
     )
     parser.add_argument(
         "--parallel",
         type=int,
+        metavar="N",
         default=None,
         help="runs at a time (default 1; with --ray, all); the CPU threads are divided "
         "between them",

@@ -264,3 +264,21 @@ def test_notebook_api_reads_the_sweep(sweep: SweepRun) -> None:
     assert isinstance(frame, pandas.DataFrame)
     assert len(frame) == 8
     assert set(frame.columns) >= {"run", "learning_rate", "seed", "step", "reward/mean"}
+
+
+@pytest.mark.slow
+def test_sft_sweep_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep_dir = tmp_path / "sw"
+    command = [sys.executable, "-m", "cookbook", "sweep", "sft", "--dataset", "tictactoe-demos"]
+    command += ["--dir", str(sweep_dir), "--parallel", "2", "learning_rate=1e-3,3e-3"]
+    command += ["max_steps=3", "batch_size=8", "eval_every=0"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "2 of 2 runs done" in done.stdout
+    assert cookbook_main(["report", str(sweep_dir), "--json", "--metric", "train/loss"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for run in report["runs"]:
+        losses = [m["train/loss"] for m in _metrics(Path(run["path"])) if "train/loss" in m]
+        assert run["steps"] == 3  # the closing eval record is not a training step
+        assert run["metrics"]["train/loss"]["final"] == losses[-1]
+        assert run["metrics"]["train/loss"]["best"] == min(losses)
