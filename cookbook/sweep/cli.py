@@ -14,15 +14,20 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from cookbook.errors import UserError
-
-if TYPE_CHECKING:
-    from cookbook.sweep.spec import SweepSpec
-    from cookbook.sweep.state import RunRecord, SweepState
+from cookbook.sweep.spec import SweepSpec, parse_sweep_args, run_args, run_name
+from cookbook.sweep.state import (
+    LOCK_FILE,
+    RunRecord,
+    SweepState,
+    is_sweep_dir,
+    read_state,
+    sweep_lock,
+)
 
 USAGE = (
     "cookbook sweep rl --env NAME [options] KEY=VALUES ...\n"
@@ -105,6 +110,31 @@ def _parser() -> _Parser:
     return parser
 
 
+@dataclass
+class _Plan:
+    """Everything decided before a run starts."""
+
+    base: list[str]
+    """`["rl", "--env", "tictactoe"]`: the command every run starts with."""
+    spec: SweepSpec
+    runs: list[RunRecord]
+    sweep_dir: Path
+    parallel: int
+    threads: int
+    """CPU threads per run."""
+    thread_args: list[str]
+    thread_env: dict[str, str]
+    absolute_dirs: bool
+    """Pass absolute log_dirs (runs start on other machines)."""
+
+    def run_args(self, run: RunRecord) -> list[str]:
+        """The `key=value` arguments of `run`, log_dir included."""
+        log_dir = self.sweep_dir / run.name
+        if self.absolute_dirs:
+            log_dir = log_dir.absolute()
+        return [*run_args(self.spec.fixed, run.overrides), *self.thread_args, f"log_dir={log_dir}"]
+
+
 def main(argv: list[str]) -> int:
     """Run `cookbook sweep` with `argv` (the arguments after `sweep`); returns the exit status:
     0 when every run is done, 1 when some failed. User mistakes raise `UserError`."""
@@ -114,8 +144,6 @@ def main(argv: list[str]) -> int:
         return 0
     opts = parser.parse_intermixed_args(argv)
     from cookbook.sweep.loops import LOOPS, resolve
-    from cookbook.sweep.spec import parse_sweep_args, run_args, run_name
-    from cookbook.sweep.state import RunRecord
 
     loop = LOOPS[opts.loop]
     name: str | None = opts.env if loop.flag == "--env" else opts.dataset
@@ -138,46 +166,37 @@ def main(argv: list[str]) -> int:
         search_seed=opts.search_seed,
     )
     target.check_keys([*spec.fixed, *spec.swept_keys])
-    sweep_dir = Path(opts.dir or f"runs/sweep-{loop.command}-{_safe(name)}")
-    plan = [
+    runs = [
         RunRecord(name=run_name(i, overrides), overrides=overrides)
         for i, overrides in enumerate(spec.runs())
     ]
-    parallel = opts.parallel or (len(plan) if opts.ray else 1)
+    parallel = opts.parallel or (len(runs) if opts.ray else 1)
     threads = _threads_per_run(spec, parallel, on_ray=opts.ray is not None)
     thread_args, thread_env = _thread_settings(spec, threads, "num_threads" in target.types)
-    base = [loop.command, loop.flag, name]
-
-    def args_of(run: RunRecord) -> list[str]:
-        log_dir = sweep_dir / run.name
-        if opts.ray:
-            log_dir = log_dir.absolute()  # workers run elsewhere: no relative paths
-        return [*run_args(spec.fixed, run.overrides), *thread_args, f"log_dir={log_dir}"]
-
-    for run in plan:
-        target.check_run(args_of(run))
+    plan = _Plan(
+        base=[loop.command, loop.flag, name],
+        spec=spec,
+        runs=runs,
+        sweep_dir=Path(opts.dir or f"runs/sweep-{loop.command}-{_safe(name)}"),
+        parallel=parallel,
+        threads=threads,
+        thread_args=thread_args,
+        thread_env=thread_env,
+        absolute_dirs=opts.ray is not None,
+    )
+    for run in plan.runs:  # every run's arguments, checked as the command will check them
+        target.check_run(plan.run_args(run))
     if opts.dry_run:
-        _print_plan(spec, plan, base, sweep_dir, parallel, threads)
+        _print_plan(plan)
         return 0
-    return _run(opts, argv, base, spec, plan, sweep_dir, parallel, threads, thread_env, args_of)
+    return _run(plan, opts, argv)
 
 
-def _run(
-    opts: argparse.Namespace,
-    argv: list[str],
-    base: list[str],
-    spec: SweepSpec,
-    plan: list[RunRecord],
-    sweep_dir: Path,
-    parallel: int,
-    threads: int,
-    thread_env: dict[str, str],
-    args_of: Callable[[RunRecord], list[str]],
-) -> int:
+def _run(plan: _Plan, opts: argparse.Namespace, argv: list[str]) -> int:
     from cookbook.sweep.launch import Job, Launcher, LocalLauncher, connect_ray
     from cookbook.sweep.runner import run_sweep
-    from cookbook.sweep.state import is_sweep_dir, sweep_lock
 
+    sweep_dir = plan.sweep_dir
     if not is_sweep_dir(sweep_dir) and _has_other_files(sweep_dir):
         raise UserError(
             f"{sweep_dir} is not empty and holds no sweep; pick another --dir "
@@ -189,7 +208,7 @@ def _run(
             connect_ray(opts.ray, num_cpus=os.cpu_count()) if opts.ray else LocalLauncher()
         )
         try:
-            state = _open_state(sweep_dir, base, spec, plan, argv, opts.fresh)
+            state = _open_state(plan, argv, opts.fresh)
         except BaseException:
             launcher.close()
             raise
@@ -198,21 +217,21 @@ def _run(
         def make_job(run: RunRecord) -> Job:
             return Job(
                 name=run.name,
-                args=[*base, *args_of(run)],
+                args=[*plan.base, *plan.run_args(run)],
                 cwd=cwd,
-                env=thread_env,
+                env=plan.thread_env,
                 log_path=(sweep_dir / "logs" / f"{run.name}.log").absolute(),
-                threads=threads,
+                threads=plan.threads,
             )
 
-        where = f"on Ray ({opts.ray})" if opts.ray else f"{threads} thread(s) each"
+        where = f"on Ray ({opts.ray})" if opts.ray else f"{plan.threads} thread(s) each"
         print(
-            f"sweep {sweep_dir}: {len(state.runs)} runs of cookbook {' '.join(base)}, "
-            f"{parallel} at a time, {where}",
+            f"sweep {sweep_dir}: {len(state.runs)} runs of cookbook {' '.join(plan.base)}, "
+            f"{plan.parallel} at a time, {where}",
             file=sys.stderr,
         )
         try:
-            result = run_sweep(sweep_dir, state, make_job, launcher, parallel)
+            result = run_sweep(sweep_dir, state, make_job, launcher, plan.parallel)
         finally:
             launcher.close()
     print(f"sweep {sweep_dir}: {result.done} of {len(state.runs)} runs done")
@@ -222,19 +241,11 @@ def _run(
     return 0 if not result.failed else 1
 
 
-def _open_state(
-    sweep_dir: Path,
-    base: list[str],
-    spec: SweepSpec,
-    plan: list[RunRecord],
-    argv: list[str],
-    fresh: bool,
-) -> SweepState:
+def _open_state(plan: _Plan, argv: list[str], fresh: bool) -> SweepState:
     """The sweep's state: read back for a rerun of the same sweep, or new."""
-    from cookbook.sweep.state import LOCK_FILE, SweepState, is_sweep_dir, read_state
-
-    command, target = base[0], base[2]
-    definition = json.loads(json.dumps(spec.definition()))
+    sweep_dir = plan.sweep_dir
+    command, target = plan.base[0], plan.base[2]
+    definition = json.loads(json.dumps(plan.spec.definition()))
     if fresh and is_sweep_dir(sweep_dir):
         for child in sweep_dir.iterdir():
             if child.name == LOCK_FILE:
@@ -246,17 +257,17 @@ def _open_state(
     if is_sweep_dir(sweep_dir):
         state = read_state(sweep_dir)
         if (state.command, state.target, state.definition) != (command, target, definition):
+            described = _describe(state.command, state.target, state.definition)
             raise UserError(
-                f"{sweep_dir} holds another sweep ({_describe(state.command, state.target, state.definition)}); "
-                "rerun that sweep's command to resume it, pick another --dir, or add --fresh "
-                "to delete it and start this one"
+                f"{sweep_dir} holds another sweep ({described}); rerun that sweep's command to "
+                "resume it, pick another --dir, or add --fresh to delete it and start this one"
             )
         return state
     state = SweepState(
         command=command,
         target=target,
         definition=definition,
-        runs=plan,
+        runs=plan.runs,
         argv=["cookbook", "sweep", *argv],
     )
     state.save(sweep_dir)
@@ -273,8 +284,6 @@ def _keys(value: object) -> list[str]:
 
 
 def _has_other_files(path: Path) -> bool:
-    from cookbook.sweep.state import LOCK_FILE
-
     return path.is_dir() and any(child.name != LOCK_FILE for child in path.iterdir())
 
 
@@ -313,22 +322,15 @@ def _safe(name: str) -> str:
     return name.replace(":", "-").replace("/", "-")
 
 
-def _print_plan(
-    spec: SweepSpec,
-    plan: list[RunRecord],
-    base: list[str],
-    sweep_dir: Path,
-    parallel: int,
-    threads: int,
-) -> None:
+def _print_plan(plan: _Plan) -> None:
     print(
-        f"sweep {sweep_dir}: {len(plan)} runs of cookbook {' '.join(base)}, "
-        f"{parallel} at a time, {threads} thread(s) each (dry run: nothing started)"
+        f"sweep {plan.sweep_dir}: {len(plan.runs)} runs of cookbook {' '.join(plan.base)}, "
+        f"{plan.parallel} at a time, {plan.threads} thread(s) each (dry run: nothing started)"
     )
-    if spec.fixed:
-        print("every run: " + " ".join(f"{k}={v}" for k, v in spec.fixed.items()))
-    keys = spec.swept_keys
-    rows = [["RUN", *keys]] + [[run.name, *(run.overrides[k] for k in keys)] for run in plan]
+    if plan.spec.fixed:
+        print("every run: " + " ".join(f"{k}={v}" for k, v in plan.spec.fixed.items()))
+    keys = plan.spec.swept_keys
+    rows = [["RUN", *keys]] + [[run.name, *(run.overrides[k] for k in keys)] for run in plan.runs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
