@@ -93,20 +93,8 @@ class LocalLauncher:
         self._preexec = parent_death_hook()
 
     def start(self, job: Job) -> Handle:
-        job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(job.log_path, "ab") as log:
-            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(job.args)}\n".encode())
-            log.flush()
-            process = subprocess.Popen(
-                cookbook_argv(job.args),
-                cwd=job.cwd,
-                env={**os.environ, **job.env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=self._preexec,  # safe: the sweep starts runs from its only thread
-            )
+        # Its own session: the sweep decides when its runs stop (see LocalHandle.stop).
+        process = _spawn(job.args, job.cwd, job.env, job.log_path, self._preexec, session=True)
         return LocalHandle(process)
 
     def close(self) -> None:
@@ -157,21 +145,34 @@ def parent_death_hook() -> Callable[[], None] | None:
 
 
 def run_attempt(args: Sequence[str], cwd: str, env: Mapping[str, str], log_path: str) -> int:
-    """Run one attempt to completion and return its exit status (the body of a Ray task)."""
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    """Run one attempt to completion and return its exit status (the body of a Ray task: the
+    run dies with the Ray worker when the task is cancelled or its driver goes away)."""
+    return _spawn(args, cwd, env, Path(log_path), parent_death_hook(), session=False).wait()
+
+
+def _spawn(
+    args: Sequence[str],
+    cwd: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    preexec: Callable[[], None] | None,
+    session: bool,
+) -> subprocess.Popen[bytes]:
+    """Start `cookbook <args>` with its output appended to `log_path` after a header line."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(args)}\n".encode())
         log.flush()
-        process = subprocess.Popen(
+        return subprocess.Popen(
             cookbook_argv(args),
             cwd=cwd,
             env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=parent_death_hook(),
+            start_new_session=session,
+            preexec_fn=preexec,  # safe here: the sweep starts runs from its main thread only
         )
-        return process.wait()
 
 
 # ----- Ray -----
