@@ -282,3 +282,32 @@ def test_sft_sweep_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert run["steps"] == 3  # the closing eval record is not a training step
         assert run["metrics"]["train/loss"]["final"] == losses[-1]
         assert run["metrics"]["train/loss"]["best"] == min(losses)
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_a_checkpoint_resumes_from_it(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sw"
+    command = [sys.executable, "-m", "cookbook", "sweep", "rl", "--env", "tictactoe"]
+    tiny = [a for a in TINY if not a.startswith("max_steps=")]
+    command += ["--dir", str(sweep_dir), "seed=0,1", *tiny, "max_steps=30", "save_every=5"]
+    first = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    run0 = sweep_dir / "000-seed=0"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:  # past a checkpoint, mid-run
+        metrics = run0 / "metrics.jsonl"
+        if (run0 / "checkpoints.json").exists() and metrics.exists() and len(_metrics(run0)) >= 7:
+            break
+        time.sleep(0.05)
+    assert first.poll() is None
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    line0 = (run0 / "metrics.jsonl").read_text().splitlines()[0]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    runs = {str(r["name"]): r for r in _runs(sweep_dir)}
+    assert runs["000-seed=0"]["attempts"] == 2 and runs["001-seed=1"]["attempts"] == 1
+    for name in runs:
+        assert [m["step"] for m in _metrics(sweep_dir / name)] == list(range(30))
+    assert (run0 / "metrics.jsonl").read_text().splitlines()[0] == line0  # resumed, not redone
