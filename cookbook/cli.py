@@ -43,6 +43,8 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("cookbook.eval.cli", "score a model with an eval"),
     "check": ("cookbook.testing.cli", "check that an env, dataset or eval keeps the contract"),
     "serve": ("cookbook.serve.cli", "serve the Tinker API over the local backend"),
+    "sweep": ("cookbook.sweep.cli", "run a grid or random search of rl/sft runs, N at a time"),
+    "report": ("cookbook.analysis.cli", "tables, plots and comparisons of runs and sweeps"),
 }
 
 _BUILTIN_HELP: dict[str, tuple[str, str]] = {
