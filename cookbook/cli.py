@@ -71,7 +71,7 @@ class _Command:
     """The module whose `run(CommandLine) -> int` runs it (None: built in here)."""
     own_parser: bool = False
     """The module reads its own arguments instead: its `main(argv) -> int` gets them as typed
-    (`serve`, whose options are a server's, not a run's)."""
+    (`serve`, `sweep` and `report`, whose options are not a run's)."""
 
 
 _ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], object]] = {
@@ -161,6 +161,20 @@ COMMANDS: dict[str, _Command] = {
         "serve the Tinker API over the local backend",
         (),
         "cookbook.serve.cli",
+        own_parser=True,
+    ),
+    "sweep": _Command(
+        "sweep rl|sft ...",
+        "run a grid or random search of rl/sft runs, N at a time",
+        (),
+        "cookbook.sweep.cli",
+        own_parser=True,
+    ),
+    "report": _Command(
+        "report DIR... [--compare RUN_A RUN_B]",
+        "tables, plots and comparisons of runs and sweeps",
+        (),
+        "cookbook.analysis.cli",
         own_parser=True,
     ),
 }

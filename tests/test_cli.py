@@ -47,7 +47,8 @@ def test_help_lists_only_commands_that_exist(plugins_env: dict[str, str]) -> Non
         for line in done.stdout.split("commands:\n")[1].split("\n\n")[0].splitlines()
     ]
     # Every command's module ships with the core, so all of them are installed here.
-    assert commands == ["list", "plugins", "describe", "rl", "sft", "eval", "check", "serve"]
+    builtin = ["list", "plugins", "describe"]
+    assert commands == [*builtin, "rl", "sft", "eval", "check", "serve", "sweep", "report"]
     assert cookbook(plugins_env).stdout == done.stdout  # no arguments: the same help
 
 
