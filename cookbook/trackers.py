@@ -276,8 +276,8 @@ def _import(name: str) -> ModuleType:
 
 def flat_config(tree: object, prefix: str = "") -> dict[str, object]:
     """A config tree (`cookbook.runs.config_io.config_to_json`) as dotted keys, for trackers'
-    config tables: `{"dataset_builder": "TicTacToeEnvBuilder", "dataset_builder.opponent":
-    "random", "learning_rate": 0.002, ...}`."""
+    config tables: `{"env": "TicTacToeEnvBuilder", "env.opponent": "random",
+    "learning_rate": 0.002, ...}`."""
     if not isinstance(tree, dict):
         return {prefix.rstrip(".") or "config": tree}
     out: dict[str, object] = {}

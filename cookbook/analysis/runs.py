@@ -102,7 +102,7 @@ class Run:
         return out
 
     def flat_config(self) -> dict[str, str]:
-        """The config flattened to dotted keys with text values (`dataset_builder.opponent`)."""
+        """The config flattened to dotted keys with text values (`env.opponent`)."""
         return flatten_config(self.config)
 
     def load_config(self) -> object:

@@ -48,10 +48,8 @@ class Loop:
 
 
 LOOPS: dict[str, Loop] = {
-    "rl": Loop("rl", "--env", "env", "env", "cookbook.rl.train_cli:CLIConfig"),
-    "sft": Loop(
-        "sft", "--dataset", "dataset", "dataset", "cookbook.supervised.train_cli:CLIConfig"
-    ),
+    "rl": Loop("rl", "--env", "env", "env", "cookbook.rl.train:Config"),
+    "sft": Loop("sft", "--dataset", "dataset", "dataset", "cookbook.supervised.train:Config"),
 }
 
 
@@ -91,18 +89,12 @@ class Target:
             )
 
     def check_run(self, args: Sequence[str]) -> None:
-        """Build the configs from one run's `key=value` arguments as the command does; a bad
+        """Build the config from one run's `key=value` arguments as the command does; a bad
         value raises the command's own one-line `UserError`."""
-        from cookbook.configs import make_config, split_overrides
+        from cookbook.runs.blueprints import rl_config, sft_config
 
-        target_args, run_args = split_overrides(args, self.loop.prefix)
-        make_config(self.builder, target_args, label=f"{self.loop.kind} {self.name}")
-        make_config(
-            self.run_options,
-            run_args,
-            defaults=self.defaults,
-            label=f"cookbook {self.loop.command}",
-        )
+        build = rl_config if self.loop.command == "rl" else sft_config
+        build(self.name, args)
 
 
 def resolve(command: str, name: str) -> Target:
@@ -121,6 +113,7 @@ def resolve(command: str, name: str) -> Target:
     defaults = dict(spec.recommended) if isinstance(spec, EnvSpec) else {}
     key_types = dict(field_types(run_options))
     key_types.update(field_types(builder, loop.prefix + "."))
+    key_types["evals"] = list[str]  # `evals=a,b` names registered evals: one value
     return Target(
         loop=loop,
         name=name,
@@ -139,8 +132,9 @@ def field_types(cls: type, prefix: str = "") -> dict[str, object]:
     for name, fld in chz.chz_fields(cls).items():
         ftype: object = fld.final_type
         out[prefix + name] = ftype
-        if isinstance(ftype, type) and chz.is_chz(ftype):
-            out.update(field_types(ftype, f"{prefix}{name}."))
+        for option in (ftype, *typing.get_args(ftype)):  # `WarmStartConfig | None` too
+            if isinstance(option, type) and chz.is_chz(option):
+                out.update(field_types(option, f"{prefix}{name}."))
     return out
 
 

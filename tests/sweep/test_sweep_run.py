@@ -26,7 +26,7 @@ pytest.importorskip("cookbook_tictactoe")
 
 TINY = [
     "max_steps=2",
-    "warm_start_steps=0",
+    "warm_start.steps=0",
     "group_size=2",
     "groups_per_batch=2",
     "eval_every=0",

@@ -24,6 +24,7 @@ from torch import nn
 from cookbook.backends.local.kv_cache import KVCache
 from cookbook.backends.local.models import GenerationCache, LocalModel, LoraSpec
 from cookbook.errors import UserError
+from cookbook.model_names import is_tiny_model as is_tiny_name  # noqa: F401 (factory.py)
 from cookbook.tokenizers import ByteTokenizer
 
 _NAME_RE = re.compile(r"^tiny(?:-(\d+)x(\d+))?$")
@@ -74,11 +75,6 @@ class TinyConfig:
     def to_dict(self) -> dict[str, int | float]:
         """Plain values, for checkpoint metadata."""
         return asdict(self)
-
-
-def is_tiny_name(name: str) -> bool:
-    """Whether `name` asks for the built-in model (`tiny...`) rather than a directory."""
-    return name == "tiny" or name.startswith("tiny-")
 
 
 class CausalSelfAttention(nn.Module):
