@@ -36,7 +36,7 @@ def test_plugins_report_each_distribution(catalog: Catalog) -> None:
     assert badhook.status == "broken"
     assert badhook.error == "ValueError: fixture hook fails on purpose"
     assert badhook.provides == {"env": ["fixture-halfway"]}
-    assert infos["cookbook"].status == "ok"  # the core registers through the same door
+    assert infos["cookbook-core"].status == "ok"  # the core registers through the same door
 
 
 def test_get_returns_spec_with_its_distribution(catalog: Catalog) -> None:
