@@ -23,7 +23,7 @@ done
 rm -rf dist
 for project in "${projects[@]}"; do
     echo "== building $project"
-    "$python" -m build --no-isolation --sdist --wheel --outdir dist "$project" >/dev/null
+    "$python" -m build --quiet --no-isolation --sdist --wheel --outdir dist "$project" >/dev/null
     rm -rf "$project/build"  # setuptools' scratch copy, not a repository file
 done
 ls -1 dist
