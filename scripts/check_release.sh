@@ -62,11 +62,11 @@ for problem in problems:
 sys.exit(1 if problems else 0)
 PY
 
-echo "== cookbook rl --env tictactoe max_steps=2 warm_start_steps=5 (in the fresh venv)"
+echo "== cookbook rl --env tictactoe max_steps=2 warm_start.steps=5 (in the fresh venv)"
 (
     cd "$work"
     "$work/venv/bin/cookbook" plugins
-    "$work/venv/bin/cookbook" rl --env tictactoe max_steps=2 warm_start_steps=5 log_dir=run
+    "$work/venv/bin/cookbook" rl --env tictactoe max_steps=2 warm_start.steps=5 log_dir=run
     steps="$(wc -l <run/metrics.jsonl)"
     [ "$steps" -ge 2 ] || { echo "error: run/metrics.jsonl has $steps lines" >&2; exit 1; }
 )

@@ -24,7 +24,7 @@ RECOMMENDED_RUN: dict[str, str] = {
     "groups_per_batch": "16",
     "loss_fn": "importance_sampling",
     # enough supervised steps for mostly legal replies before RL starts
-    "warm_start_steps": "600",
+    "warm_start.steps": "600",
     # past the 90% win mark, about 4-5 minutes on 2 CPU cores
     "max_steps": "800",
     # evals and checkpoints every 10 steps took ~8% of the run and 250 MB of disk
