@@ -1,0 +1,80 @@
+"""Registers the pairwise env, its datasets and evals (entry point `pairwise` in group
+`cookbook`). Light on purpose: names and `"module:Class"` strings only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cookbook.registry import DatasetSpec, EnvSpec, EvalSpec, hookimpl
+
+_PKG = "cookbook_pairwise"
+
+RECOMMENDED_RUN: dict[str, str] = {
+    "model": "tiny",
+    "learning_rate": "1e-3",
+    "group_size": "8",
+    "groups_per_batch": "16",
+    "max_tokens": "12",
+    "temperature": "1.0",
+    "loss_fn": "importance_sampling",
+    "max_steps": "200",
+    "warm_start_steps": "300",
+    "warm_start_learning_rate": "3e-3",
+    "warm_start_batch_size": "64",
+    "eval_every": "25",
+    "save_every": "50",
+    "evals": "pairwise-win-rate",
+}
+"""Run overrides `cookbook rl --env pairwise` starts from (the user's own arguments win)."""
+
+
+@hookimpl
+def register_envs(register: Callable[[EnvSpec], None]) -> None:
+    """The `pairwise` env."""
+    register(
+        EnvSpec(
+            name="pairwise",
+            builder=f"{_PKG}.builders:PairwiseEnvBuilder",
+            summary="G replies per prompt, rewarded by pairwise wins of a preference model",
+            warm_start_dataset="pairwise-warmup",
+            recommended=dict(RECOMMENDED_RUN),
+        )
+    )
+
+
+@hookimpl
+def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """`comparisons` (train a judge) and `pairwise-warmup` (the tiny model's warm start)."""
+    register(
+        DatasetSpec(
+            name="comparisons",
+            builder=f"{_PKG}.comparisons:ComparisonsBuilder",
+            summary="Prompt/chosen/rejected comparisons (JSONL or a built-in rule-labelled set) to train a judge",
+        )
+    )
+    register(
+        DatasetSpec(
+            name="pairwise-warmup",
+            builder=f"{_PKG}.builders:PairwiseWarmupBuilder",
+            summary="Short random-letter replies to the pairwise prompts (warm start of the reply format)",
+        )
+    )
+
+
+@hookimpl
+def register_evals(register: Callable[[EvalSpec], None]) -> None:
+    """`pairwise-win-rate` and `comparison-accuracy`."""
+    register(
+        EvalSpec(
+            name="pairwise-win-rate",
+            builder=f"{_PKG}.evals:PairwiseWinRateBuilder",
+            summary="Win rate against a reference policy (default: the starting weights), judged by a preference model",
+        )
+    )
+    register(
+        EvalSpec(
+            name="comparison-accuracy",
+            builder=f"{_PKG}.evals:ComparisonAccuracyBuilder",
+            summary="Held-out accuracy of a judge on comparisons (default: the evaluated model as the judge)",
+        )
+    )
