@@ -135,7 +135,7 @@ def train_judge(
 
     log_dir = out / "judge"
     config = Config(
-        dataset_builder=ComparisonsBuilder(rule=RULE),
+        dataset=ComparisonsBuilder(rule=RULE),
         log_dir=str(log_dir),
         seed=seed,
         learning_rate=3e-3,
@@ -143,7 +143,7 @@ def train_judge(
         max_steps=steps,
         eval_every=eval_every,
         save_every=0,
-        evaluator_builders=[ComparisonAccuracyBuilder(rule=RULE, num_test=num_test)],
+        evals={"accuracy": ComparisonAccuracyBuilder(rule=RULE, num_test=num_test)},
         show_progress=False,
     )
     with _loop_output_to(log_dir):
@@ -153,15 +153,15 @@ def train_judge(
     eval_s = 0.0
     trained_s = 0.0  # training seconds before the current record's step
     for r in records:
-        if "eval/0/accuracy" in r:
+        if "eval/accuracy/accuracy" in r:
             # An eval in a step's record measured the weights before that step (the final one,
             # a record of its own, the weights after the last step).
             points.append(
                 JudgePoint(
                     step=int(r["step"]),
                     seconds=trained_s,
-                    accuracy=r["eval/0/accuracy"],
-                    order_agreement=r.get("eval/0/order_agreement"),
+                    accuracy=r["eval/accuracy/accuracy"],
+                    order_agreement=r.get("eval/accuracy/order_agreement"),
                 )
             )
         if "time/total" in r:  # a training step: its clock includes the evals made so far
@@ -200,7 +200,7 @@ def run_rl(
         for key, model in evals.items()
     }
     config = Config(
-        dataset_builder=PairwiseEnvBuilder(
+        env=PairwiseEnvBuilder(
             preference_model=preference_model,
             monitor=monitor,
             comparisons_per_completion=settings.comparisons_per_completion,
@@ -215,11 +215,11 @@ def run_rl(
         max_steps=max_steps,
         max_minutes=minutes,
         eval_every=eval_every,
-        evaluator_builders=evaluators,
+        evals=evaluators,
         save_every=0,
         transcript_groups=1,
         warm_start=WarmStartConfig(
-            dataset_builder=PairwiseWarmupBuilder(),
+            dataset=PairwiseWarmupBuilder(),
             steps=settings.warm_start_steps,
             learning_rate=3e-3,
             batch_size=64,

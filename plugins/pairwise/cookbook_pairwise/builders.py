@@ -261,7 +261,7 @@ class ConversationsDataset(SupervisedDataset):
 
     def get_batch(self, index: int) -> list[tinker_types.Datum]:
         """Conversations `[index * batch_size, (index + 1) * batch_size)` of the current order."""
-        from cookbook.supervised.data import datum_from_tokens
+        from cookbook.supervised.datums import datum_from_tokens
 
         chunk = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         data = []

@@ -10,7 +10,7 @@ from cookbook.registry import DatasetSpec, EnvSpec, EvalSpec, hookimpl
 _PKG = "cookbook_pairwise"
 
 RECOMMENDED_RUN: dict[str, str] = {
-    "model": "tiny",
+    "model_name": "tiny",
     "learning_rate": "1e-3",
     "group_size": "8",
     "groups_per_batch": "16",
@@ -18,9 +18,9 @@ RECOMMENDED_RUN: dict[str, str] = {
     "temperature": "1.0",
     "loss_fn": "importance_sampling",
     "max_steps": "200",
-    "warm_start_steps": "300",
-    "warm_start_learning_rate": "3e-3",
-    "warm_start_batch_size": "64",
+    "warm_start.steps": "300",
+    "warm_start.learning_rate": "3e-3",
+    "warm_start.batch_size": "64",
     "eval_every": "25",
     "save_every": "50",
     "evals": "pairwise-win-rate",

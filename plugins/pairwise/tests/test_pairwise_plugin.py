@@ -80,7 +80,7 @@ def test_three_commands_train_check_and_use_a_judge(
                 "comparison-accuracy",
                 "eval.num_test=16",
                 f"load_checkpoint_path={judge_dir}",
-                f"output={out_file}",
+                f"output_path={out_file}",
             ]
         )
         == 0
@@ -103,8 +103,8 @@ def test_three_commands_train_check_and_use_a_judge(
                 "group_size=4",
                 "groups_per_batch=4",
                 "max_steps=2",
-                "warm_start_steps=10",
-                "warm_start_batch_size=16",
+                "warm_start.steps=10",
+                "warm_start.batch_size=16",
                 "evals=pairwise-win-rate",
                 f"log_dir={rl_dir}",
             ]
