@@ -44,7 +44,7 @@ from collections.abc import Callable
 
 import pluggy
 
-from cookbook.registry.specs import DatasetSpec, EnvSpec, EvalSpec
+from cookbook.registry.specs import DatasetSpec, EnvSpec, EvalSpec, PreferenceModelSpec
 
 PROJECT = "cookbook"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -70,3 +70,10 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 @hookspec
 def register_evals(register: Callable[[EvalSpec], None]) -> None:
     """Register evaluators: call `register(EvalSpec(...))` once per eval."""
+
+
+@hookspec
+def register_preference_models(register: Callable[[PreferenceModelSpec], None]) -> None:
+    """Register preference models (what compares two completions of a prompt, for pairwise
+    envs and evals): call `register(PreferenceModelSpec(...))` once per model. The builder is a
+    `PreferenceModelBuilder` (`cookbook/preference/types.py`)."""

@@ -47,7 +47,7 @@ from cookbook_pairwise.tournament import (
 )
 
 if TYPE_CHECKING:
-    from cookbook_pairwise.preference.types import PreferenceModel
+    from cookbook.preference.types import PreferenceModel
 
 TAG = "pairwise"
 

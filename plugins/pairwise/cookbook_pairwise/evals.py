@@ -26,8 +26,8 @@ from cookbook_pairwise.tournament import PairResult, judge_pair
 if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient
     from cookbook.build_context import BuildContext
+    from cookbook.preference.types import PreferenceModel
     from cookbook.renderers.base import Renderer
-    from cookbook_pairwise.preference.types import PreferenceModel
     from cookbook_pairwise.weights import Weights
 
 TINY_MAX_TOKENS = 16

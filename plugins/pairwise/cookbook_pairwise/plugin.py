@@ -1,11 +1,11 @@
-"""Registers the pairwise env, its datasets and evals (entry point `pairwise` in group
-`cookbook`). Light on purpose: names and `"module:Class"` strings only."""
+"""Registers the pairwise env, its datasets, evals and preference models (entry point `pairwise` in
+group `cookbook`). Light on purpose: names and `"module:Class"` strings only."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from cookbook.registry import DatasetSpec, EnvSpec, EvalSpec, hookimpl
+from cookbook.registry import DatasetSpec, EnvSpec, EvalSpec, PreferenceModelSpec, hookimpl
 
 _PKG = "cookbook_pairwise"
 
@@ -76,5 +76,40 @@ def register_evals(register: Callable[[EvalSpec], None]) -> None:
             name="comparison-accuracy",
             builder=f"{_PKG}.evals:ComparisonAccuracyBuilder",
             summary="Held-out accuracy of a judge on comparisons (default: the evaluated model as the judge)",
+        )
+    )
+
+
+@hookimpl
+def register_preference_models(register: Callable[[PreferenceModelSpec], None]) -> None:
+    """Two rules (`vowels`, `length`), any model as a judge (`judge`) and a judge trained with
+    `cookbook sft --dataset comparisons` (`trained`)."""
+    pm = f"{_PKG}.preference"
+    register(
+        PreferenceModelSpec(
+            name="vowels",
+            builder=f"{pm}.rules:VowelsBuilder",
+            summary="Prefers the larger share of vowels (a rule: better is measurable offline)",
+        )
+    )
+    register(
+        PreferenceModelSpec(
+            name="length",
+            builder=f"{pm}.rules:LengthBuilder",
+            summary="Prefers the length closer to a target, length:N (a rule)",
+        )
+    )
+    register(
+        PreferenceModelSpec(
+            name="judge",
+            builder=f"{pm}.judge:JudgeBuilder",
+            summary="Any model asked 'A, B or tie?' in both orders, judge:MODEL",
+        )
+    )
+    register(
+        PreferenceModelSpec(
+            name="trained",
+            builder=f"{pm}.judge:TrainedBuilder",
+            summary="A judge trained with cookbook sft --dataset comparisons, trained:RUN_DIR",
         )
     )

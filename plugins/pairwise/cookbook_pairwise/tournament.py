@@ -20,7 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cookbook_pairwise.preference.types import JudgeOutputError, PreferenceModel, Verdict
+from cookbook.preference.types import JudgeOutputError, PreferenceModel, Verdict
 
 Pair = tuple[int, int]
 

@@ -9,11 +9,16 @@ import math
 import pytest
 from cookbook_pairwise.preference.judge import JudgeBuilder, ModelJudge
 from cookbook_pairwise.preference.prompt_format import judge_messages, parse_answer
-from cookbook_pairwise.preference.resolve import make_builder, preference_model, split_spec
+from cookbook_pairwise.preference.resolve import (
+    ParsedSpec,
+    make_builder,
+    parse_spec,
+    preference_model,
+)
 from cookbook_pairwise.preference.rules import LengthBuilder, VowelShare
-from cookbook_pairwise.preference.types import JudgeOutputError, Verdict
 
 from cookbook.errors import UserError
+from cookbook.preference.types import JudgeOutputError, Verdict
 
 
 @pytest.mark.parametrize(
@@ -42,10 +47,22 @@ def test_compact_format_keeps_three_lines() -> None:
     assert message["content"] == "cat\na b\nc"
 
 
-def test_specs_name_builders_and_their_argument() -> None:
-    assert split_spec("trained:runs/x:y") == ("trained", "runs/x:y")
+def test_spec_strings_split_into_name_argument_and_options() -> None:
+    assert parse_spec("trained:runs/x:y") == ParsedSpec("trained", "runs/x:y", ())
+    assert parse_spec("Vowels") == ParsedSpec("vowels", None, ())
+    assert parse_spec("judge:/m/a,b,mode=sample,max_tokens=4") == ParsedSpec(
+        "judge", "/m/a,b", ("mode=sample", "max_tokens=4")
+    )
+    qualified = parse_spec("cookbook-env-pairwise:trained:r", frozenset({"cookbook-env-pairwise"}))
+    assert qualified == ParsedSpec("cookbook-env-pairwise:trained", "r", ())
+
+
+def test_specs_name_registered_builders_and_their_argument() -> None:
     length = make_builder("length:12")
     assert isinstance(length, LengthBuilder) and length.target == 12
+    judge = make_builder("cookbook-env-pairwise:judge:tiny,mode=sample,max_tokens=3")
+    assert isinstance(judge, JudgeBuilder)
+    assert (judge.model, judge.mode, judge.max_tokens) == ("tiny", "sample", 3)
     assert isinstance(preference_model("vowels"), VowelShare)
     with pytest.raises(UserError, match="did you mean 'vowels'"):
         make_builder("vowel")
@@ -53,6 +70,10 @@ def test_specs_name_builders_and_their_argument() -> None:
         make_builder("vowels:3")
     with pytest.raises(UserError, match="target"):
         make_builder("length:many")
+    with pytest.raises(UserError, match="unknown judge mode"):
+        make_builder("judge:tiny,mode=guess")
+    with pytest.raises(UserError, match="is an env, not a preference model"):
+        make_builder("pairwise")
     with pytest.raises(UserError, match="trained:RUN_DIR"):
         make_builder("trained")()
     with pytest.raises(UserError, match="no trained judge"):

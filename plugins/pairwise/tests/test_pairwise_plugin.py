@@ -16,6 +16,7 @@ from cookbook.testing import (
     assert_dataset_contract,
     assert_env_contract,
     assert_eval_contract,
+    assert_preference_model_contract,
 )
 
 
@@ -30,6 +31,26 @@ def test_registered_through_the_entry_point() -> None:
     assert catalog.get_dataset("comparisons").distribution == "cookbook-env-pairwise"
     for name in ("pairwise-win-rate", "comparison-accuracy"):
         assert catalog.get_eval(name).distribution == "cookbook-env-pairwise"
+    names = [s.name for s in catalog.list("preference_model") if "pairwise" in s.distribution]
+    assert names == ["judge", "length", "trained", "vowels"]
+
+
+def test_preference_models_through_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cookbook_main(["list", "preference-models", "--json"]) == 0
+    listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["trained"]["kind"] == "preference_model"
+    assert cookbook_main(["describe", "preference-model", "judge"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("preference model judge  (from cookbook-env-pairwise")
+    assert "judge[:ARG],KEY=VALUE" in out and "prompt_style" in out
+    assert cookbook_main(["check", "length", "preference_model.target=3"]) == 0
+    assert "preference model length: passed" in capsys.readouterr().out
+
+
+def test_preference_models_keep_the_contract() -> None:
+    assert_preference_model_contract("vowels")
+    assert_preference_model_contract("length", ["target=4"])
+    assert_preference_model_contract("judge")  # an untrained tiny model, both orders
 
 
 def test_env_keeps_the_contract_with_a_rule_and_a_model_judge() -> None:
@@ -89,6 +110,7 @@ def test_three_commands_train_check_and_use_a_judge(
     assert metrics["eval/comparison-accuracy/comparisons"] == 16
     assert 0.0 <= metrics["eval/comparison-accuracy/accuracy"] <= 1.0
     assert metrics["eval/comparison-accuracy/judge_failure_rate"] == 0.0
+    assert_preference_model_contract("trained", [f"path={judge_dir}"])
     # 3. RL against it, with the hidden rule watching.
     rl_dir = tmp_path / "rl"
     assert (

@@ -11,8 +11,9 @@ from collections import Counter
 import pytest
 from cookbook_pairwise.env import tournament_rewards
 from cookbook_pairwise.preference.rules import TargetLength, VowelShare
-from cookbook_pairwise.preference.types import JudgeOutputError, PreferenceModel, Verdict
 from cookbook_pairwise.tournament import judge_pairs, schedule_pairs, standings
+
+from cookbook.preference.types import JudgeOutputError, PreferenceModel, Verdict
 
 
 def test_small_groups_play_every_pair_once() -> None:

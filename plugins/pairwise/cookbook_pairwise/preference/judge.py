@@ -24,6 +24,12 @@ from typing import TYPE_CHECKING, Literal
 import chz
 
 from cookbook.errors import UserError
+from cookbook.preference.types import (
+    JudgeOutputError,
+    PreferenceModel,
+    PreferenceModelBuilder,
+    Verdict,
+)
 from cookbook_pairwise.preference.prompt_format import (
     ANSWER_FIRST,
     ANSWER_SECOND,
@@ -32,12 +38,6 @@ from cookbook_pairwise.preference.prompt_format import (
     judge_messages,
     parse_answer,
     resolve_style,
-)
-from cookbook_pairwise.preference.types import (
-    JudgeOutputError,
-    PreferenceModel,
-    PreferenceModelBuilder,
-    Verdict,
 )
 
 if TYPE_CHECKING:

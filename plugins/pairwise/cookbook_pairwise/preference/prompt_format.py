@@ -15,8 +15,8 @@ import re
 from typing import Literal
 
 from cookbook.errors import UserError
+from cookbook.preference.types import JudgeOutputError
 from cookbook.renderers.base import Message
-from cookbook_pairwise.preference.types import JudgeOutputError
 
 JudgeStyle = Literal["compact", "text"]
 JUDGE_STYLES = ("auto", "compact", "text")

@@ -16,7 +16,7 @@ from abc import abstractmethod
 import chz
 
 from cookbook.errors import UserError
-from cookbook_pairwise.preference.types import (
+from cookbook.preference.types import (
     TIE_TOLERANCE,
     PreferenceModel,
     PreferenceModelBuilder,

@@ -1,18 +1,19 @@
-"""The preference-model contract: what the `pairwise` env, its evals and `cookbook check` rely on.
+"""The preference-model contract: what a plugin registers with `register_preference_models` and
+what pairwise envs and evals (the `cookbook-env-pairwise` plugin) rely on.
 
 A `PreferenceModel` compares two completions of one prompt and returns a `Verdict`: how strongly
 it prefers the first (1), the second (0) or neither (0.5). A model that cannot answer for one pair
 (an error, an unparseable reply) raises; the caller counts the failure and drops that pair only.
 
-Contract (checked by `cookbook_pairwise.preference.contract`):
+The contract, checked by `cookbook check NAME` (`cookbook/testing/preference_checks.py`):
 - symmetric: `compare(p, a, b).p_first` equals `1 - compare(p, b, a).p_first` within a small
-  tolerance (a model judge looks at both orders to get there: position bias cancels);
-- deterministic: the same comparison twice gives the same verdict;
+  tolerance (a model judge asks in both orders to get there: position bias cancels);
+- deterministic: the same comparison gives the same verdict, also from a second build;
 - bounded: one comparison returns within the caller's time limit (it is async: never block the
   event loop with long computations).
 
-A `PreferenceModelBuilder` is the chz config that builds one (what a plugin registers). Only light
-imports here.
+A `PreferenceModelBuilder` is the chz config that builds one (what a plugin registers); its fields
+are the model's options. Only light imports here: plugins import this module while being listed.
 """
 
 from __future__ import annotations
@@ -74,10 +75,11 @@ class PreferenceModel(ABC):
 
 @chz.chz
 class PreferenceModelBuilder:
-    """A chz config whose call builds a `PreferenceModel`. Its fields are the model's options.
+    """A chz config whose call builds a `PreferenceModel` (loading whatever it needs: weights,
+    a client). Subclass it and override `__call__`.
 
-    `arg_field` names the field that the short form `NAME:ARG` sets (`trained:runs/judge` sets
-    `path`); `None` when the model takes no argument."""
+    `arg_field` names the field that the short form `NAME:ARG` sets where a preference model is
+    named in one string (`trained:runs/judge` sets `path`); `None` when it takes no argument."""
 
     arg_field: ClassVar[str | None] = None
 
