@@ -204,7 +204,6 @@ def run_rl(
             preference_model=preference_model,
             monitor=monitor,
             comparisons_per_completion=settings.comparisons_per_completion,
-            num_test_prompts=0,  # progress is the win-rate evals below
         ),
         log_dir=str(log_dir),
         seed=seed,

@@ -94,9 +94,10 @@ class PairwiseEnvBuilder(RLDatasetBuilder):
         default=0.1, doc="share of a prompt file held out when test_path is unset"
     )
     num_test_prompts: int = chz.field(
-        default=32,
+        default=0,
         validator=non_negative("env.num_test_prompts"),
-        doc="held-out prompts in the env's test split (0: no test split)",
+        doc="held-out prompts in the env's own test split, rolled out at every eval (0: none; "
+        "the pairwise-win-rate eval measures progress on held-out prompts)",
     )
     comparisons_per_completion: int = chz.field(
         default=7,

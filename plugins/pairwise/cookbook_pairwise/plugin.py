@@ -7,6 +7,10 @@ from collections.abc import Callable
 
 from cookbook.registry import DatasetSpec, EnvSpec, EvalSpec, PreferenceModelSpec, hookimpl
 
+COOKBOOK_PLUGIN_API = ">=1.1,<2"
+"""The plugin API versions this plugin was built for: 1.1 added `register_preference_models`
+(cookbook/registry/hookspecs.py)."""
+
 _PKG = "cookbook_pairwise"
 
 RECOMMENDED_RUN: dict[str, str] = {

@@ -54,10 +54,10 @@ def test_preference_models_keep_the_contract() -> None:
 
 
 def test_env_keeps_the_contract_with_a_rule_and_a_model_judge() -> None:
-    assert_env_contract("pairwise")
+    assert_env_contract("pairwise", ["num_test_prompts=4"])
     assert_env_contract("pairwise", ["preference_model=length:4", "comparisons_per_completion=2"])
     # An untrained tiny judge in both orders: symmetric, deterministic, never loses a group.
-    assert_env_contract("pairwise", ["preference_model=judge:tiny", "num_test_prompts=0"])
+    assert_env_contract("pairwise", ["preference_model=judge:tiny"])
 
 
 def test_datasets_and_evals_keep_the_contract() -> None:
