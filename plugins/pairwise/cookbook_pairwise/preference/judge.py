@@ -41,6 +41,8 @@ from cookbook_pairwise.preference.prompt_format import (
 )
 
 if TYPE_CHECKING:
+    from tinker import types as tinker_types
+
     from cookbook.backends.protocol import SamplingClient
     from cookbook.renderers.base import Renderer
     from cookbook_pairwise.weights import Weights
@@ -100,10 +102,9 @@ class ModelJudge(PreferenceModel):
         e_a, e_b = math.exp(score_a - top), math.exp(score_b - top)
         return e_a / (e_a + e_b)
 
-    async def _by_sampling(self, model_input: object) -> float:
+    async def _by_sampling(self, model_input: tinker_types.ModelInput) -> float:
         from tinker import types as tinker_types
 
-        assert isinstance(model_input, tinker_types.ModelInput)
         params = tinker_types.SamplingParams(
             max_tokens=self.max_tokens,
             temperature=0.0,
