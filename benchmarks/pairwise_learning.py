@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/pairwise_learning.py [--parts rule,trained] [--out runs/pairwise-learning]
         [--rule-minutes 10] [--trained-minutes 15] [--judge-steps 600] [--eval-every 5] [--seed 0]
+        [--bias-pairs 200]
 
 Part `rule`: `cookbook rl --env pairwise` as shipped (warm start on `pairwise-warmup`, then RL with
 the `vowels` rule as the preference model). Every `--eval-every` steps the `pairwise-win-rate`
@@ -16,7 +17,9 @@ trained on the built-in comparisons labelled by the `vowels` rule, its held-out 
 twice on the same samples: judged by the hidden rule (the truth) and by the trained judge (what
 RL optimises). Target: the rule's win rate rises >= 25 points above the start (50%: the start
 against itself) within 15 minutes, judge training included. Reward hacking shows where the
-judge's win rate rises while the rule's does not: the points where they part are listed.
+judge's win rate rises while the rule's does not: the points where they part are listed. Where
+the rule has no preference the judge may have one of its own: `--bias-pairs` pairs of all-vowel
+replies (ties by the rule), short against long, show whether it prefers length.
 
 Everything runs through the real loops (`cookbook.supervised.train.main`, `cookbook.rl.train.main`)
 with the plugin's builders. Seconds are the loops' own: warm-start and RL step times (the evals
@@ -248,6 +251,7 @@ def curve(log_dir: Path, offset_s: float, judge_eval: str | None) -> tuple[list[
             for k, v in r.items()
             if k in ("reward/mean", "env/score", "env/monitor_score", "env/monitor_agreement")
             or k in ("env/order_agreement", "env/format_ok", "env/judge_failure_rate")
+            or k == "episode/action_tokens"
         }
         points.append(
             Point(
@@ -261,6 +265,49 @@ def curve(log_dir: Path, offset_s: float, judge_eval: str | None) -> tuple[list[
             )
         )
     return points, len(records)
+
+
+def length_bias(judge: str, *, pairs: int, seed: int) -> dict[str, float]:
+    """What a judge prefers where the rule has no preference: `pairs` all-vowel replies to
+    held-out prompts (the `vowels` rule ties them), 1-5 letters against 7-11, shown in a random
+    order. Returns the share where the judge prefers the longer reply (ties half) and the share
+    where its two orders agree."""
+    import asyncio
+    import random
+
+    from cookbook_pairwise.preference.resolve import preference_model
+    from cookbook_pairwise.synthetic import VOWELS, builtin_prompts
+
+    model = preference_model(judge)
+    _, heldout = builtin_prompts()
+    rng = random.Random(f"length-bias:{seed}")
+
+    def word(low: int, high: int) -> str:
+        return "".join(rng.choice(VOWELS) for _ in range(rng.randint(low, high)))
+
+    cases = [
+        (rng.choice(heldout), word(1, 5), word(7, 11), rng.random() < 0.5) for _ in range(pairs)
+    ]
+
+    async def judge_all() -> tuple[float, float]:
+        longer = agreed = 0.0
+        for prompt, short, long, long_first in cases:
+            verdict = await (
+                model.compare(prompt, long, short)
+                if long_first
+                else model.compare(prompt, short, long)
+            )
+            p_long = verdict.p_first if long_first else 1.0 - verdict.p_first
+            longer += 0.5 if verdict.is_tie else float(p_long > 0.5)
+            agreed += bool(verdict.orders_agree)
+        return longer / max(pairs, 1), agreed / max(pairs, 1)
+
+    prefers_longer, order_agreement = asyncio.run(judge_all())
+    return {
+        "pairs": float(pairs),
+        "prefers_longer": prefers_longer,
+        "order_agreement": order_agreement,
+    }
 
 
 def run_rule(
@@ -321,6 +368,7 @@ def run_trained(
     judge_batch: int,
     judge_eval_every: int,
     judge_test: int,
+    bias_pairs: int,
     say: Callable[[str], None] = print,
 ) -> PartResult:
     """Part `trained`: train the judge, then RL against it with the rule watching."""
@@ -378,6 +426,14 @@ def run_trained(
         "final_judge_win_rate": points[-1].judge_win_rate if points else None,
         "hacking_points": hacked,
     }
+    if bias_pairs > 0:
+        bias = length_bias(trained, pairs=bias_pairs, seed=seed)
+        result.summary["judge_length_bias"] = bias
+        say(
+            f"  the judge prefers the longer of two all-vowel replies (a tie by the rule) in "
+            f"{bias['prefers_longer']:.1%} of {bias_pairs} pairs (order agreement "
+            f"{bias['order_agreement']:.1%})"
+        )
     for p in points:
         say(
             f"  step {p.step:4d}  {p.seconds:6.1f} s  rule win rate {p.rule_win_rate:.3f}  "
@@ -477,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-batch", type=int, default=64)
     parser.add_argument("--judge-eval-every", type=int, default=100)
     parser.add_argument("--judge-test", type=int, default=500, help="held-out comparisons")
+    parser.add_argument(
+        "--bias-pairs", type=int, default=200, help="pairs of the judge's length-bias probe"
+    )
     args = parser.parse_args(argv)
     names = args.parts.split(",")
     if not set(names) <= {"rule", "trained"}:
@@ -524,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
                 judge_batch=args.judge_batch,
                 judge_eval_every=args.judge_eval_every,
                 judge_test=args.judge_test,
+                bias_pairs=args.bias_pairs,
             )
         )
     load_after = os.getloadavg()

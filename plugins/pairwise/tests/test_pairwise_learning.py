@@ -37,6 +37,8 @@ def _small(out: Path, *extra: str) -> list[str]:
         "16",
         "--judge-test",
         "16",
+        "--bias-pairs",
+        "4",
         *extra,
     ]
 
@@ -77,6 +79,8 @@ def test_short_benchmark_runs_both_parts_and_writes_everything(
     assert all(0.0 <= p["judge_win_rate"] <= 1.0 for p in trained["points"])
     assert all("env/monitor_agreement" in p["train"] for p in trained["points"])
     assert (tmp_path / "judge" / "checkpoints.json").exists()
+    bias = trained["summary"]["judge_length_bias"]
+    assert bias["pairs"] == 4 and 0.0 <= bias["prefers_longer"] <= 1.0
 
 
 @pytest.mark.slow
