@@ -2,8 +2,9 @@
 in group `cookbook`). Light on purpose: only names and lazy `module:Class` references here, no
 textarena or torch import.
 
-The recommended run settings are keyed by the fields of `cookbook.rl.train.Config`; the
-measurements behind them are in envs_contrib/README.md ("Learning curves").
+The recommended run settings are keyed by the fields of `cookbook.rl.train.Config`. They start
+from tic-tac-toe's measured recipe and are not tuned per env: what short runs with them measured
+is in envs_contrib/README.md ("Learning curves (measured)").
 """
 
 from __future__ import annotations
