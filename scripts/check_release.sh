@@ -73,7 +73,10 @@ echo "== cookbook rl --env tictactoe max_steps=2 warm_start.steps=5 (in the fres
     [ "$steps" -ge 2 ] || { echo "error: run/metrics.jsonl has $steps lines" >&2; exit 1; }
     echo "== cookbook check kuhn-poker, guess-number, calculator --kind env (in the fresh venv)"
     for env in kuhn-poker guess-number calculator; do
-        "$work/venv/bin/cookbook" check "$env" --kind env | tail -n 1
+        # the summary line when it passes, the whole table when it does not
+        "$work/venv/bin/cookbook" check "$env" --kind env >"$work/check.txt" ||
+            { cat "$work/check.txt"; exit 1; }
+        grep -E "^env $env: " "$work/check.txt"
     done
 )
 echo "release check passed"
