@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import secrets
+import socket
 from pathlib import Path
 
 from cookbook.errors import UserError
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> int:
 
 def serve(host: str, port: int, api_key: str | None, device: str | None, root: Path) -> None:
     """Run the server until interrupted."""
+    sockets = listen(host, port)  # before the heavy imports: a taken port fails at once
     from aiohttp import web
 
     from cookbook.backends.local.service import LocalServiceClient
@@ -65,7 +67,28 @@ def serve(host: str, port: int, api_key: str | None, device: str | None, root: P
     service = LocalServiceClient(device=device, base_dir=root / "_bare")
     app = make_app(ServerState(service, root), api_key)
     print(f"cookbook serve: Tinker API on http://{host}:{port} (checkpoints in {root})")
+    web.run_app(app, sock=sockets, print=None, access_log=None, shutdown_timeout=5)
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address `host` resolves to (`localhost` may be IPv4 and 6);
+    a `UserError` when one cannot be bound (the port is taken, the address is not ours)."""
     try:
-        web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=5)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio does: IPv6 sockets do not take IPv4
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sockets
