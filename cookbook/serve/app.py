@@ -227,7 +227,9 @@ class Routes:
     async def get_info(self, request: web.Request) -> web.Response:
         body = await _body(request, types.GetInfoRequest)
         info = self.state.run(body.model_id).client.get_info()
-        return _json(info.model_copy(update={"model_id": body.model_id}))
+        tokenizer_id = self.state.tokenizer_id(info.model_data.model_name or "")
+        model_data = info.model_data.model_copy(update={"tokenizer_id": tokenizer_id})
+        return _json(info.model_copy(update={"model_id": body.model_id, "model_data": model_data}))
 
     async def forward_backward(self, request: web.Request) -> web.Response:
         if wire.PROTOBUF not in request.headers.get("Content-Type", ""):
@@ -257,7 +259,7 @@ class Routes:
         body = await _body(request, types.SaveWeightsRequest)
         client = self.state.run(body.model_id).client
         name = body.path or f"state-{body.seq_id}"
-        directory, tinker_path = self.state.checkpoint_dir(body.model_id, "weights", name)
+        directory, tinker_path = self.state.save_dir(body.model_id, "weights", name)
 
         def submit() -> ConcurrentFuture[types.SaveWeightsResponse]:
             saved = client.save_state(
@@ -275,7 +277,7 @@ class Routes:
         if body.kind != "snapshot":
             raise UserError(f"sampler kind {body.kind!r}: this server makes snapshot samplers only")
         if body.path is not None:
-            directory, tinker_path = self.state.checkpoint_dir(
+            directory, tinker_path = self.state.save_dir(
                 body.model_id, "sampler_weights", body.path
             )
 

@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cookbook serve",
         description=(
             "Serve the Tinker API over the local backend: the tinker SDK (and tinker-cookbook) "
-            "train and sample here with base_url=http://HOST:PORT and any TINKER_API_KEY=tml-..."
+            "train and sample here with TINKER_BASE_URL=http://HOST:PORT (or base_url=...) and "
+            "TINKER_API_KEY=tml-local (any tml- key when the server checks none)"
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> int:
     api_key: str | None = args.api_key
     if api_key is None and args.host not in LOCALHOST:
         api_key = f"tml-{secrets.token_urlsafe(24)}"
-        print(f"listening beyond localhost: clients need TINKER_API_KEY={api_key}")
+        print("listening beyond localhost: clients need the API key below")
     if api_key is not None and not api_key.startswith("tml-"):
         raise UserError("--api-key must start with 'tml-' (the SDK sends only keys of that form)")
     serve(args.host, args.port, api_key, args.device, Path(args.checkpoint_dir).expanduser())
@@ -66,7 +67,10 @@ def serve(host: str, port: int, api_key: str | None, device: str | None, root: P
     root.mkdir(parents=True, exist_ok=True)
     service = LocalServiceClient(device=device, base_dir=root / "_bare")
     app = make_app(ServerState(service, root), api_key)
-    print(f"cookbook serve: Tinker API on http://{host}:{port} (checkpoints in {root})")
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    print(f"cookbook serve: Tinker API on {url} (checkpoints in {root})")
+    key = api_key or "tml-local"  # the SDK sends only tml- keys; this server then checks none
+    print(f"clients: export TINKER_BASE_URL={url} TINKER_API_KEY={key}", flush=True)
     web.run_app(app, sock=sockets, print=None, access_log=None, shutdown_timeout=5)
 
 

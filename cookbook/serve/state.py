@@ -9,10 +9,14 @@ arrive in; a repeated `seq_id` (an SDK retry) gets the first request's id back.
 Checkpoints: `tinker://RUN/weights/NAME` (save_state) and `tinker://RUN/sampler_weights/NAME`
 are the directories `ROOT/RUN/weights/NAME` and `ROOT/RUN/sampler_weights/NAME` under the
 server's checkpoint root, so they outlive the server and a restarted server resumes from them.
+The tiny models' tokenizer, as Hugging Face files the SDK's `get_tokenizer()` loads, is written
+to `ROOT/tokenizers/byte-v1` when a client first asks about a tiny model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 import time
 import uuid
@@ -20,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
 
 from tinker import types
@@ -30,6 +34,9 @@ from cookbook.backends.local.sampling import LocalSamplingClient
 from cookbook.backends.local.service import LocalServiceClient
 from cookbook.backends.local.training import LocalTrainingClient
 from cookbook.errors import UserError
+from cookbook.hf_byte_tokenizer import save_byte_tokenizer
+from cookbook.model_names import is_tiny_model
+from cookbook.tokenizers import BYTE_TOKENIZER_KIND
 
 T = TypeVar("T")
 
@@ -101,6 +108,7 @@ class ServerState:
         self.samplers: dict[str, Sampler] = {}
         self.pending: dict[str, Pending] = {}
         self._lock = threading.Lock()
+        self._byte_tokenizer_dir: Path | None = None
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -213,6 +221,18 @@ class ServerState:
             run.next_seq += 1
         return request_id
 
+    def tokenizer_id(self, base_model: str) -> str:
+        """What the SDK should load the tokenizer of `base_model` from: for the tiny models, the
+        directory of their byte tokenizer's Hugging Face files (written once); otherwise the
+        model's own name (a Hugging Face directory holds its tokenizer)."""
+        if not is_tiny_model(base_model):
+            return base_model
+        if self._byte_tokenizer_dir is None:
+            self._byte_tokenizer_dir = save_byte_tokenizer(
+                self.root / "tokenizers" / BYTE_TOKENIZER_KIND
+            )
+        return str(self._byte_tokenizer_dir)
+
     # --- checkpoints --------------------------------------------------------------------------
 
     def run_dir(self, model_id: str) -> Path:
@@ -221,9 +241,23 @@ class ServerState:
     def checkpoint_dir(self, model_id: str, kind: str, name: str) -> tuple[Path, str]:
         """The directory for checkpoint `name` of `kind` (`weights` / `sampler_weights`) and
         its `tinker://` path."""
-        if not name or "/" in name or name in (".", ".."):
+        if not _is_plain_name(name):
             raise UserError(f"bad checkpoint name {name!r}; use a name such as '000010'")
         return self.run_dir(model_id) / kind / name, f"tinker://{model_id}/{kind}/{name}"
+
+    def save_dir(self, model_id: str, kind: str, name: str) -> tuple[Path, str]:
+        """`checkpoint_dir` for a name a client saves under. A name that is not a plain file
+        name (a path: the cookbook's own loops give the local backend paths in their run
+        directory) is kept as its last parts plus a digest of the whole, so distinct names stay
+        distinct and nothing is written outside the checkpoint root."""
+        if _is_plain_name(name):
+            return self.checkpoint_dir(model_id, kind, name)
+        parts = [p for p in PurePosixPath(name).parts if p not in ("/", ".", "..")]
+        if not parts:
+            raise UserError(f"bad checkpoint name {name!r}; use a name such as '000010'")
+        tail = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts[-2:]))[:64]
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        return self.checkpoint_dir(model_id, kind, f"{tail}-{digest}")
 
     def local_path(self, tinker_path: str) -> str:
         """The directory of a `tinker://RUN/KIND/NAME` path (a plain path passes through)."""
@@ -272,6 +306,17 @@ def _chain(inner: ConcurrentFuture[T], outer: ConcurrentFuture[T]) -> None:
             outer.set_result(done.result())
 
     inner.add_done_callback(copy)
+
+
+def _is_plain_name(name: str) -> bool:
+    """One directory name: no separator, not `.`/`..`, nothing the file system refuses."""
+    return (
+        bool(name)
+        and "/" not in name
+        and "\x00" not in name
+        and name not in (".", "..")
+        and len(name.encode()) <= 200
+    )
 
 
 def _safe(model_id: str) -> str:
