@@ -41,7 +41,7 @@ def test_sdk_version_is_one_this_server_was_verified_against() -> None:
 def test_sdk_trains_samples_saves_and_resumes_like_in_process(
     shared_server: tuple[str, ServerState], tmp_path: Path
 ) -> None:
-    url, _ = shared_server
+    url, server_state = shared_server
     rng = np.random.default_rng(0)
     batches = [[_datum(rng.integers(0, 256, 16).tolist()) for _ in range(2)] for _ in range(4)]
     local = LocalServiceClient(device="cpu", base_dir=tmp_path / "local")
@@ -64,6 +64,14 @@ def test_sdk_trains_samples_saves_and_resumes_like_in_process(
     state = remote.save_state("mid", user_metadata={"k": "v"}).result().path
     sampler_path = remote.save_weights_for_sampler("mid").result().path
     assert state.startswith("tinker://") and "/weights/mid" in state
+    # Names that are paths (the cookbook's loops pass run-directory paths) stay distinct and
+    # stay under the server's checkpoint root.
+    odd = ["/runs/a/step1/state", "/runs/b/step1/state", "../../../escape"]
+    odd_paths = [remote.save_state(name).result().path for name in odd]
+    assert len(set(odd_paths)) == 3 and all(p.startswith("tinker://") for p in odd_paths)
+    assert all(
+        Path(server_state.local_path(p)).is_relative_to(server_state.root) for p in odd_paths
+    )
     resumed = service.create_training_client_from_state_with_optimizer(state).result()
     fresh = service.create_training_client_from_state(state).result()
     for client in (remote, resumed):
