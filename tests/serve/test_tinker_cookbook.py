@@ -3,9 +3,9 @@ in-process local backend (the only change: `tinker.ServiceClient` is `LocalServi
 (b) `cookbook serve` through the real SDK (`base_url`). The model is a small random Llama saved
 to a temp dir (`random_hf.py`); nothing is downloaded.
 
-The default suite runs, on each path, the RL loop with its default loss (one step, then a
-resume that finds its checkpoint) and the SFT loop (two steps); `--runslow` adds every other RL
-loss on both paths.
+The default suite runs, on each path, the RL loop with its default loss (one step) and the SFT
+loop (two steps), and through the server a resume that finds its checkpoint over REST;
+`--runslow` adds every other RL loss on both paths and the in-process resume.
 
 tinker-cookbook installs with `pip install -r requirements/tinker-cookbook.txt` and
 `pip install --no-deps tinker-cookbook==0.6.1` (scripts/install.sh does it); without it these
@@ -144,7 +144,7 @@ def _rl_then_resume(model_dir: str, log: Path, loss_fn: str, base_url: str | Non
 def test_rl_and_sft_loops_in_process(
     hf_model_dir: str, tmp_path: Path, in_process: None, chats: Path
 ) -> None:
-    _rl_then_resume(hf_model_dir, tmp_path / "rl", DEFAULT_LOSS)
+    _run_rl(hf_model_dir, tmp_path / "rl", DEFAULT_LOSS)
     _run_sft(hf_model_dir, tmp_path / "sft", chats)
 
 
@@ -154,6 +154,11 @@ def test_rl_and_sft_loops_through_cookbook_serve(
     url, _ = shared_server
     _rl_then_resume(hf_model_dir, tmp_path / "rl", DEFAULT_LOSS, base_url=url)
     _run_sft(hf_model_dir, tmp_path / "sft", chats, base_url=url)
+
+
+@pytest.mark.slow
+def test_rl_loop_resumes_in_process(hf_model_dir: str, tmp_path: Path, in_process: None) -> None:
+    _rl_then_resume(hf_model_dir, tmp_path / "rl", DEFAULT_LOSS)
 
 
 @pytest.mark.slow
