@@ -125,6 +125,7 @@ def test_refused_requests_fail_their_future_not_the_server(
     assert trainer.forward([_datum([1, 2, 3, 4])], "cross_entropy").result().metrics
     with pytest.raises(tinker.TinkerError):
         service.create_lora_training_client("/no/such/model/dir").result()
+    service.close("success").result()
 
 
 def test_many_clients_at_once_each_in_order(shared_server: tuple[str, ServerState]) -> None:
@@ -215,6 +216,8 @@ def test_api_key_is_checked_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyP
         service = make_service_client("tinker", base_url=url)
         trainer = service.create_lora_training_client("tiny", rank=4).result()
         assert trainer.get_info().model_data.model_name == "tiny"
+        assert isinstance(service, tinker.ServiceClient)
+        service.close("success").result()  # no heartbeats to this server once it stops
 
 
 def test_serve_command_is_listed_and_refuses_bad_options(
