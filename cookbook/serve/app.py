@@ -3,7 +3,8 @@
 Routes and bodies follow the SDK's HTTP layer (`tinker/resources/*.py`, `tinker/lib/*`): JSON
 bodies validated with the SDK's own request models, `forward_backward` in protobuf, results of
 `forward_backward` and `sample` returned as protobuf, everything else as JSON. Work is handed
-to the local backend at once and answered with a request id; `retrieve_future` holds the
+to the local backend at once (samples a few ms later, with the sampler's other requests that
+arrived meanwhile: `state.SampleGather`) and answered with a request id; `retrieve_future` holds the
 request and answers the moment the result is ready (a callback from the backend's thread wakes
 the event loop), or says "try again" after `LONG_POLL_S`, as the service does. Each request is
 one route call on the event loop: no thread hop besides the backend's own worker.
@@ -34,12 +35,13 @@ from cookbook.backends.local.sampling import LocalSamplingClient as LocalSampler
 from cookbook.backends.local.service import server_capabilities
 from cookbook.errors import UserError
 from cookbook.serve import wire
-from cookbook.serve.state import NotFoundError, Sampler, ServerState
+from cookbook.serve.state import NotFoundError, Sampler, ServerState, chain
 
 log = logging.getLogger("cookbook.serve")
 
-LONG_POLL_S = 20.0
-"""How long `retrieve_future` holds a request for a result before answering "try again"."""
+LONG_POLL_S = 30.0
+"""How long `retrieve_future` holds a request for a result before answering "try again" (as the
+service does; the SDK waits 45 s for the answer and logs a warning line for each "try again")."""
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -385,26 +387,32 @@ class Routes:
         sampler = self.state.samplers.get(body.sampling_session_id)
         if sampler is None:
             raise NotFoundError(f"unknown sampler {body.sampling_session_id!r}")
-        try:
-            if body.target_prompt_logprobs is not None:
-                raise UnsupportedError(
-                    "sample: target_prompt_logprobs is not computed by this server; use "
-                    "include_prompt_logprobs / topk_prompt_logprobs"
-                )
-            future = sampler.client.sample(
-                body.prompt,
-                body.num_samples,
-                body.sampling_params,
-                include_prompt_logprobs=bool(body.prompt_logprobs),
-                topk_prompt_logprobs=body.topk_prompt_logprobs,
-                topk_sample_logprobs=body.topk_sample_logprobs,
-                prompt_alt_tokens_k=body.prompt_alt_tokens_k,
-                prompt_logprobs_last_n=body.prompt_logprobs_last_n,
-            ).future()
-        except Exception as exc:  # refused at submission: the SDK reads it from the future
-            future = ConcurrentFuture()
-            future.set_exception(exc)
-        request_id = self.state.register(future, "proto_sample")
+        outer: ConcurrentFuture[types.SampleResponse] = ConcurrentFuture()
+
+        def submit() -> None:
+            try:
+                if body.target_prompt_logprobs is not None:
+                    raise UnsupportedError(
+                        "sample: target_prompt_logprobs is not computed by this server; use "
+                        "include_prompt_logprobs / topk_prompt_logprobs"
+                    )
+                inner = sampler.client.sample(
+                    body.prompt,
+                    body.num_samples,
+                    body.sampling_params,
+                    include_prompt_logprobs=bool(body.prompt_logprobs),
+                    topk_prompt_logprobs=body.topk_prompt_logprobs,
+                    topk_sample_logprobs=body.topk_sample_logprobs,
+                    prompt_alt_tokens_k=body.prompt_alt_tokens_k,
+                    prompt_logprobs_last_n=body.prompt_logprobs_last_n,
+                ).future()
+            except Exception as exc:  # refused at submission: the SDK reads it from the future
+                outer.set_exception(exc)
+            else:
+                chain(inner, outer)
+
+        sampler.gather.add(submit)  # with the sampler's other requests: one batched generation
+        request_id = self.state.register(outer, "proto_sample")
         ids = [f"{request_id}:{i}" for i in range(max(body.num_samples, 0))]
         return _json(types.UntypedAPIFuture(request_id=request_id, sample_sequence_ids=ids))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from pathlib import Path
@@ -218,6 +219,25 @@ def test_api_key_is_checked_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert trainer.get_info().model_data.model_name == "tiny"
         assert isinstance(service, tinker.ServiceClient)
         service.close("success").result()  # no heartbeats to this server once it stops
+
+
+def test_sample_requests_that_arrive_together_are_submitted_together_in_order() -> None:
+    from cookbook.serve.state import SAMPLE_GATHER_MAX_S, SampleGather
+
+    async def main() -> list[list[int]]:
+        gather, runs = SampleGather(), []
+        submitted: list[int] = []
+        for i in range(3):
+            gather.add(lambda i=i: submitted.append(i))
+        assert not submitted  # held for the next request
+        await asyncio.sleep(4 * SAMPLE_GATHER_MAX_S)
+        runs.append(list(submitted))
+        gather.add(lambda: submitted.append(3))
+        await asyncio.sleep(4 * SAMPLE_GATHER_MAX_S)
+        runs.append(list(submitted))
+        return runs
+
+    assert asyncio.run(main()) == [[0, 1, 2], [0, 1, 2, 3]]
 
 
 def test_serve_command_is_listed_and_refuses_bad_options(
