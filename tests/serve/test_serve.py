@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -219,6 +220,27 @@ def test_api_key_is_checked_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert trainer.get_info().model_data.model_name == "tiny"
         assert isinstance(service, tinker.ServiceClient)
         service.close("success").result()  # no heartbeats to this server once it stops
+
+
+def test_a_server_that_dies_mid_run_stops_the_client_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK alone would wait for ever on a result from a server that went away (it retries
+    a pending result without end): the backend's watchdog stops the waiting main thread."""
+    import cookbook.backends.tinker_remote as tinker_remote
+    from cookbook.backends import make_service_client
+
+    monkeypatch.setattr(tinker_remote, "WATCH_EVERY_S", 0.1)
+    monkeypatch.setattr(tinker_remote, "GONE_AFTER_S", 0.5)
+    with running_server(tmp_path / "serve") as (url, _):
+        service = make_service_client("tinker", base_url=url)
+        trainer = service.create_lora_training_client("tiny-32x1", rank=4).result()
+        trainer.forward_backward([_datum([1, 2, 3])], "cross_entropy").result()
+    start = time.monotonic()
+    with pytest.raises(tinker_remote.ServerGoneError, match="stopped answering") as exc:
+        trainer.forward_backward([_datum([1, 2, 3])], "cross_entropy").result()
+    assert time.monotonic() - start < 120  # a hang guard only: the SDK alone waits for ever
+    assert url in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_sample_requests_that_arrive_together_are_submitted_together_in_order() -> None:
