@@ -35,7 +35,7 @@ from cookbook.backends.local.sampling import LocalSamplingClient as LocalSampler
 from cookbook.backends.local.service import server_capabilities
 from cookbook.errors import UserError
 from cookbook.serve import wire
-from cookbook.serve.state import NotFoundError, Sampler, ServerState, chain
+from cookbook.serve.state import NotFoundError, ServerState, chain
 
 log = logging.getLogger("cookbook.serve")
 
@@ -299,9 +299,7 @@ class Routes:
             def submit() -> ConcurrentFuture[types.SaveWeightsForSamplerResponseInternal]:
                 def register(sampler: object) -> types.SaveWeightsForSamplerResponseInternal:
                     assert isinstance(sampler, LocalSamplerType)
-                    self.state.samplers[sampler_id] = _sampler(
-                        sampler, run.session_id, base_model, None
-                    )
+                    self.state.add_sampler(sampler_id, sampler, run.session_id, base_model, None)
                     return types.SaveWeightsForSamplerResponseInternal(
                         sampling_session_id=sampler_id
                     )
@@ -366,7 +364,7 @@ class Routes:
         await _run(build)
         sampler = holder["sampler"]
         base_model = sampler.get_base_model()
-        self.state.samplers[sampler_id] = _sampler(sampler, body.session_id, base_model, model_path)
+        self.state.add_sampler(sampler_id, sampler, body.session_id, base_model, model_path)
         return _json(types.CreateSamplingSessionResponse(sampling_session_id=sampler_id))
 
     async def get_sampler(self, request: web.Request) -> web.Response:
@@ -480,12 +478,6 @@ class Routes:
 
 A = TypeVar("A")
 B = TypeVar("B")
-
-
-def _sampler(
-    client: LocalSamplerType, session_id: str, base_model: str, model_path: str | None
-) -> Sampler:
-    return Sampler(client, session_id, base_model, model_path)
 
 
 def _in_thread(fn: Callable[[], A]) -> ConcurrentFuture[A]:

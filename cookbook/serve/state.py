@@ -82,18 +82,31 @@ class Run:
     """seq_id -> request id, so an SDK retry of a request gets the same future."""
 
 
+@dataclass
+class Burst:
+    """The most sample requests that came together (no `SAMPLE_GATHER_S` gap) to one of a
+    session's samplers: an RL loop sends the same number every step, to a new sampler. (A
+    count too high costs only the quiet window; one too low would split a batch.)"""
+
+    size: int = 0
+
+
 class SampleGather:
-    """Holds the sample requests of one sampler until none arrived for `SAMPLE_GATHER_S` (or
-    the first waited `SAMPLE_GATHER_MAX_S`), then submits them back to back, in arrival order.
+    """Holds the sample requests of one sampler and submits them together, in arrival order:
+    when as many have come as in the session's largest burst, when none came for
+    `SAMPLE_GATHER_S`, or when the first has waited `SAMPLE_GATHER_MAX_S`.
 
     The SDK sends concurrent `sample` calls as separate HTTP requests, which arrive a few ms
     apart (more on a loaded machine); submitted as they come, the backend's own gathering
     window (1 ms) splits them over several batched generations, each costing as much as one
-    for all of them. Held and submitted together, they make one, as in-process calls do.
-    Lives on the event loop."""
+    for all of them. Held and submitted together, they make one, as in-process calls do; with
+    the burst's size known, without waiting for the quiet window after the last. A burst larger
+    than any before is split once (its size is then known). Lives on the event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, burst: Burst | None = None) -> None:
+        self._burst = burst or Burst()
         self._calls: list[Callable[[], None]] = []
+        self._run = 0  # requests since the last quiet window
         self._first = 0.0
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -105,16 +118,29 @@ class SampleGather:
         if not self._calls:
             self._first = self._last
         self._calls.append(call)
+        self._run += 1
         if self._timer is None:
             self._timer = loop.call_at(self._last + SAMPLE_GATHER_S, self._tick)
+        if self._run == self._burst.size:  # all that came together last time: go now
+            self._submit()
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()
-        due = min(self._last + SAMPLE_GATHER_S, self._first + SAMPLE_GATHER_MAX_S)
-        if loop.time() < due:  # another request came meanwhile: wait for the next one
-            self._timer = loop.call_at(due, self._tick)
+        now = loop.time()
+        quiet = now >= self._last + SAMPLE_GATHER_S
+        if self._calls and (quiet or now >= self._first + SAMPLE_GATHER_MAX_S):
+            self._submit()
+        if quiet:  # the burst ended
+            self._burst.size = max(self._burst.size, self._run)
+            self._run, self._timer = 0, None
             return
-        calls, self._calls, self._timer = self._calls, [], None
+        due = self._last + SAMPLE_GATHER_S
+        if self._calls:
+            due = min(due, self._first + SAMPLE_GATHER_MAX_S)
+        self._timer = loop.call_at(due, self._tick)
+
+    def _submit(self) -> None:
+        calls, self._calls = self._calls, []
         for call in calls:
             call()
 
@@ -137,6 +163,7 @@ class Session:
     user_metadata: dict[str, str]
     last_seen: float = field(default_factory=time.monotonic)
     finished: bool = False
+    sample_burst: Burst = field(default_factory=Burst)
 
 
 class ServerState:
@@ -191,6 +218,19 @@ class ServerState:
             del self.runs[model_id]
         for sampler_id in [s for s, x in self.samplers.items() if x.session_id == session_id]:
             del self.samplers[sampler_id]
+
+    def add_sampler(
+        self,
+        sampler_id: str,
+        client: LocalSamplingClient,
+        session_id: str,
+        base_model: str,
+        model_path: str | None,
+    ) -> None:
+        """A new sampling session; its requests are gathered as its session's last ones were."""
+        session = self.sessions.get(session_id)
+        gather = SampleGather(session.sample_burst if session is not None else None)
+        self.samplers[sampler_id] = Sampler(client, session_id, base_model, model_path, gather)
 
     # --- futures ------------------------------------------------------------------------------
 

@@ -244,22 +244,25 @@ def test_a_server_that_dies_mid_run_stops_the_client_with_one_line(
 
 
 def test_sample_requests_that_arrive_together_are_submitted_together_in_order() -> None:
-    from cookbook.serve.state import SAMPLE_GATHER_MAX_S, SampleGather
+    from cookbook.serve.state import SAMPLE_GATHER_MAX_S, Burst, SampleGather
 
-    async def main() -> list[list[int]]:
-        gather, runs = SampleGather(), []
-        submitted: list[int] = []
+    async def main() -> None:
+        burst, submitted = Burst(), []
+        first = SampleGather(burst)
         for i in range(3):
-            gather.add(lambda i=i: submitted.append(i))
+            first.add(lambda i=i: submitted.append(i))
         assert not submitted  # held for the next request
         await asyncio.sleep(4 * SAMPLE_GATHER_MAX_S)
-        runs.append(list(submitted))
-        gather.add(lambda: submitted.append(3))
+        assert submitted == [0, 1, 2] and burst.size == 3
+        submitted.clear()
+        second = SampleGather(burst)  # the session's next sampler: 3 go as soon as they came
+        for i in range(4):
+            second.add(lambda i=i: submitted.append(i))
+            assert submitted == ([0, 1, 2] if i >= 2 else [])
         await asyncio.sleep(4 * SAMPLE_GATHER_MAX_S)
-        runs.append(list(submitted))
-        return runs
+        assert submitted == [0, 1, 2, 3] and burst.size == 4  # a larger burst: split once
 
-    assert asyncio.run(main()) == [[0, 1, 2], [0, 1, 2, 3]]
+    asyncio.run(main())
 
 
 def test_serve_command_is_listed_and_refuses_bad_options(
