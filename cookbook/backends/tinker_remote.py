@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, cast
 
@@ -122,7 +123,7 @@ def probe(base_url: str, api_key: str | None, timeout_s: float = PROBE_TIMEOUT_S
 
 _gone: list[ServerGoneError] = []
 """The error the stop signal raises (set by the watchdog just before it sends the signal)."""
-_previous_handler: signal.Handlers | int | object = None
+_previous_handler: Callable[[int, FrameType | None], object] | int | None = None
 _handler_installed = False
 
 
@@ -157,7 +158,8 @@ def _watch(base_url: str, client: weakref.ref[object], main_thread: int | None) 
                 failing_since = None
                 continue
             except httpx.TransportError as exc:
-                failing_since = failing_since or time.monotonic()
+                if failing_since is None:
+                    failing_since = time.monotonic()
                 if time.monotonic() - failing_since < GONE_AFTER_S or not _live(client):
                     continue
                 _gone.append(
