@@ -241,6 +241,12 @@ def test_a_server_that_dies_mid_run_stops_the_client_with_one_line(
         trainer.forward_backward([_datum([1, 2, 3])], "cross_entropy").result()
     assert time.monotonic() - start < 120  # a hang guard only: the SDK alone waits for ever
     assert url in str(exc.value) and "\n" not in str(exc.value)
+    # Stop the SDK's heartbeats to the dead server (they log a warning after 2 minutes, and
+    # close() would first retry finishing the session for 5).
+    assert isinstance(service, tinker.ServiceClient)
+    holder = service._session_holder
+    assert holder is not None
+    holder.run_coroutine_threadsafe(service._close_holders()).result(30)
 
 
 def test_sample_requests_that_arrive_together_are_submitted_together_in_order() -> None:
