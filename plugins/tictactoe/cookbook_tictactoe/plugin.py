@@ -66,7 +66,7 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 
 @hookimpl
 def register_evals(register: Callable[[EvalSpec], None]) -> None:
-    """The `tictactoe-vs-random` and `tictactoe-vs-optimal` evals."""
+    """The `tictactoe-vs-random`, `tictactoe-vs-optimal` and `tictactoe-exhaustive` evals."""
     register(
         EvalSpec(
             name="tictactoe-vs-random",
@@ -79,5 +79,13 @@ def register_evals(register: Callable[[EvalSpec], None]) -> None:
             name="tictactoe-vs-optimal",
             builder=f"{_MODULE}:TicTacToeVsOptimalEval",
             summary="Win/draw/loss/illegal rates vs minimax play, both seats",
+        )
+    )
+    register(
+        EvalSpec(
+            name="tictactoe-exhaustive",
+            builder="cookbook_tictactoe.exhaustive:TicTacToeExhaustiveEval",
+            summary="Greedy move in all 4,520 reachable positions vs minimax, per seat; games vs "
+            "random and optimal",
         )
     )

@@ -47,6 +47,7 @@ def test_hooks_register_the_env_dataset_and_evals() -> None:
         "tictactoe-demos",
         "tictactoe-vs-random",
         "tictactoe-vs-optimal",
+        "tictactoe-exhaustive",
     }
     env = specs["tictactoe"]
     assert isinstance(env, EnvSpec)
