@@ -11,8 +11,9 @@ Layout, one concern per file:
 - `sampling.py`: `LocalSamplingClient`, which coalesces concurrent requests into batches.
 - `generation.py`: batched generation with a KV cache, and the token sampler.
 - `losses.py`, `batch.py`: the tinker losses, and datums to padded tensors (with validation).
-- `models.py`: the model interface both model families implement; `tiny_model.py` and
-  `hf_model.py` implement it; `kv_cache.py` is the tiny model's cache.
+- `models.py`: the model interface; `tiny_model.py` and `hf_model.py` implement it (the
+  built-in model and Hugging Face directories); `factory.py` picks the family for a name and
+  builds it; `kv_cache.py` is the tiny model's cache.
 - `checkpoints.py`: atomic save and load of weights and optimizer state.
 - `worker.py`: the one-thread-per-client executor and the futures it returns.
 - `random_hf.py`: random-weight Llama/Qwen2 checkpoints built offline (tests, benchmarks).
