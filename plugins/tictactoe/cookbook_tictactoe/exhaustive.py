@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import chz
+from cookbook_textarena.game import PROMPT_STYLES, resolve_prompt_style
 
 from cookbook.errors import UserError
 from cookbook.eval.types import Evaluator, EvaluatorBuilder
-from cookbook_tictactoe.arena.game import PROMPT_STYLES, resolve_prompt_style
 from cookbook_tictactoe.tictactoe import (
     EMPTY,
     TicTacToe,
@@ -53,12 +53,12 @@ from cookbook_tictactoe.tictactoe import (
 )
 
 if TYPE_CHECKING:
+    from cookbook_textarena.game import GameSession, PromptStyle
     from tinker import types as tinker_types
 
     from cookbook.backends.protocol import SamplingClient
     from cookbook.build_context import BuildContext
     from cookbook.renderers.base import Renderer
-    from cookbook_tictactoe.arena.game import GameSession, PromptStyle
 
 SEATS = ((0, "first"), (1, "second"))
 """Seat index (0 moves first) and its metric label."""
@@ -260,10 +260,10 @@ async def table_games(
 ) -> dict[int, list[str]]:
     """Outcome names of `num_games` seeded textarena games (game i in seat i % 2) of the table's
     policy against `opponent`, by seat."""
-    from cookbook_tictactoe.arena.envs import derive_seed
-    from cookbook_tictactoe.arena.evaluate import play_game
-    from cookbook_tictactoe.arena.game import Outcome
-    from cookbook_tictactoe.arena.players import OptimalPlayer, Player, RandomPlayer
+    from cookbook_textarena.evaluate import play_game
+    from cookbook_textarena.game import Outcome
+    from cookbook_textarena.players import OptimalPlayer, Player, RandomPlayer
+    from cookbook_textarena.seeding import derive_seed
 
     game = TicTacToe()
     policy = TablePlayer(replies)
@@ -293,7 +293,7 @@ def position_prompts(style: PromptStyle) -> dict[str, str]:
     if style == "compact":
         return {cells: compact_board(cells, mover_mark(cells)) for cells in positions}
     # textarena's own observation: replay one path to each position in a real game.
-    from cookbook_tictactoe.arena.game import GameSession
+    from cookbook_textarena.game import GameSession
 
     game = TicTacToe()
     prompts: dict[str, str] = {}
