@@ -13,6 +13,9 @@ with `tictactoe-exhaustive` (`plugins/tictactoe/cookbook_tictactoe/exhaustive.py
 move in all 4,520 reachable positions against minimax, and `--eval-games` games against random
 play and as many against the optimal player (random tie-breaks), half in each seat. The clock is
 the run's own: it starts before the model is built and leaves the benchmark's evaluations out.
+The run's time limit (the runner's `max_minutes`) does count them, so a run stops after fewer
+steps than it would have run alone, and its last point is the last one that fell due, not the
+run's end.
 
 Targets (issue 15), all from the greedy policy:
 - vs random: 0 losses (or illegal moves) in the games of both seats, >= 97% wins in the first

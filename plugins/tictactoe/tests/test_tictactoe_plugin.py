@@ -77,10 +77,10 @@ def test_recommended_settings_are_fields_of_the_rl_config() -> None:
     from cookbook.rl.train import Config
 
     config = Config.for_env("tictactoe")
-    assert config.kl_penalty_coef == 0.1 and config.max_steps == 600
+    assert config.kl_penalty_coef == 0.1 and config.max_steps == 800
     assert config.max_minutes == 15.0
     assert config.warm_start is not None and config.warm_start.steps == 600
     assert list(config.evals) == ["tictactoe-exhaustive"]
     env = config.env
     assert isinstance(env, TicTacToeEnvBuilder)
-    assert (env.opponent, env.seat) == ("random:1,optimal:1", "alternate")
+    assert (env.opponent, env.seat) == ("random", "first")
