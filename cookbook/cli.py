@@ -446,7 +446,16 @@ def _cmd_describe(opts: CommandLine) -> int:
     from cookbook.registry.specs import EnvSpec
 
     catalog = load_catalog()
-    spec = catalog.get(kind, opts.name)
+    name = opts.name
+    if kind == "preference_model":
+        # The form preference models are named in elsewhere (`trained:runs/judge,mode=sample`)
+        # describes the builder it names.
+        from cookbook.preference.spec import parse_spec
+        from cookbook.registry.specs import normalize_distribution
+
+        dists = frozenset(normalize_distribution(p.distribution) for p in catalog.plugins())
+        name = parse_spec(name, dists).name
+    spec = catalog.get(kind, name)
     builder = spec.load()
     info = catalog.plugin(spec.distribution)
     version = info.version if info is not None else "?"
