@@ -295,6 +295,13 @@ def _translate(layer: Layer, catalog: Catalog, home: str | None = None) -> Layer
             # A qualified name (`evals.dist:name.KEY`) sets the eval listed by its plain name.
             name = _lookup(catalog, "eval", parts[1], None).name
             values[".".join(["evals", name, *parts[2:]])] = value
+        elif parts[0] == "evals" and len(parts) > 2 and home is not None:
+            # An env's own eval named only by its options: found in the env's distribution
+            # first, here, before `_make` would look the plain name up everywhere.
+            values[key] = value
+            if f"evals.{parts[1]}" not in layer.values:
+                spec = _lookup(catalog, "eval", parts[1], home)
+                values.setdefault(f"evals.{spec.name}", _load(spec, EvaluatorBuilder))
         else:
             values[key] = value
     return Layer(layer.name, values, tuple(replaces))
