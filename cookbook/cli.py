@@ -420,13 +420,14 @@ def _cmd_describe(opts: CommandLine) -> int:
         )
     kind = _kind(opts.kind)
     assert kind is not None  # _kind raises for anything that is not a kind
-    from cookbook.configs import describe_fields, format_config_help
+    from cookbook.configs import check_decorated, describe_fields, format_config_help
     from cookbook.registry.catalog import load_catalog
     from cookbook.registry.specs import EnvSpec
 
     catalog = load_catalog()
     spec = catalog.get(kind, opts.name)
     builder = spec.load()
+    check_decorated(builder, f"{kind} {spec.name}: its builder {spec.builder}")
     info = catalog.plugin(spec.distribution)
     version = info.version if info is not None else "?"
     if opts.json:

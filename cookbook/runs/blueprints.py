@@ -322,10 +322,13 @@ def _lookup(catalog: Catalog, kind: Kind, name: str, home: str | None) -> Spec:
 
 def _load(spec: Spec, base: type) -> type:
     """The builder class of `spec`, checked to be a `base` (a plugin mistake otherwise)."""
+    from cookbook.configs import check_decorated
+
     cls = spec.load()
     if not issubclass(cls, base):
         raise UserError(
             f"{spec.kind} {spec.name}: its plugin's builder {spec.builder} is not a "
             f"{base.__name__}; report it to the plugin's authors"
         )
+    check_decorated(cls, f"{spec.kind} {spec.name}: its builder {spec.builder}")
     return cls

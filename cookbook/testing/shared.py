@@ -58,7 +58,7 @@ def configure(
     small: Mapping[str, int],
 ) -> tuple[_B, str]:
     """The configured builder and the detail line of the `config` check."""
-    from cookbook.configs import make_config
+    from cookbook.configs import make_config, undecorated_fields
 
     loaded = loader()
     if isinstance(loaded, type):
@@ -67,6 +67,12 @@ def configure(
             raise CheckFailed(f"{name} is not a {base.__name__} subclass")
         if not chz.is_chz(loaded):
             raise CheckFailed(f"{name} is not a chz class; decorate it with @chz.chz")
+        missing = undecorated_fields(loaded)
+        if missing:
+            raise CheckFailed(
+                f"{name} declares {', '.join(missing)} without @chz.chz on its class, so they "
+                "are not options; decorate it with @chz.chz"
+            )
         instance = make_config(loaded, overrides, label=f"{kind} {label}")
         shrunk = small_settings(instance, small, overrides)
         if shrunk:
