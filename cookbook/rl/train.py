@@ -14,7 +14,8 @@ One step, in `train`: (1) make sure the batches this step may use are being samp
 every group concurrently; (2) wait for this step's batch; (3) advantages, datums,
 `forward_backward` + `optim_step`; (4) new sampler weights; (5) evals, transcripts, the metrics
 line, a checkpoint. With `max_steps_off_policy = k > 0`, batches up to k steps ahead are sampled
-with the weights of the moment while the current one trains.
+with the weights of the moment while the current one trains. Before the first step the evals run
+once on the starting weights (`eval_before_rl`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
+from cookbook.rl.serial_sampling import Gate, SerialSamplingClient
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.rl.warm_start import WarmStartConfig
 
@@ -76,6 +78,10 @@ class Config:
     """LoRA rank (Hugging Face models; the tiny model trains all weights)."""
     seed: int = 0
     """Seeds the model initialisation, the env's random choices and every sample."""
+    deterministic: bool = False
+    """Send sampling requests one at a time, so a rerun with the same seed replays exactly on
+    the same machine (batched requests differ in the last bits, and runs part after a few
+    dozen steps; `cookbook/rl/serial_sampling.py` says why). Several times slower."""
     load_checkpoint_path: str | None = None
     """Start from these weights (a checkpoint state path or a run directory) instead of the base
     model. Ignored when the run resumes from its own checkpoint."""
@@ -132,6 +138,10 @@ class Config:
     # ----- evals, checkpoints, logs
     eval_every: int = 10
     """Run the evaluators after every this many steps (0: only at the end)."""
+    eval_before_rl: bool = True
+    """Also run them once before the first RL step (after the warm start), logged in the step-0
+    line as `eval_before_rl/<name>/<metric>`: where the policy started. A resumed run keeps the
+    result of its first start."""
     evals: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
     """Evaluators by name, run beside the env's own test split (`evals=a,b` names registered
     evals; `evals.NAME.KEY=VALUE` sets their options)."""
@@ -161,11 +171,20 @@ class Config:
 
 
 CHANGEABLE_ON_RESUME = frozenset(
-    {"max_minutes", "num_threads", "env_step_timeout_s", "max_error_fraction", "transcript_groups"}
+    {
+        "max_minutes",
+        "num_threads",
+        "env_step_timeout_s",
+        "max_error_fraction",
+        "transcript_groups",
+        "eval_before_rl",
+        "deterministic",
+    }
 )
 """Config fields a resumed RL run may change besides those of every loop
 (`cookbook.runs.setup.CHANGEABLE_ON_RESUME`): its time limit, threads, env fault limits and how
-many transcripts it writes."""
+many transcripts it writes, whether it evaluates before RL and whether it samples one request at
+a time."""
 
 
 class RolloutFailureError(UserError):
@@ -310,7 +329,9 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
             training_client, config.warm_start, ctx, run_dir, warm_done, config.show_progress
         )
         warm_done = max(warm_done, config.warm_start.steps)
-    reference_client = await _reference_sampler(config, training_client, run_dir, service)
+    # deterministic=true: every sampling client of the run shares one request slot.
+    gate = Gate() if config.deterministic else None
+    reference_client = await _reference_sampler(config, training_client, run_dir, service, gate)
 
     # --- the loop
     num_steps = config.max_steps if config.max_steps is not None else len(train_ds)
@@ -319,9 +340,12 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
         print(f"{run_dir.path}: run already complete ({num_steps} steps)", file=sys.stderr)
         return RunSummary(log_dir=run_dir.path, steps_run=0)
     timer = BusyTimer()
+    sampler = _Sampler(training_client, timer, sampler_step=start_step, gate=gate)
+    before_rl: dict[str, float] = {}
+    if evaluators and config.eval_before_rl and start_step == 0:
+        before_rl = await _eval_before_rl(evaluators, sampler.client)
     t_mark = time.perf_counter()
     adam = _adam_params(config)
-    sampler = _Sampler(training_client, timer, sampler_step=start_step)
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
     transcripts = TranscriptWriter(run_dir.transcripts_dir, ctx.tokenizer, config.transcript_groups)
     last_metrics: dict[str, float] = {}
@@ -347,6 +371,8 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
                 t_sampled = time.perf_counter()
                 _check_lost_groups(config, batch, step, label)
                 metrics = rollout_metrics(batch, train_step=step)
+                if step == 0:
+                    metrics.update(before_rl)
                 # (3) train.
                 train_out = await _train_on_batch(
                     config, training_client, batch, adam, reference_client, timer
@@ -454,7 +480,11 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
 
 
 async def _reference_sampler(
-    config: Config, training_client: TrainingClient, run_dir: RunDir, service: ServiceClient
+    config: Config,
+    training_client: TrainingClient,
+    run_dir: RunDir,
+    service: ServiceClient,
+    gate: Gate | None,
 ) -> SamplingClient | None:
     """The frozen starting policy the KL penalty compares against (saved once per run)."""
     if config.kl_penalty_coef <= 0:
@@ -466,7 +496,23 @@ async def _reference_sampler(
         )
         path = saved.path
         run_dir.set_reference_sampler_path(path)
-    return service.create_sampling_client(model_path=path)
+    client: SamplingClient = service.create_sampling_client(model_path=path)
+    return client if gate is None else SerialSamplingClient(client, gate)
+
+
+async def _eval_before_rl(
+    evaluators: Mapping[str, Evaluator], sampling_client: SamplingClient
+) -> dict[str, float]:
+    """The evaluators on the starting weights, as `eval_before_rl/<name>/<metric>` for the
+    step-0 line (that line's `eval/...` keys, when step 0 evaluates, are after its update)."""
+    from cookbook.eval.runner import run_evaluators
+
+    outcome = await run_evaluators(evaluators, sampling_client)
+    for name, error in outcome.failures.items():
+        print(f"warning: before RL: eval {name} failed: {error}", file=sys.stderr)
+    metrics = {"eval_before_rl/" + k.removeprefix("eval/"): v for k, v in outcome.metrics.items()}
+    metrics["time/eval_before_rl"] = outcome.time_s
+    return metrics
 
 
 def _adam_params(config: Config) -> tinker_types.AdamParams:
@@ -482,20 +528,29 @@ def _adam_params(config: Config) -> tinker_types.AdamParams:
 
 
 class _Sampler:
-    """The current sampling weights and which step produced them."""
+    """The current sampling weights and which step produced them; with a `gate`
+    (`deterministic=true`) its clients serve one request at a time."""
 
-    def __init__(self, training_client: TrainingClient, timer: BusyTimer, sampler_step: int):
+    def __init__(
+        self,
+        training_client: TrainingClient,
+        timer: BusyTimer,
+        sampler_step: int,
+        gate: Gate | None = None,
+    ):
         self.training_client = training_client
         self.timer = timer
         self.sampler_step = sampler_step
+        self.gate = gate
         self.client = self._save()
 
     def _save(self) -> SamplingClient:
         self.timer.enter()
         try:
-            return self.training_client.save_weights_and_get_sampling_client()
+            client: SamplingClient = self.training_client.save_weights_and_get_sampling_client()
         finally:
             self.timer.exit()
+        return client if self.gate is None else SerialSamplingClient(client, self.gate)
 
     def refresh(self, sampler_step: int) -> None:
         """New weights after an optimiser step."""
