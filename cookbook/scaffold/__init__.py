@@ -59,10 +59,9 @@ class TemplateValues:
     summary: str
     """One line for `cookbook list` and the package metadata."""
     core_requirement: str
-    """The dependency on the core, as this repo's plugins declare it (`cookbook>=0.1,<0.2`)."""
+    """The dependency on the core, as this repo's plugins declare it (`cookbook-core>=0.2,<0.3`)."""
     api_declaration: str
-    """The plugin API range the hook module declares, when this core has a plugin API version
-    (empty otherwise)."""
+    """The hook module's `COOKBOOK_PLUGIN_API = ...` lines."""
 
 
 def template_values(kind: Kind, name: str) -> TemplateValues:
@@ -89,7 +88,7 @@ def template_values(kind: Kind, name: str) -> TemplateValues:
 
 def core_requirement() -> str:
     """The installed core's distribution with the range of releases this plugin can expect to
-    work with: the same minor series before 1.0 (`cookbook>=0.1,<0.2`), the same major one
+    work with: the same minor series before 1.0 (`cookbook-core>=0.2,<0.3`), the same major one
     after."""
     from cookbook import __version__
 
@@ -106,22 +105,17 @@ def _core_distribution() -> str:
     for ep in metadata.entry_points(group="cookbook"):
         if ep.value.partition(":")[0].strip() == "cookbook.builtin_plugin" and ep.dist:
             return ep.dist.name
-    return "cookbook"
+    return "cookbook-core"
 
 
 def api_declaration() -> str:
-    """The hook module's plugin-API declaration (`COOKBOOK_PLUGIN_API = ">=1.0,<2"`, accepting
-    this core's version and any later one of the same major version), or "" when this core
-    does not version its plugin API."""
-    from cookbook.registry import hookspecs
+    """The hook module's plugin-API declaration (`COOKBOOK_PLUGIN_API = ">=1.0,<2"`): this core's
+    version and any later one of the same major version (`cookbook/registry/hookspecs.py`)."""
+    from cookbook.registry.hookspecs import PLUGIN_API_ATTRIBUTE, PLUGIN_API_VERSION
 
-    version = getattr(hookspecs, "PLUGIN_API_VERSION", None)
-    attribute = getattr(hookspecs, "PLUGIN_API_ATTRIBUTE", "COOKBOOK_PLUGIN_API")
-    if not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+", version):
-        return ""
-    major = int(version.split(".")[0])
+    major = int(PLUGIN_API_VERSION.split(".")[0])
     return (
-        f'\n{attribute} = ">={version},<{major + 1}"\n'
+        f'\n{PLUGIN_API_ATTRIBUTE} = ">={PLUGIN_API_VERSION},<{major + 1}"\n'
         '"""The cookbook plugin API versions this plugin was written for."""\n'
     )
 

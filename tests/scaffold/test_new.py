@@ -3,6 +3,7 @@ from the files alone) and passes its own tests, which run cookbook's contract ch
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,12 +26,14 @@ def _new(capsys: pytest.CaptureFixture[str], kind: str, name: str, target: Path)
     return capsys.readouterr().out
 
 
-def _run_tests(projects: list[Path], site: Path) -> subprocess.CompletedProcess[str]:
-    """The generated projects' own tests, in a fresh interpreter that sees `site`."""
+def _run_tests(projects: list[Path], site: Path, *select: str) -> subprocess.CompletedProcess[str]:
+    """The generated projects' own tests (those `select`ed, e.g. `-k EXPR`), in a fresh
+    interpreter that sees `site`."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        + [*select]
         + [str(p / "tests") for p in projects],
         env=env,
         cwd=projects[0].parent,
@@ -93,17 +96,29 @@ def test_mistakes_are_one_line_and_write_nothing(
 Installer = Callable[[Sequence[Path], Path], None]
 
 
-def test_a_new_env_installs_and_passes_its_own_tests(
+def test_a_new_env_installs_and_passes_its_unit_test(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, pip_install: Installer
 ) -> None:
-    """The env kind holds an env and an eval that plays it: the richest of the three."""
+    """The short version: installed, the env kind's own unit test passes and cookbook lists it
+    (its contract checks run in the slow test below)."""
     project = tmp_path / "src" / "coin"
     _new(capsys, "env", "coin", project)
     site = tmp_path / "site"
     pip_install([project], site)
-    done = _run_tests([project], site)
+    done = _run_tests([project], site, "-k", "not contract")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "3 passed" in done.stdout
+    assert "1 passed, 2 deselected" in done.stdout
+    env = dict(os.environ, PYTHONPATH=str(site))
+    listed = subprocess.run(
+        [sys.executable, "-m", "cookbook", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    names = {(entry["kind"], entry["name"]) for entry in json.loads(listed.stdout)}
+    assert {("env", "coin"), ("eval", "coin")} <= names, names
 
 
 @pytest.mark.slow
