@@ -86,9 +86,15 @@ def test_a_clashing_env_finds_its_own_eval_and_warm_start_dataset(plugins_on_pat
         assert config.evals["fixture-dup"].size == 5  # type: ignore[attr-defined]
         assert config.warm_start is not None
         assert type(config.warm_start.dataset).__module__ == module
+        assert config.warm_start.dataset.num_examples == 6  # type: ignore[attr-defined]
         assert config.log_dir == f"runs/rl-{dist}-fixture-dup"
         # The user's own settings still win, and a plain name of theirs is still ambiguous.
-        mine = rl_config(f"{dist}:fixture-dup", ["evals.fixture-dup.size=9"])
+        mine = rl_config(
+            f"{dist}:fixture-dup",
+            ["evals.fixture-dup.size=9", "warm_start.dataset.num_examples=2"],
+        )
         assert mine.evals["fixture-dup"].size == 9  # type: ignore[attr-defined]
+        assert mine.warm_start is not None
+        assert mine.warm_start.dataset.num_examples == 2  # type: ignore[attr-defined]
         with pytest.raises(UserError, match="registered by both"):
             rl_config(f"{dist}:fixture-dup", ["evals=fixture-dup"])
