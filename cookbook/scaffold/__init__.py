@@ -21,6 +21,7 @@ package name and the `.tmpl` suffix goes; in its text `${name}`-style placeholde
 
 from __future__ import annotations
 
+import contextlib
 import re
 import string
 from dataclasses import asdict, dataclass
@@ -127,17 +128,38 @@ def write_plugin(kind: Kind, name: str, directory: str | Path | None = None) -> 
         raise UserError(f"cookbook new: unknown kind '{kind}'; use env, dataset or eval")
     values = template_values(kind, name)
     target = Path(directory) if directory is not None else Path(values.distribution)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise UserError(
-            f"{target} already exists and is not an empty directory; choose another with "
-            "--dir DIR (nothing was written)"
-        )
     rendered = _render_all(kind, values)
-    for relative, text in rendered.items():
-        path = target / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    created: list[Path] = []  # files and directories this call made, in order
+    try:
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise UserError(
+                f"{target} already exists and is not an empty directory; choose another with "
+                "--dir DIR (nothing was written)"
+            )
+        for relative, text in rendered.items():
+            path = target / relative
+            missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            created += reversed(missing)
+            path.write_text(text, encoding="utf-8")
+            created.append(path)
+    except OSError as e:
+        _remove(created)
+        raise UserError(
+            f"cannot write the plugin into {target} ({e.strerror or e}); choose another "
+            "directory with --dir DIR (nothing was written)"
+        ) from e
     return target
+
+
+def _remove(created: list[Path]) -> None:
+    """Undo a partial write: `created` (files and directories, parents first), last first."""
+    for path in reversed(created):
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
 
 
 def _render_all(kind: Kind, values: TemplateValues) -> dict[Path, str]:

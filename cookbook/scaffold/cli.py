@@ -16,12 +16,13 @@ from cookbook.errors import UserError
 if TYPE_CHECKING:
     from cookbook.cli import CommandLine
 
-NEXT_STEPS = """\
-next:
-  cd {dir}
-  pip install -e .          # registers it with cookbook (entry point group `cookbook`)
-  pytest tests              # the contract checks and the example's own test
-  cookbook check {name}     # the same checks, as a table"""
+NEXT_STEPS = (
+    ("cd {dir}", ""),
+    ("pip install -e .", "registers it with cookbook (entry point group `cookbook`)"),
+    ("pytest tests", "the contract checks and the example's own test"),
+    ("cookbook check {name}", "the same checks, as a table"),
+)
+"""What to run next: (command, comment) pairs."""
 
 
 def run(line: CommandLine) -> int:
@@ -43,5 +44,9 @@ def run(line: CommandLine) -> int:
     files = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
     print(f"wrote the {kind} plugin {line.name} in {target}/:")
     print("\n".join(f"  {f}" for f in files))
-    print(NEXT_STEPS.format(dir=target, name=line.name))
+    steps = [(command.format(dir=target, name=line.name), note) for command, note in NEXT_STEPS]
+    width = max(len(command) for command, note in steps if note) + 2
+    print("next:")
+    for command, note in steps:
+        print(f"  {command.ljust(width)}# {note}" if note else f"  {command}")
     return 0

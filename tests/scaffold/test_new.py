@@ -81,6 +81,7 @@ def test_mistakes_are_one_line_and_write_nothing(
         (["new", "env", "Coin", "--dir", str(tmp_path / "x")], "'Coin' cannot be a plugin name"),
         (["new", "game", "coin"], "unknown kind 'game'; use env, dataset or eval"),
         (["new", "env"], "name a kind and a name"),
+        (["new", "env", "coin", "--dir", str(taken / "mine.txt" / "x")], "cannot write the"),
     ]:
         assert cookbook_main(args) == 2
         err = capsys.readouterr().err.strip().splitlines()
