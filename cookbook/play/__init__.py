@@ -65,7 +65,7 @@ def run(line: CommandLine) -> int:
     overrides = list(line.overrides)
     if not any(arg.partition("=")[0].strip() == "group_size" for arg in overrides):
         overrides.append("group_size=1")  # one episode to play, unless the game needs seats
-    config = rl_config(line.name, [*overrides, "warm_start=None"])
+    config = rl_config(line.name, [*overrides, "warm_start=None"], label="cookbook play")
     label = line.name.rsplit(":", 1)[-1]
     try:
         return asyncio.run(play(config, label, seed=line.seed, against=line.against))

@@ -54,8 +54,10 @@ def rl_config(
     *,
     config_file: str | None = None,
     values: Mapping[str, object] | None = None,
+    label: str = "cookbook rl",
 ) -> RLConfig:
-    """The RL config of `cookbook rl --env ENV` (or `--config FILE`) with `overrides`.
+    """The RL config of `cookbook rl --env ENV` (or `--config FILE`) with `overrides`; `label`
+    starts its error messages (`cookbook play` builds its env this way too).
 
     The env's warm-start dataset (and the warm-start part of its recommended settings) applies
     when the run starts from an untrained tiny model: no other model needs to learn the answer
@@ -65,7 +67,6 @@ def rl_config(
     from cookbook.rl.types import RLDatasetBuilder
     from cookbook.supervised.types import SupervisedDatasetBuilder
 
-    label = "cookbook rl"
     catalog = load_catalog()
     user = _user_layers(catalog, overrides, values, label)
     if config_file is not None:

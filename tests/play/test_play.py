@@ -129,7 +129,7 @@ def test_mistakes_and_quitting(
         (["--against", "/no/such/run"], "error: --against: load_checkpoint_path /no/such/run"),
         (["--against", str(checkpoint)], "--against plays the other seats of a game, but env"),
         (["env.self_play=true"], "env.self_play needs an even group_size"),
-        (["env.opponnent=x"], "did you mean 'env.opponent'"),
+        (["env.opponnent=x"], "cookbook play: unknown key 'env.opponnent' (did you mean"),
     ]:
         monkeypatch.setattr(sys, "stdin", io.StringIO(""))
         assert cookbook_main(["play", "--env", "tictactoe", *args]) == 2
