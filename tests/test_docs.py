@@ -103,8 +103,15 @@ def test_the_plugin_guide_names_only_apis_that_exist() -> None:
         assert callable(getattr(cookbook.testing, name)), name
     for name in ("check_env", "check_dataset", "check_eval", "ScriptedPolicy", "tiny_context"):
         assert callable(getattr(cookbook.testing, name)), name
+    for name in ("assert_preference_model_contract",):
+        assert callable(getattr(cookbook.testing, name)), name
     assert callable(hookimpl) and callable(EvalSpec)
-    for hook in ("register_envs", "register_datasets", "register_evals"):
+    for hook in (
+        "register_envs",
+        "register_datasets",
+        "register_evals",
+        "register_preference_models",
+    ):
         assert hasattr(hookspecs, hook), hook
     assert {"name", "builder", "summary", "warm_start_dataset", "recommended"} <= set(
         EnvSpec.__dataclass_fields__
