@@ -20,7 +20,8 @@ Everything else is shared by every game and lives here, one concern per module:
 - `demos`: demonstration games for supervised training and the RL warm start;
 - `evaluate`: win / draw / loss / illegal-move rates over seeded games;
 - `builders`: the chz configs (the user's `env.*`, `dataset.*` and `eval.*` options);
-- `seeding`: per-game seeds, so every game replays exactly;
+- `seeding`: per-game seeds, so every game replays exactly (deals of games of chance too);
+- `catalog`: games by textarena id (`Nim-v0-large`) or by `module:Class`;
 - `testing`: scripted text policies that drive a game's envs and evals in tests.
 
 Importing this package is light (chz and cookbook's contracts); textarena, torch and tinker are

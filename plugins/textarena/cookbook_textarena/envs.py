@@ -28,7 +28,7 @@ from cookbook.rl.types import (
     Trajectory,
 )
 from cookbook_textarena import players
-from cookbook_textarena.game import GameSession, Outcome
+from cookbook_textarena.game import GameSession, Outcome, score_metric
 from cookbook_textarena.seats import policy_seat
 from cookbook_textarena.seeding import derive_seed
 
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Rewards:
-    """Reward per outcome, from the policy's point of view."""
+    """Reward per outcome, from the policy's point of view (a scored game, `TwoPlayerGame.score`,
+    is rewarded by its score instead, unless an illegal move ended it)."""
 
     win: float = 1.0
     draw: float = 0.0
@@ -67,6 +68,8 @@ def outcome_metrics(outcome: Outcome, session: GameSession, seat: int, self_play
     metrics: Metrics = {o.value: float(outcome == o) for o in outcomes}
     metrics["game_length"] = float(session.num_moves)
     metrics["moved_first"] = float(seat == 0)
+    if session.game.has_score:
+        metrics["score"] = score_metric(outcome, session.score(seat))
     return metrics
 
 
@@ -123,8 +126,10 @@ class _SeatEnv(Env):
         if self.session.done:
             outcome = self.outcome()
             logs["outcome"] = outcome.value
+            score = self.session.score(self.seat)
             return StepResult(
-                reward=self.rewards.for_outcome(outcome),
+                # a scored game (chips) is rewarded by its score unless an illegal move ended it
+                reward=self.rewards.for_outcome(outcome) if score is None else score,
                 episode_done=True,
                 next_observation=_empty_model_input(),
                 next_stop_condition=self._stop(),
@@ -283,14 +288,14 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
         """Fresh textarena games: one env per game, or two (both seats) in self-play."""
         if self.self_play:
             envs: list[Env] = []
-            for _ in self.game_seeds:
-                match = SelfPlayMatch(GameSession(self.game))
+            for seed in self.game_seeds:
+                match = SelfPlayMatch(GameSession(self.game, derive_seed(seed, "chance")))
                 for seat in (0, 1):
                     envs.append(SelfPlayEnv(match, seat, self.renderer, self.style, self.rewards))
             return envs
         return [
             VsOpponentEnv(
-                GameSession(self.game),
+                GameSession(self.game, derive_seed(seed, "chance")),
                 self.seat,
                 self.renderer,
                 self.style,
