@@ -16,7 +16,8 @@ every group concurrently; (2) wait for this step's batch; (3) advantages, datums
 sampler weights, with which that batch starts sampling; (5) evals, the step's metrics,
 transcript and progress handed to a worker thread (`step_log.py`), a checkpoint. With
 `max_steps_off_policy = k > 0`, batches up to k steps ahead are sampled with the weights of the
-moment while the current one trains.
+moment while the current one trains. Before the first step the evals run once on the starting
+weights (`eval_before_rl`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
+from cookbook.rl.serial_sampling import Gate, SerialSamplingClient
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.rl.warm_start import WarmStartConfig
 
@@ -85,6 +87,10 @@ class Config:
     """LoRA rank (Hugging Face models; the tiny model trains all weights)."""
     seed: int = 0
     """Seeds the model initialisation, the env's random choices and every sample."""
+    deterministic: bool = False
+    """Send sampling requests one at a time, so a rerun with the same seed replays exactly on
+    the same machine (batched requests differ in the last bits, and runs part after a few
+    dozen steps; `cookbook/rl/serial_sampling.py` says why). Several times slower."""
     load_checkpoint_path: str | None = None
     """Start from these weights (a checkpoint state path or a run directory) instead of the base
     model. Ignored when the run resumes from its own checkpoint."""
@@ -141,6 +147,10 @@ class Config:
     # ----- evals, checkpoints, logs
     eval_every: int = 10
     """Run the evaluators after every this many steps (0: only at the end)."""
+    eval_before_rl: bool = True
+    """Also run them once before the first RL step (after the warm start), logged in the step-0
+    line as `eval_before_rl/<name>/<metric>`: where the policy started. A resumed run keeps the
+    result of its first start."""
     evals: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
     """Evaluators by name, run beside the env's own test split (`evals=a,b` names registered
     evals; `evals.NAME.KEY=VALUE` sets their options)."""
@@ -173,11 +183,20 @@ class Config:
 
 
 CHANGEABLE_ON_RESUME = frozenset(
-    {"max_minutes", "num_threads", "env_step_timeout_s", "max_error_fraction", "transcript_groups"}
+    {
+        "max_minutes",
+        "num_threads",
+        "env_step_timeout_s",
+        "max_error_fraction",
+        "transcript_groups",
+        "eval_before_rl",
+        "deterministic",
+    }
 )
 """Config fields a resumed RL run may change besides those of every loop
 (`cookbook.runs.setup.CHANGEABLE_ON_RESUME`): its time limit, threads, env fault limits and how
-many transcripts it writes."""
+many transcripts it writes, whether it evaluates before RL and whether it samples one request at
+a time."""
 
 
 class RolloutFailureError(UserError):
@@ -326,7 +345,9 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
             training_client, config.warm_start, ctx, run_dir, warm_done, config.show_progress
         )
         warm_done = max(warm_done, config.warm_start.steps)
-    reference_client = await _reference_sampler(config, training_client, run_dir, service)
+    # deterministic=true: every sampling client of the run shares one request slot.
+    gate = Gate() if config.deterministic else None
+    reference_client = await _reference_sampler(config, training_client, run_dir, service, gate)
 
     # --- the loop
     num_steps = config.max_steps if config.max_steps is not None else len(train_ds)
@@ -335,9 +356,12 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
         print(f"{run_dir.path}: run already complete ({num_steps} steps)", file=sys.stderr)
         return RunSummary(log_dir=run_dir.path, steps_run=0)
     timer = BusyTimer()
+    sampler = _Sampler(training_client, timer, sampler_step=start_step, gate=gate)
+    before_rl: dict[str, float] = {}
+    if evaluators and config.eval_before_rl and start_step == 0:
+        before_rl = await _eval_before_rl(evaluators, sampler.client)
     t_mark = time.perf_counter()
     adam = _adam_params(config)
-    sampler = _Sampler(training_client, timer, sampler_step=start_step)
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
     deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
     out_of_time = False
@@ -395,6 +419,8 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
                 out_of_time = deadline is not None and time.perf_counter() >= deadline
                 last = step + 1 == num_steps or out_of_time
                 metrics = dict(train_out.metrics)
+                if step == 0:
+                    metrics.update(before_rl)
                 eval_time = 0.0
                 if evaluators and (
                     last or (config.eval_every and (step + 1) % config.eval_every == 0)
@@ -521,7 +547,11 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
 
 
 async def _reference_sampler(
-    config: Config, training_client: TrainingClient, run_dir: RunDir, service: ServiceClient
+    config: Config,
+    training_client: TrainingClient,
+    run_dir: RunDir,
+    service: ServiceClient,
+    gate: Gate | None,
 ) -> SamplingClient | None:
     """The frozen starting policy the KL penalty compares against (saved once per run)."""
     if config.kl_penalty_coef <= 0:
@@ -533,7 +563,23 @@ async def _reference_sampler(
         )
         path = saved.path
         run_dir.set_reference_sampler_path(path)
-    return service.create_sampling_client(model_path=path)
+    client: SamplingClient = service.create_sampling_client(model_path=path)
+    return client if gate is None else SerialSamplingClient(client, gate)
+
+
+async def _eval_before_rl(
+    evaluators: Mapping[str, Evaluator], sampling_client: SamplingClient
+) -> dict[str, float]:
+    """The evaluators on the starting weights, as `eval_before_rl/<name>/<metric>` for the
+    step-0 line (that line's `eval/...` keys, when step 0 evaluates, are after its update)."""
+    from cookbook.eval.runner import run_evaluators
+
+    outcome = await run_evaluators(evaluators, sampling_client)
+    for name, error in outcome.failures.items():
+        print(f"warning: before RL: eval {name} failed: {error}", file=sys.stderr)
+    metrics = {"eval_before_rl/" + k.removeprefix("eval/"): v for k, v in outcome.metrics.items()}
+    metrics["time/eval_before_rl"] = outcome.time_s
+    return metrics
 
 
 def _adam_params(config: Config) -> tinker_types.AdamParams:
@@ -549,20 +595,29 @@ def _adam_params(config: Config) -> tinker_types.AdamParams:
 
 
 class _Sampler:
-    """The current sampling weights and which step produced them."""
+    """The current sampling weights and which step produced them; with a `gate`
+    (`deterministic=true`) its clients serve one request at a time."""
 
-    def __init__(self, training_client: TrainingClient, timer: BusyTimer, sampler_step: int):
+    def __init__(
+        self,
+        training_client: TrainingClient,
+        timer: BusyTimer,
+        sampler_step: int,
+        gate: Gate | None = None,
+    ):
         self.training_client = training_client
         self.timer = timer
         self.sampler_step = sampler_step
+        self.gate = gate
         self.client = self._save()
 
     def _save(self) -> SamplingClient:
         self.timer.enter()
         try:
-            return self.training_client.save_weights_and_get_sampling_client()
+            client: SamplingClient = self.training_client.save_weights_and_get_sampling_client()
         finally:
             self.timer.exit()
+        return client if self.gate is None else SerialSamplingClient(client, self.gate)
 
     def refresh(self, sampler_step: int) -> None:
         """New weights after an optimiser step."""

@@ -31,13 +31,16 @@ Check that an installed env, dataset, eval or preference model keeps the contrac
 rely on.
 
 env:     its modules import nothing heavy; it builds for the tiny model; batches hold group
-         builders that pickle; a few groups roll out with a seeded scripted policy; group
-         rewards, rewards (finite, inside the builder's reward_range if it declares one),
-         observations and metrics are well formed; a second build replays the same episodes.
+         builders that pickle; a few groups roll out with a seeded scripted policy; training
+         groups hold group_size envs (or seats_per_game x group_size, when the builder declares
+         seats_per_game); group rewards, rewards (finite, inside the builder's reward_range if
+         it declares one), observations and metrics are well formed; a second build replays the
+         same episodes.
 dataset: it builds; batch 0 holds cross_entropy datums (targets = inputs shifted by one,
          aligned weights, some weight, ids inside the vocabulary); a second build matches.
-eval:    it builds with small sizes (num_games, num_problems, ...) and returns finite metrics
-         against an untrained tiny model.
+eval:    its builder's small() version (by default: the size fields num_games,
+         num_problems, max_examples, ... lowered) builds and returns finite metrics against an
+         untrained tiny model; eval.KEY=VALUE settings apply on top of it.
 preference model: it builds; seeded comparisons (both orders) get verdicts in [0, 1], each
          within a time limit; p(a, b) + p(b, a) = 1 (symmetry); a second build agrees.
 

@@ -51,7 +51,9 @@ def _without_timings(records: list[dict[str, MetricValue]]) -> list[dict[str, Me
 
 @pytest.fixture(scope="module")
 def letters_run(rl_plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3-step two-turn run with inline evals (one of them broken) and checkpoints."""
+    """A 3-step two-turn run with inline evals (one of them broken) and checkpoints; serial
+    sampling (`deterministic=True`), so its config replays it exactly even on a loaded machine
+    (batched sampling replays only as long as the same requests happen to arrive together)."""
     from cookbook_rl_fixture.envs import LettersBuilder
     from cookbook_rl_fixture.evals import BrokenEvalBuilder, EchoEvalBuilder
 
@@ -64,6 +66,7 @@ def letters_run(rl_plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         eval_every=2,
         save_every=2,
         evals={"echo": EchoEvalBuilder(), "broken": BrokenEvalBuilder()},
+        deterministic=True,
     )
     summary = main(config, argv=["test"])
     assert summary.steps_run == 3
