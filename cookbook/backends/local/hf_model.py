@@ -4,6 +4,10 @@ Nothing is ever downloaded: config, weights and tokenizer load with `local_files
 Weights are bf16 on CUDA and fp32 on CPU. The base stays frozen; LoRA adapters (alpha 32, no
 dropout) go on the attention, MLP and/or output projections as asked. transformers and peft are
 imported inside the functions, so importing this module is cheap.
+
+Generation (`HFSlotDecoder`) runs the model's own forward over a `SlotCache`: the cache object it
+receives answers `update()` as transformers' attention layers call it, and the attention mask is
+passed ready-made (4-D, additive), so every row keeps its own positions.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, cast
 import torch
 from torch import nn
 
+from cookbook.backends.local.kv_cache import SlotCache
 from cookbook.backends.local.models import GenerationCache, LocalModel, LoraSpec
 from cookbook.errors import UserError
 
@@ -238,3 +243,110 @@ class HFLocalModel(LocalModel):
             "base_model": self.base_model,
             "lora": self.lora.to_dict() if self.lora else None,
         }
+
+
+class _SlotCacheView:
+    """A `SlotCache` as transformers' attention layers use a cache: `update(k, v, layer_idx)`
+    with keys and values shaped `[B, H, T, D]` (the other Cache methods are never reached: the
+    positions and the 4-D mask are given)."""
+
+    def __init__(self, cache: SlotCache) -> None:
+        self.cache = cache
+        self.updates = 0
+        """Layers that called `update` (a model that ignores the cache leaves it at 0)."""
+
+    def update(
+        self,
+        key_states: torch.Tensor,
+        value_states: torch.Tensor,
+        layer_idx: int,
+        *args: object,
+        **kwargs: object,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.updates += 1
+        k, v = self.cache.update(
+            layer_idx, key_states.transpose(1, 2), value_states.transpose(1, 2)
+        )
+        return k.transpose(1, 2), v.transpose(1, 2)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+
+class HFSlotDecoder:
+    """A Hugging Face causal LM's forward over a `SlotCache` (continuous batching)."""
+
+    def __init__(self, module: nn.Module, vocab_size: int) -> None:
+        self.module = module
+        self.vocab_size = vocab_size
+        config = getattr(module, "config", None)
+        get_text = getattr(config, "get_text_config", None)
+        text = get_text() if callable(get_text) else config
+        heads = int(getattr(text, "num_attention_heads", 0) or 0)
+        layers = int(getattr(text, "num_hidden_layers", 0) or 0)
+        if not heads or not layers:
+            raise UserError(f"{type(module).__name__}: unsupported model for sampling (no heads)")
+        self._layers = layers
+        self._kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+        hidden = int(getattr(text, "hidden_size", 0) or 0)
+        self._head_dim = int(getattr(text, "head_dim", None) or hidden // heads)
+        layer_types = getattr(text, "layer_types", None) or []
+        window = getattr(text, "sliding_window", None)
+        self._window = int(window) if "sliding_attention" in layer_types and window else None
+        params = inspect.signature(module.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._keep_kw = "logits_to_keep" in params
+        weight = next(module.parameters())
+        self._dtype, self._device = weight.dtype, weight.device
+        self._checked = False
+
+    def new_cache(self, slots: int, length: int) -> SlotCache:
+        """An empty static cache of `slots` sequences of `length` positions."""
+        return SlotCache(
+            self._layers, slots, length, self._kv_heads, self._head_dim, self._dtype, self._device
+        )
+
+    def __call__(self, tokens_B_T: torch.Tensor, cache: SlotCache) -> torch.Tensor:
+        """Logits `[B, V]` after the last of `T` new tokens per row, as `cache`'s plan says.
+        Call it under `torch.inference_mode()`."""
+        plan = cache.plan
+        s = plan.read_length or tokens_B_T.shape[1]
+        allowed = plan.mask
+        if allowed is None:
+            allowed = torch.ones((1, 1, 1, s), dtype=torch.bool, device=tokens_B_T.device)
+        full = self._additive(allowed)
+        mask: torch.Tensor | dict[str, torch.Tensor] = full
+        if self._window is not None:
+            # Sliding-window layers also drop keys `window` or more positions back.
+            near = (
+                plan.query_positions[:, None, :, None] - plan.key_positions[:, None, None, :]
+                < self._window
+            )
+            mask = {"full_attention": full, "sliding_attention": self._additive(allowed & near)}
+        view = _SlotCacheView(cache)
+        kwargs: dict[str, object] = {
+            "input_ids": tokens_B_T,
+            "position_ids": plan.query_positions,
+            "attention_mask": mask,
+            self._cache_kw: view,
+            "use_cache": True,
+        }
+        if self._keep_kw:
+            kwargs["logits_to_keep"] = 1
+        logits: torch.Tensor = self.module(**kwargs).logits
+        capturing = self._device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if not self._checked and not capturing:
+            if view.updates != self._layers:
+                raise UserError(
+                    f"{type(self.module).__name__}: its attention did not use the sampler's cache "
+                    f"({view.updates} of {self._layers} layers); this model or transformers "
+                    "version is not supported for sampling"
+                )
+            self._checked = True
+        return logits[:, -1]
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        """0 where attention is allowed, the dtype's minimum elsewhere (eager and sdpa both
+        take an additive 4-D mask as given)."""
+        zero = torch.zeros((), dtype=self._dtype, device=allowed.device)
+        return torch.where(allowed, zero, torch.finfo(self._dtype).min)
