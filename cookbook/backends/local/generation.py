@@ -323,6 +323,14 @@ class DecodeEngine:
         """Rows running now."""
         return len(self._slots)
 
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes held by the cache and the per-slot buffers."""
+        tensors = list(self._state.values())
+        if self._cache is not None:
+            tensors += self._cache.keys_L + self._cache.values_L
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def run(self) -> None:
         """Step until every submitted row has finished."""
         while self.busy:
@@ -379,7 +387,10 @@ class DecodeEngine:
             if self._graphs is None:
                 from cookbook.backends.local.cuda_graphs import GraphedDecode
 
-                self._graphs = GraphedDecode(self._decoder, self._cache, self._state)
+                max_position = min(self._cache.length, self.model.context_length) - 1
+                self._graphs = GraphedDecode(
+                    self._decoder, self._cache, self._state, max_position=max_position
+                )
             return self._graphs.run(n, t, read_length)
         offsets = self._counts.offsets
         shared = next(iter(offsets)) + t if len(offsets) == 1 else None

@@ -36,6 +36,11 @@ if TYPE_CHECKING:
     from cookbook.tokenizers import Tokenizer
 
 
+_KEEP_BUFFER_BYTES = 1 << 28
+"""An idle client keeps its engine's cache (and CUDA graphs) up to this size for the next
+requests; a larger one is freed and allocated again when requests come."""
+
+
 @dataclass
 class _SampleJob:
     prompt: list[int]
@@ -87,8 +92,9 @@ class LocalSamplingClient:
         self._engine: DecodeEngine | None = None
         eos = getattr(self._tokenizer, "eos_token_id", None)
         self._eos: frozenset[int] = frozenset([eos]) if isinstance(eos, int) else frozenset()
+        # No gathering window: requests that arrive after the first join the running batch.
         self._queue: JobQueue[_SampleJob | _ScoreJob] = JobQueue(
-            f"cookbook-sampler-{uuid.uuid4().hex[:6]}", self._process, batch=True
+            f"cookbook-sampler-{uuid.uuid4().hex[:6]}", self._process, batch=True, gather_s=0.0
         )
 
     # --- the tinker API ---------------------------------------------------------------------
@@ -218,8 +224,8 @@ class LocalSamplingClient:
             self._engine = None  # its rows belong to failed jobs
             raise
         self.batches_served += 1
-        if self._model.device.type != "cuda":
-            engine.release()  # CPU buffers are cheap to remake; CUDA keeps its graphs
+        if engine.buffer_bytes > _KEEP_BUFFER_BYTES:
+            engine.release()  # a client nobody samples from should not hold a large cache
 
     def _start(self, jobs: list[_SampleJob | _ScoreJob], engine: DecodeEngine) -> None:
         """Score what needs scoring (one pass) and hand the sampling rows to the engine."""
