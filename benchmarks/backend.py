@@ -73,6 +73,8 @@ class Figure:
     """The ratio to reach, if any."""
     targeted: bool = True
     """False for figures shown for reference (their issue item is not worked on yet)."""
+    share: bool = False
+    """The ratio is a share of time (printed as a percentage; the target is a maximum)."""
     load: tuple[float, float] = (0.0, 0.0)
     """1-minute load average before and after the measurement."""
 
@@ -81,7 +83,7 @@ class Figure:
         """Whether the ratio reaches the target (None without one)."""
         if self.target is None or self.ratio is None:
             return None
-        return self.ratio >= self.target
+        return self.ratio <= self.target if self.share else self.ratio >= self.target
 
     def line(self) -> str:
         """One printed line."""
@@ -89,16 +91,28 @@ class Figure:
         if self.theirs is not None:
             text += f" | {self.contender} {self.theirs:>10,.0f}"
         if self.ratio is not None:
-            text += f" | {self.ratio:.2f}x"
+            text += f" | {self.format_ratio(self.ratio)}"
             if self.ratio_range is not None:
                 lo, hi = self.ratio_range
-                text += f" ({lo:.2f}-{hi:.2f})"
+                text += f" ({self.format_ratio(lo)}-{self.format_ratio(hi)})"
         if self.target is not None:
-            mark = {True: "met", False: "NOT met", None: ""}[self.met]
-            text += f" | target >= {self.target:.2f}x {mark}"
-            if not self.targeted:
-                text += " (not yet targeted)"
+            text += f" | target {self.target_text()} {self.status()}"
         return text + f" | load {self.load[0]:.1f}->{self.load[1]:.1f}"
+
+    def format_ratio(self, value: float) -> str:
+        """`1.23x`, or `12.3%` for a share."""
+        return f"{100 * value:.1f}%" if self.share else f"{value:.2f}x"
+
+    def target_text(self) -> str:
+        """`>= 1.00x` or `<= 5.0%` (empty without a target)."""
+        if self.target is None:
+            return ""
+        return ("<= " if self.share else ">= ") + self.format_ratio(self.target)
+
+    def status(self) -> str:
+        """`met`, `NOT met`, with `(not yet targeted)` for reference figures."""
+        mark = {True: "met", False: "NOT met", None: ""}[self.met]
+        return mark + ("" if self.targeted else " (not yet targeted)")
 
 
 def load_avg() -> float:
@@ -274,39 +288,46 @@ def sampler_vs_bare(
 def concurrency(
     service: LocalServiceClient,
     groups: Sequence[int],
-    repeats: int,
+    rounds: int,
     group_size: int = 8,
     base_model: str = "tiny",
 ) -> list[Figure]:
-    """Section `concurrency`: tokens/s against the number of concurrent groups."""
+    """Section `concurrency`: tokens/s against the number of concurrent groups. Every round
+    runs each G once (alternating the order between rounds); a figure's ratio is the median
+    over rounds of its rate over the previous G's rate in the same round."""
     print(
         f"\n== concurrency: G concurrent sample(num_samples={group_size}) calls on {base_model}, "
         "prompts of 24-39 tokens, budgets of 8-64 tokens"
     )
     sampler = service.create_sampling_client(base_model=base_model, seed=0)
-    figures: list[Figure] = []
-    base_rate: float | None = None
+    work = {}
     for g in groups:
         prompts = [random_prompts(1000 + i, 1, 24 + (7 * i) % 16, 256)[0] for i in range(g)]
-        budgets = [8 + (17 * i) % 57 for i in range(g)]
-        before = load_avg()
-        local_sampling(sampler, prompts, budgets, group_size)  # warm-up
-        rates = []
-        for _ in range(repeats):
+        work[g] = (prompts, [8 + (17 * i) % 57 for i in range(g)])
+        local_sampling(sampler, *work[g], num_samples=group_size)  # warm-up
+    before = load_avg()
+    rates: dict[int, list[float]] = {g: [] for g in groups}
+    for r in range(rounds):
+        for g in groups if r % 2 == 0 else groups[::-1]:
             start = time.perf_counter()
-            n = local_sampling(sampler, prompts, budgets, group_size)
-            rates.append(n / (time.perf_counter() - start))
-        rate = statistics.median(rates)
-        base_rate = base_rate or rate
+            n = local_sampling(sampler, *work[g], num_samples=group_size)
+            rates[g].append(n / (time.perf_counter() - start))
+    load = (before, load_avg())
+    figures = []
+    for prev, g in zip([None, *groups], groups, strict=False):
+        ratios = [a / b for a, b in zip(rates[g], rates[prev], strict=True)] if prev else None
         figure = Figure(
             "concurrency",
             f"{g} groups",
             "tok/s",
-            ours=rate,
-            ratio=rate / base_rate,
-            load=(before, load_avg()),
+            ours=statistics.median(rates[g]),
+            contender=f"{prev} groups" if prev else "",
+            ratio=statistics.median(ratios) if ratios else None,
+            ratio_range=(min(ratios), max(ratios)) if ratios else None,
+            target=1.0 if prev else None,
+            load=load,
         )
-        print(figure.line().replace("x |", "x vs 1 group |", 1), flush=True)
+        print(figure.line() + (f" (vs {prev} groups)" if prev else ""), flush=True)
         figures.append(figure)
     return figures
 
@@ -357,7 +378,7 @@ def hf_generate(module: torch.nn.Module, prompts_B_P: torch.Tensor, new_tokens: 
             max_new_tokens=new_tokens,
             pad_token_id=0,
         )
-    del out
+    sync(out.device)
 
 
 def hf_sampling_vs_generate(
@@ -365,14 +386,14 @@ def hf_sampling_vs_generate(
     path: Path,
     batch_sizes: Sequence[int],
     rounds: int,
+    *,
     new_tokens: int = 64,
     prompt_len: int = 24,
+    target: Callable[[int], float | None] = lambda batch: 1.3 if batch >= 8 else None,
+    section: str = "hf-sampling",
 ) -> list[Figure]:
-    """Section `hf-sampling`."""
-    print(
-        f"\n== hf-sampling: random Qwen2 (384x4, vocab 32k), local client vs generate, "
-        f"{new_tokens} new tokens"
-    )
+    """Section `hf-sampling` (and the GPU benchmark's sampling): the local client against
+    `generate` on the same module, `new_tokens` new tokens after prompts of `prompt_len`."""
     sampler = service.create_sampling_client(base_model=str(path), seed=0)
     module = sampler.model.module
     figures = []
@@ -381,7 +402,7 @@ def hf_sampling_vs_generate(
         prompts_t = torch.tensor(prompts, device=sampler.model.device)
         figures.append(
             compare(
-                "hf-sampling",
+                section,
                 f"batch {batch}",
                 lambda p=prompts: local_sampling(sampler, p, [new_tokens] * len(p)),
                 lambda p=prompts_t: hf_generate(module, p, new_tokens),
@@ -389,7 +410,7 @@ def hf_sampling_vs_generate(
                 unit="tok/s",
                 contender="generate",
                 rounds=rounds,
-                target=1.3 if batch >= 8 else None,
+                target=target(batch),
             )
         )
     return figures
@@ -431,6 +452,7 @@ def local_training_run(
             trainer.forward_backward(data, "cross_entropy")
             step = trainer.optim_step(ADAM)
         step.result()
+        sync(service.device)
 
     return run
 
@@ -471,37 +493,50 @@ def tiny_training(service: LocalServiceClient, rounds: int, steps: int = 10) -> 
 
 
 def hf_training_vs_peft(
-    service: LocalServiceClient, path: Path, rounds: int, steps: int = 2, rank: int = 16
+    service: LocalServiceClient,
+    path: Path,
+    rounds: int,
+    *,
+    steps: int = 2,
+    rank: int = 16,
+    shape: tuple[int, int] = (8, 256),
+    target: float = 1.15,
+    section: str = "hf-training",
 ) -> list[Figure]:
-    """Section `hf-training`: LoRA on every linear layer, 8 x 256 tokens per step."""
+    """Section `hf-training` (and the GPU benchmark's training): LoRA of `rank` on every linear
+    layer, local `forward_backward` + `optim_step` against transformers + peft, `steps` steps of
+    `shape` (batch, tokens) per run. Shown for reference: the training path is not worked on
+    here."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from cookbook.backends.local.hf_model import LORA_ALPHA, lora_targets
     from cookbook.backends.local.models import LoraSpec
 
-    print("\n== hf-training: random Qwen2 (384x4, vocab 32k), local LoRA vs transformers+peft")
-    batch, seq = 8, 256
+    batch, seq = shape
+    device = service.device
     rng = np.random.default_rng(0)
     batches = [make_batch(rng, batch, seq, 320) for _ in range(steps)]
     local = local_training_run(service, str(path), rank, [b[0] for b in batches])
-    base = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=LORA_ALPHA,
-        lora_dropout=0.0,
-        target_modules=lora_targets(base, LoraSpec(rank=rank)),
-        bias="none",
-    )
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        peft_model = get_peft_model(base, config)
+        base = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype)
+        config = LoraConfig(
+            r=rank,
+            lora_alpha=LORA_ALPHA,
+            lora_dropout=0.0,
+            target_modules=lora_targets(base, LoraSpec(rank=rank)),
+            bias="none",
+        )
+        peft_model = get_peft_model(base.to(device), config)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
+    inputs = [x.to(device) for _, x, _ in batches]
 
     def peft_run() -> None:
-        for _, x, _ in batches:
+        for x in inputs:
             loss = peft_model(input_ids=x, labels=x).loss
             loss.backward()
             opt.step()
@@ -510,7 +545,7 @@ def hf_training_vs_peft(
 
     return [
         compare(
-            "hf-training",
+            section,
             f"{batch}x{seq} r{rank}",
             local,
             peft_run,
@@ -518,7 +553,7 @@ def hf_training_vs_peft(
             unit="tok/s",
             contender="peft",
             rounds=rounds,
-            target=1.15,
+            target=target,
             targeted=False,
         )
     ]
@@ -534,7 +569,7 @@ class Sizes:
     rounds: int = 6
     batch_sizes: tuple[int, ...] = (1, 8, 32, 128)
     groups: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
-    concurrency_repeats: int = 3
+    concurrency_rounds: int = 4
     hf_batch_sizes: tuple[int, ...] = (1, 8, 32)
     hf_rounds: int = 4
     training_rounds: int = 4
@@ -542,8 +577,8 @@ class Sizes:
 
 QUICK = Sizes(
     rounds=3,
-    groups=(1, 8, 32, 128),
-    concurrency_repeats=2,
+    groups=(1, 8, 32, 64, 128),
+    concurrency_rounds=2,
     hf_batch_sizes=(8, 32),
     hf_rounds=2,
     training_rounds=2,
@@ -562,12 +597,14 @@ def run_sections(sections: Sequence[str], sizes: Sizes) -> list[Figure]:
             if section == "sampler":
                 figures += sampler_vs_bare(service, sizes.batch_sizes, sizes.rounds)
             elif section == "concurrency":
-                figures += concurrency(service, sizes.groups, sizes.concurrency_repeats)
+                figures += concurrency(service, sizes.groups, sizes.concurrency_rounds)
             elif section == "hf-sampling" and hf_path is not None:
+                print("\n== hf-sampling: random Qwen2 (384x4, vocab 32k), local vs generate")
                 figures += hf_sampling_vs_generate(
                     service, hf_path, sizes.hf_batch_sizes, sizes.hf_rounds
                 )
             elif section == "hf-training" and hf_path is not None:
+                print("\n== hf-training: random Qwen2 (384x4, vocab 32k), local LoRA vs peft")
                 figures += hf_training_vs_peft(service, hf_path, sizes.training_rounds)
             elif section == "training":
                 figures += tiny_training(service, sizes.training_rounds)

@@ -87,14 +87,15 @@ class LocalSamplingClient:
         self.model_path = model_path
         """Where the weights came from (None for an in-memory snapshot or a base model)."""
         self.batches_served = 0
-        """Generation runs so far: a run lasts while requests keep it busy, and every request
-        that arrives meanwhile joins it."""
+        """Generation runs started so far: a run lasts while requests keep it busy, and every
+        request that arrives meanwhile joins it."""
         self._engine: DecodeEngine | None = None
         eos = getattr(self._tokenizer, "eos_token_id", None)
         self._eos: frozenset[int] = frozenset([eos]) if isinstance(eos, int) else frozenset()
-        # No gathering window: requests that arrive after the first join the running batch.
+        # A short gathering window when idle, so a burst of requests (an RL batch fired from
+        # asyncio, ~30 us apart) starts as one batch; requests that come later join it.
         self._queue: JobQueue[_SampleJob | _ScoreJob] = JobQueue(
-            f"cookbook-sampler-{uuid.uuid4().hex[:6]}", self._process, batch=True, gather_s=0.0
+            f"cookbook-sampler-{uuid.uuid4().hex[:6]}", self._process, batch=True, gather_s=2e-4
         )
 
     # --- the tinker API ---------------------------------------------------------------------
@@ -213,6 +214,7 @@ class LocalSamplingClient:
                 self._model, self._tokenizer.decode, max_rows=self._max_batch_rows
             )
         engine = self._engine
+        self.batches_served += 1
         try:
             self._start(jobs, engine)
             while engine.busy:
@@ -223,7 +225,6 @@ class LocalSamplingClient:
         except BaseException:
             self._engine = None  # its rows belong to failed jobs
             raise
-        self.batches_served += 1
         if engine.buffer_bytes > _KEEP_BUFFER_BYTES:
             engine.release()  # a client nobody samples from should not hold a large cache
 

@@ -242,22 +242,23 @@ def _cached_attention_mask(key_mask_B_S: torch.Tensor, start: int, t: int) -> to
 class _LayerWeights(NamedTuple):
     ln_1_w: torch.Tensor
     ln_1_b: torch.Tensor
-    qkv_w: torch.Tensor
+    qkv_wt: torch.Tensor
     qkv_b: torch.Tensor
-    proj_w: torch.Tensor
+    proj_wt: torch.Tensor
     proj_b: torch.Tensor
     ln_2_w: torch.Tensor
     ln_2_b: torch.Tensor
-    fc_w: torch.Tensor
+    fc_wt: torch.Tensor
     fc_b: torch.Tensor
-    mlp_w: torch.Tensor
+    mlp_wt: torch.Tensor
     mlp_b: torch.Tensor
 
 
 class TinySlotDecoder:
     """`TinyGPT`'s forward over a `SlotCache`, for continuous batching. The weights are read
-    once (module attribute lookups cost as much as a small op); they are the module's own
-    tensors, so the decoder sees any later in-place change."""
+    once (module attribute lookups cost as much as a small op), as views of the module's own
+    tensors (linear weights transposed, for `addmm`: what `F.linear` computes on rows, without
+    its transpose per call), so the decoder sees any later in-place change."""
 
     def __init__(self, model: TinyGPT) -> None:
         self.model = model
@@ -266,15 +267,15 @@ class TinySlotDecoder:
             _LayerWeights(
                 b.ln_1.weight,
                 b.ln_1.bias,
-                b.attn.qkv.weight,
+                b.attn.qkv.weight.t(),
                 b.attn.qkv.bias,
-                b.attn.proj.weight,
+                b.attn.proj.weight.t(),
                 b.attn.proj.bias,
                 b.ln_2.weight,
                 b.ln_2.bias,
-                b.mlp.fc.weight,
+                b.mlp.fc.weight.t(),
                 b.mlp.fc.bias,
-                b.mlp.proj.weight,
+                b.mlp.proj.weight.t(),
                 b.mlp.proj.bias,
             )
             for b in model.blocks
@@ -297,7 +298,7 @@ class TinySlotDecoder:
         m, cfg = self.model, self.model.cfg
         b, t = tokens_B_T.shape
         c, heads = cfg.d_model, cfg.n_heads
-        # Rows of [B * T, C] (2-D linears are the cheapest call at decode sizes).
+        # Rows of [B * T, C]: every linear is one addmm.
         x = torch.embedding(m.tok_emb.weight, tokens_B_T.reshape(-1))
         if plan.position is not None:  # every row at one position: one row of the table
             x = x + m.pos_emb.weight[plan.position]
@@ -305,14 +306,15 @@ class TinySlotDecoder:
             x = x + torch.embedding(m.pos_emb.weight, plan.query_positions.reshape(-1))
         for i, w in enumerate(self._layers):
             h = torch.layer_norm(x, (c,), w.ln_1_w, w.ln_1_b)
-            q, k, v = F.linear(h, w.qkv_w, w.qkv_b).view(b, t, 3, heads, c // heads).unbind(2)
+            qkv = torch.addmm(w.qkv_b, h, w.qkv_wt)
+            q, k, v = qkv.view(b, t, 3, heads, c // heads).unbind(2)
             k_all, v_all = cache.update(i, k, v)
             y = F.scaled_dot_product_attention(
                 q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2), plan.mask
             )
-            x = x + F.linear(y.transpose(1, 2).reshape(b * t, c), w.proj_w, w.proj_b)
+            x = x + torch.addmm(w.proj_b, y.transpose(1, 2).reshape(b * t, c), w.proj_wt)
             h = torch.layer_norm(x, (c,), w.ln_2_w, w.ln_2_b)
-            x = x + F.linear(F.gelu(F.linear(h, w.fc_w, w.fc_b)), w.mlp_w, w.mlp_b)
+            x = x + torch.addmm(w.mlp_b, F.gelu(torch.addmm(w.fc_b, h, w.fc_wt)), w.mlp_wt)
         last = x if t == 1 else x.view(b, t, c)[:, -1]
         last = torch.layer_norm(last, (c,), m.ln_f.weight, m.ln_f.bias)
         return F.linear(last, m.head.weight, m.head.bias)
