@@ -13,8 +13,10 @@ from cookbook.backends.local.generation import (
     DecodeEngine,
     GenResult,
     GenRow,
+    SamplerFlags,
     StopStrings,
     row_uniforms,
+    sample_tokens,
 )
 from cookbook.backends.local.kv_cache import SlotCache
 from cookbook.backends.local.models import LocalModel
@@ -171,6 +173,24 @@ def test_zero_budget_and_empty_requests_finish_at_once(model: LocalModel) -> Non
     engine.submit([], got.append)
     assert got == [[GenResult([], [], "length")], []]
     assert not engine.busy
+
+
+@pytest.mark.parametrize("vocab", [300, 5000], ids=["narrow-path", "wide-path"])
+def test_sample_tokens_follows_the_inverse_cdf_rule(vocab: int) -> None:
+    gen = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(8, vocab, generator=gen) * 4
+    u = torch.rand(8, 1, generator=gen)
+    temperature = torch.tensor([[0.0], [1.0], [1.0], [0.0], [1.0], [1.0], [1.0], [1.0]])
+    zeros = torch.zeros(8, 1)
+    token, logprob = sample_tokens(
+        logits, u, temperature, zeros.long(), zeros + 1, SamplerFlags(any_greedy=True)
+    )
+    cdf = torch.softmax(logits.double(), -1).cumsum(-1)
+    want = torch.searchsorted(cdf, u.double() * cdf[:, -1:], right=True)
+    want = torch.where(temperature == 0, logits.argmax(-1, keepdim=True), want)
+    assert torch.equal(token, want)
+    lse = logits.double().logsumexp(-1, keepdim=True)
+    np.testing.assert_allclose(logprob, logits.double().gather(1, want) - lse, atol=1e-5)
 
 
 def _watch(stops: tuple[str, ...], decode: Callable[[list[int]], str], text: str) -> int | None:

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 StopReason = Literal["stop", "length"]
 
+_WIDE_VOCAB = 4096
+"""From this many logits per row, `sample_tokens` takes the path with the fewest passes over
+them; below, the one with the fewest ops."""
+
 _U_MAX = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
 """The largest float32 below 1: `u * total` then stays below the CDF's last value, so the
 inverse-CDF draw always lands on a token with mass (see `sample_tokens`)."""
@@ -114,10 +118,17 @@ def sample_tokens(
     top-p, exceeds `u * total` (`u` in [0, 1), at most `_U_MAX`, so the draw always lands on a
     token with mass)."""
     logits_f = logits_B_V.float()
-    logprobs_B_V = torch.log_softmax(logits_f, dim=-1)
     if flags.all_greedy:
         token_B_1 = logits_f.argmax(dim=-1, keepdim=True)
-    else:
+        return token_B_1, logits_f.gather(1, token_B_1) - logits_f.logsumexp(-1, keepdim=True)
+    wide = logits_f.shape[1] >= _WIDE_VOCAB and not flags.scaled and not flags.filtered
+    if wide:
+        # The fewest passes over many logits: an unnormalised CDF whose last value is the
+        # softmax denominator (CPU cumsum accumulates in float64).
+        max_B_1 = logits_f.amax(dim=-1, keepdim=True)
+        cdf_B_V = (logits_f - max_B_1).exp_().cumsum_(dim=-1)
+    else:  # the fewest ops
+        logprobs_B_V = torch.log_softmax(logits_f, dim=-1)
         if flags.scaled:  # greedy rows divide by 1; their draw is replaced below
             divisor_B_1 = torch.where(temperature_B_1 > 0, temperature_B_1, 1.0)
             probs_B_V = torch.softmax(logits_f / divisor_B_1, dim=-1)
@@ -126,10 +137,13 @@ def sample_tokens(
         if flags.filtered:
             probs_B_V = _filter_top_k_top_p(probs_B_V, top_k_B_1, top_p_B_1)
         cdf_B_V = probs_B_V.cumsum(dim=-1)
-        token_B_1 = torch.searchsorted(cdf_B_V, u_B_1 * cdf_B_V[:, -1:], right=True)
-        if flags.any_greedy:
-            greedy_B_1 = logits_f.argmax(dim=-1, keepdim=True)
-            token_B_1 = torch.where(temperature_B_1 <= 0, greedy_B_1, token_B_1)
+    total_B_1 = cdf_B_V[:, -1:]
+    token_B_1 = torch.searchsorted(cdf_B_V, u_B_1 * total_B_1, right=True)
+    if flags.any_greedy:
+        greedy_B_1 = logits_f.argmax(dim=-1, keepdim=True)
+        token_B_1 = torch.where(temperature_B_1 <= 0, greedy_B_1, token_B_1)
+    if wide:
+        return token_B_1, logits_f.gather(1, token_B_1) - max_B_1 - total_B_1.log()
     return token_B_1, logprobs_B_V.gather(1, token_B_1)
 
 

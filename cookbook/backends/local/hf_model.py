@@ -331,8 +331,11 @@ class HFSlotDecoder:
             self._cache_kw: view,
             "use_cache": True,
         }
+        t = tokens_B_T.shape[1]
         if self._keep_kw:
-            kwargs["logits_to_keep"] = 1
+            # An index tensor, not the int 1: the model then gathers the last position into a
+            # contiguous tensor, and the head is one matmul instead of one per row.
+            kwargs["logits_to_keep"] = 1 if t == 1 else self._last_index(t, tokens_B_T.device)
         logits: torch.Tensor = self.module(**kwargs).logits
         capturing = self._device.type == "cuda" and torch.cuda.is_current_stream_capturing()
         if not self._checked and not capturing:
@@ -344,6 +347,10 @@ class HFSlotDecoder:
                 )
             self._checked = True
         return logits[:, -1]
+
+    @staticmethod
+    def _last_index(t: int, device: torch.device) -> torch.Tensor:
+        return torch.tensor([t - 1], device=device)
 
     def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
         """0 where attention is allowed, the dtype's minimum elsewhere (eager and sdpa both
