@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from cookbook.backends.local import generation
 from cookbook.backends.local.generation import (
     DecodeEngine,
     GenResult,
@@ -118,9 +119,13 @@ def _run_in_waves(
 
 
 @pytest.mark.parametrize("graphs", [False, True], ids=["eager", "graph-buckets"])
-def test_rows_joining_and_leaving_get_the_reference_tokens(model: LocalModel, graphs: bool) -> None:
+def test_rows_joining_and_leaving_get_the_reference_tokens(
+    model: LocalModel, graphs: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # max_rows 5 < 8 rows: some wait for a slot; later waves join a running batch, one of
-    # them with a longer prompt and budget than the cache holds (it grows mid-run).
+    # them with a longer prompt than the cache holds; the cache starts with room for 2 new
+    # tokens per row, so it also grows while rows decode.
+    monkeypatch.setattr(generation, "_LENGTH_HEADROOM", 2)
     long_row = _row("a much longer prompt than any before it, to grow the cache", 40, 8)
     waves = [(0, ROWS[:5]), (3, ROWS[5:]), (4, [long_row]), (30, ROWS[:2])]
     engine = DecodeEngine(model, TOK.decode, max_rows=5, cuda_graphs=graphs)
@@ -128,6 +133,7 @@ def test_rows_joining_and_leaving_get_the_reference_tokens(model: LocalModel, gr
     for at, rows in waves:
         _check(model, rows, out[at])
     assert not engine.busy and engine.rows == 0
+    assert engine.buffer_bytes > 0  # kept for the next requests
 
 
 def test_a_row_gets_the_same_tokens_alone_or_in_a_crowd(model: LocalModel) -> None:

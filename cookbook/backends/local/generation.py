@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 StopReason = Literal["stop", "length"]
 
+_LENGTH_HEADROOM = 128
+"""New tokens a row's first cache allocation makes room for."""
+
 _WIDE_VOCAB = 4096
 """From this many logits per row, `sample_tokens` takes the path with the fewest passes over
 them; below, the one with the fewest ops."""
@@ -397,6 +400,9 @@ class DecodeEngine:
         n = len(self._slots)
         read_length = self._max_offset + t + 1
         assert self._cache is not None
+        if read_length > self._cache.length:
+            self._grow_length(read_length)
+            assert self._cache is not None
         if self._use_graphs:
             if self._graphs is None:
                 from cookbook.backends.local.cuda_graphs import GraphedDecode
@@ -422,9 +428,11 @@ class DecodeEngine:
         rows = [req.rows[i] for req, i in taken]
         first = len(self._slots)
         k = len(rows)
+        # The cache starts with room for the prompts and a few tokens and doubles as rows
+        # grow (`_grow_length`): a budget of the whole context is rarely used.
         self._reserve(
             first + k,
-            max(len(r.prompt) + r.max_new for r in rows),
+            max(len(r.prompt) + min(r.max_new, _LENGTH_HEADROOM) for r in rows),
             max(r.max_new for r in rows),
             max(len(r.stop_ids) for r in rows),
         )
@@ -557,6 +565,16 @@ class DecodeEngine:
             grown[name] = buf
         self._state = grown
         self._graphs = None  # captured over the old buffers
+
+    def _grow_length(self, need: int) -> None:
+        """Make the cache hold `need` positions per row: at least double, at most what the
+        running rows can reach."""
+        cache = self._cache
+        assert cache is not None
+        cap = max(len(r.row.prompt) + r.row.max_new for r in self._slots)
+        length = min(max(2 * cache.length, need), _round_up(cap, 32))
+        self._cache = cache.resized(cache.slots, max(length, need), len(self._slots), cache.length)
+        self._graphs = None  # captured over the old cache
 
     # --- finishing ----------------------------------------------------------------------------
 
