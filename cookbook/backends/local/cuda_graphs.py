@@ -91,7 +91,8 @@ class GraphedDecode:
                 self._forward(rows, length)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: a training client's thread may use the GPU while this one captures.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             logits = self._forward(rows, length)
         self._graphs[(rows, length)] = (graph, logits)
         self.captures += 1

@@ -335,8 +335,17 @@ class HFSlotDecoder:
         if self._keep_kw:
             # An index tensor, not the int 1: the model then gathers the last position into a
             # contiguous tensor, and the head is one matmul instead of one per row.
-            kwargs["logits_to_keep"] = 1 if t == 1 else self._last_index(t, tokens_B_T.device)
-        logits: torch.Tensor = self.module(**kwargs).logits
+            keep = 1 if t == 1 else torch.tensor([t - 1], device=tokens_B_T.device)
+            kwargs["logits_to_keep"] = keep
+        try:
+            logits: torch.Tensor = self.module(**kwargs).logits
+        except AttributeError as exc:  # it wanted more of a transformers Cache than `update`
+            if self._checked:
+                raise
+            raise UserError(
+                f"{type(self.module).__name__}: this model or transformers version is not "
+                f"supported for sampling ({exc})"
+            ) from None
         capturing = self._device.type == "cuda" and torch.cuda.is_current_stream_capturing()
         if not self._checked and not capturing:
             if view.updates != self._layers:
@@ -347,10 +356,6 @@ class HFSlotDecoder:
                 )
             self._checked = True
         return logits[:, -1]
-
-    @staticmethod
-    def _last_index(t: int, device: torch.device) -> torch.Tensor:
-        return torch.tensor([t - 1], device=device)
 
     def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
         """0 where attention is allowed, the dtype's minimum elsewhere (eager and sdpa both
