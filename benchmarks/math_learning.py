@@ -5,8 +5,9 @@
 
 Part `easy` (two-digit addition): a brief supervised warm start on `arithmetic-sft`, stopped at
 the first held-out eval where the answer format is learned (`format_ok` >= 0.9) and exact-answer
-accuracy has reached `--warm-min-accuracy` (RL needs some reward to start from; see
-notes/tiny-rl-prototype.md), then RL on `arithmetic` from that checkpoint for `--rl-seconds`.
+accuracy has reached `--warm-min-accuracy` (RL needs some reward to start from: from the
+plateau before the supervised jump it did not move, plugins/math/README.md), then RL on
+`arithmetic` from that checkpoint for `--rl-seconds`.
 The supervised run also goes on alone for `--easy-sft-seconds`, as the reference it is.
 
 Part `hard` (`--hard-ops`, default mixed `+-*`, two digits): the same wall-clock budget for
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from cookbook_math.arithmetic_env import ArithmeticEnvBuilder
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 
 EVAL_NAME = "arithmetic"
 """Name of the held-out eval inside the RL run (its metrics: `eval/arithmetic/...`)."""
-SFT_EVAL_PREFIX = "eval/0"
-"""The supervised loop names its first extra evaluator `eval/0`."""
+SFT_EVAL_PREFIX = f"eval/{EVAL_NAME}"
+"""The same eval inside the supervised run."""
 
 
 @dataclass(frozen=True)
@@ -190,12 +191,10 @@ def _point(phase: str, step: int, seconds: float, metrics: dict[str, float], pre
 
 def _records(log_dir: Path, start: int, end: int) -> list[dict[str, float]]:
     """Training records of steps `start .. end - 1` from a run's metrics.jsonl."""
-    out = []
-    for line in (log_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if start <= record.get("step", -1) < end and "time/step" in record:
-            out.append(record)
-    return out
+    from cookbook.runs.metrics import MetricsLog
+
+    records = cast("list[dict[str, float]]", MetricsLog(log_dir / "metrics.jsonl").read())
+    return [r for r in records if start <= r.get("step", -1) < end and "time/step" in r]
 
 
 def train_sft(
@@ -222,7 +221,7 @@ def train_sft(
     while (seconds < budget_s or not reached) and step < max_steps:
         end = min(step + max(1, chunk_steps(last)), max_steps)
         config = Config(
-            dataset_builder=task.sft_builder(),
+            dataset=task.sft_builder(),
             log_dir=str(log_dir),
             seed=seed,
             learning_rate=settings.learning_rate,
@@ -231,7 +230,7 @@ def train_sft(
             max_steps=end,
             eval_every=0,
             save_every=0,
-            evaluator_builders=[task.eval_builder()],
+            evals={EVAL_NAME: task.eval_builder()},
             show_progress=False,
         )
         with _loop_output_to(log_dir):
@@ -261,16 +260,17 @@ def train_rl(
     say: Callable[[str], None] = print,
 ) -> Curve:
     """RL on `task` from `start.checkpoint`, in chunks of `chunk_steps` until `budget_s` more
-    training seconds (or `max_steps`); a held-out eval after each chunk. The curve starts at
-    `start` and counts seconds on from it."""
+    training seconds (or `max_steps`); a held-out eval after each chunk. At least one chunk runs,
+    whatever the budget (a loaded machine can spend a short one before RL starts). The curve
+    starts at `start` and counts seconds on from it."""
     from cookbook.rl.train import Config, main
 
     curve = Curve("sft+rl", [start])
     step, seconds = 0, 0.0
-    while seconds < budget_s and step < max_steps:
+    while step < max_steps and (step == 0 or seconds < budget_s):
         end = min(step + chunk_steps, max_steps)
         config = Config(
-            dataset_builder=task.env_builder(),
+            env=task.env_builder(),
             log_dir=str(log_dir),
             seed=seed,
             load_checkpoint_path=start.checkpoint,
@@ -284,7 +284,7 @@ def train_rl(
             eval_every=0,
             save_every=0,
             transcript_groups=1,
-            evaluator_builders={EVAL_NAME: task.eval_builder()},
+            evals={EVAL_NAME: task.eval_builder()},
             show_progress=False,
         )
         with _loop_output_to(log_dir):

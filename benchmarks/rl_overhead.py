@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import chz
 from tinker import types as tinker_types
@@ -39,6 +38,7 @@ from cookbook.rl.types import (
     StepResult,
     StopCondition,
 )
+from cookbook.runs.metrics import MetricsLog
 
 if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient
@@ -117,7 +117,7 @@ def step_overhead(
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp) / "run"
         config = Config(
-            dataset_builder=TrivialBuilder(),
+            env=TrivialBuilder(),
             log_dir=str(log_dir),
             device=device,
             group_size=group_size,
@@ -130,9 +130,7 @@ def step_overhead(
             show_progress=False,
         )
         main(config)
-        records = [
-            json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()
-        ]
+        records = cast("list[dict[str, float]]", MetricsLog(log_dir / "metrics.jsonl").read())
     measured = records[2:] if len(records) > 4 else records
     keys = [
         "time/step",
@@ -189,7 +187,6 @@ async def _rollout_rate(
 def sampling_scaling(group_size: int, max_tokens: int, device: str | None, repeats: int) -> None:
     """Part 2: throughput against the number of concurrent groups."""
     from cookbook.backends import make_service_client
-    from cookbook.renderers import get_renderer
 
     trainer = make_service_client("local", device).create_lora_training_client("tiny", seed=0)
     sampler = trainer.save_weights_and_get_sampling_client()
@@ -203,7 +200,7 @@ def sampling_scaling(group_size: int, max_tokens: int, device: str | None, repea
     )
     base = None
     for n in (1, 2, 4, 8, 16, 32, 64):
-        ctx = BuildContext("tiny", tokenizer, get_renderer("tiny", tokenizer), 0, group_size, 16)
+        ctx = BuildContext.for_model("tiny", tokenizer, group_size=group_size)
         runs = [
             asyncio.run(_rollout_rate(sampler, ctx, n, max_tokens, seed=r)) for r in range(repeats)
         ]

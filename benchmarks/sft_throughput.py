@@ -13,12 +13,14 @@ steps are skipped on both sides. Target: sft >= 0.9x bare.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
+
+from cookbook.runs.metrics import MetricsLog
 
 
 def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -> float:
@@ -26,18 +28,20 @@ def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -
     from tinker import types as tinker_types
 
     from cookbook.backends import make_service_client
-    from cookbook.supervised.data import JsonlDatasetBuilder
-    from cookbook.supervised.train import Config, batch_at, build_context
+    from cookbook.runs.setup import build_context
+    from cookbook.supervised.jsonl import JsonlDatasetBuilder
+    from cookbook.supervised.train import Config, batch_at
 
     config = Config(
-        dataset_builder=JsonlDatasetBuilder(),
+        dataset=JsonlDatasetBuilder(),
         log_dir="unused",
         model_name=model,
         seed=seed,
         batch_size=batch_size,
     )
     client = make_service_client("local").create_lora_training_client(base_model=model, seed=seed)
-    train, _ = config.dataset_builder(build_context(config, client, Path(tempfile.gettempdir())))
+    ctx = build_context(model, client, seed=seed, groups_per_batch=batch_size)
+    train, _ = config.dataset(ctx)
     batches = []
     epoch: int | None = None
     for step in range(steps):
@@ -60,12 +64,12 @@ def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -
 
 def sft_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -> float:
     """Tokens/s of `cookbook sft`'s loop, from its own metrics."""
-    from cookbook.supervised.data import JsonlDatasetBuilder
+    from cookbook.supervised.jsonl import JsonlDatasetBuilder
     from cookbook.supervised.train import Config, main
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Config(
-            dataset_builder=JsonlDatasetBuilder(),
+            dataset=JsonlDatasetBuilder(),
             log_dir=str(Path(tmp) / "run"),
             model_name=model,
             seed=seed,
@@ -75,8 +79,11 @@ def sft_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) ->
             save_every=0,
         )
         main(config, argv=["benchmark"])
-        lines = (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()
-        records = [r for r in map(json.loads, lines) if "time/total" in r]
+        records = [
+            cast("dict[str, float]", r)
+            for r in MetricsLog(Path(tmp) / "run" / "metrics.jsonl").read()
+            if "time/total" in r
+        ]
     timed = records[warmup:]
     elapsed = timed[-1]["time/total"] - records[warmup - 1]["time/total"]
     return sum(r["tokens"] for r in timed) / elapsed

@@ -28,6 +28,16 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import chz
+
+from cookbook.eval.types import Evaluator, EvaluatorBuilder
+from cookbook.runs.metrics import MetricsLog
+
+if TYPE_CHECKING:
+    from cookbook.backends.protocol import SamplingClient
+    from cookbook.build_context import BuildContext
 
 TARGET_WIN = 0.90
 TARGET_SECONDS = 300.0
@@ -108,6 +118,56 @@ class CurveResult:
         }
 
 
+@chz.chz
+class TimedEvaluatorBuilder(EvaluatorBuilder):
+    """Runs `inner` at most once per `every_s` seconds of the run's own time, for a learning curve
+    against wall time. Use it with `eval_every=1`: when no point is due it returns no metrics
+    (nothing is logged). Its own evaluations are not counted as run time, so the curve's clock
+    (`wall_s`) is the time a run without it would have taken."""
+
+    inner: EvaluatorBuilder
+    """The evaluator to run."""
+    every_s: float = 15.0
+    """Seconds of run time between two evaluations."""
+    started_at: float = 0.0
+    """`time.time()` when the run started (0: when this builder is called)."""
+
+    def __call__(self, ctx: BuildContext) -> Evaluator:
+        """The scheduling wrapper around `inner(ctx)`."""
+        started_at = self.started_at or time.time()
+        return TimedEvaluator(self.inner(ctx), self.every_s, started_at)
+
+
+class TimedEvaluator(Evaluator):
+    """See `TimedEvaluatorBuilder`. Adds `wall_s` (run time at the evaluation) and `eval_s` (what
+    the evaluation itself took) to the inner metrics."""
+
+    def __init__(self, inner: Evaluator, every_s: float, started_at: float) -> None:
+        self.inner = inner
+        self.every_s = every_s
+        self.started_at = started_at
+        self.own_s = 0.0
+        """Seconds spent in the inner evaluator so far (left out of the run's clock)."""
+        self.next_due_s = 0.0
+        """Run time at which the next evaluation is due (the first call always evaluates)."""
+
+    def run_time_s(self) -> float:
+        """Seconds since the start, less the time spent evaluating."""
+        return time.time() - self.started_at - self.own_s
+
+    async def __call__(self, sampling_client: SamplingClient) -> dict[str, float]:
+        """The inner metrics when a point is due, else nothing."""
+        wall_s = self.run_time_s()
+        if wall_s < self.next_due_s:
+            return {}
+        self.next_due_s = wall_s + self.every_s  # points every_s apart, however long steps are
+        t0 = time.time()
+        metrics = await self.inner(sampling_client)
+        eval_s = time.time() - t0
+        self.own_s += eval_s
+        return {**metrics, "wall_s": wall_s, "eval_s": eval_s}
+
+
 def run_learning_curve(
     minutes: float,
     out_dir: Path,
@@ -120,22 +180,15 @@ def run_learning_curve(
     `out_dir/run`, evaluating every `eval_every_s` seconds; returns the curve."""
     import chz
 
-    from cookbook.configs import make_config, split_overrides
     from cookbook.registry.catalog import load_catalog
-    from cookbook.rl.evaluators import TimedEvaluatorBuilder
+    from cookbook.rl.train import Config
     from cookbook.rl.train import main as train_main
-    from cookbook.rl.train_cli import CLIConfig, build_config
-    from cookbook.rl.types import RLDatasetBuilder
 
     catalog = load_catalog()
     spec = catalog.get_env("tictactoe")
-    env_args, run_args = split_overrides(list(overrides or []), "env")
-    builder_cls: type[RLDatasetBuilder] = spec.load()
-    env_builder = make_config(builder_cls, env_args, label="env tictactoe")
-    cli = make_config(CLIConfig, run_args, defaults=spec.recommended, label="cookbook rl")
-    config = build_config(cli, spec.name, env_builder, spec, catalog)
+    config = Config.for_env("tictactoe", *(overrides or []))
     vs_random = catalog.get_eval("tictactoe-vs-random").load()(
-        num_games=eval_games, seat="first", temperature=cli.temperature
+        num_games=eval_games, seat="first", temperature=config.temperature
     )
     load_before = os.getloadavg()[0]
     started_at = time.time()
@@ -145,14 +198,14 @@ def run_learning_curve(
         max_steps=10**9,  # the time limit ends the run
         max_minutes=minutes,
         eval_every=1,  # the timed evaluator decides when a point is due
-        evaluator_builders={
+        evals={
             CURVE_EVAL: TimedEvaluatorBuilder(
                 inner=vs_random, every_s=eval_every_s, started_at=started_at
             )
         },
         show_progress=show_progress,
     )
-    summary = train_main(config, fresh=True)
+    summary = train_main(config, fresh=True, label="tictactoe")
     run_seconds = time.time() - started_at
     settings = {k: str(v) for k, v in spec.recommended.items()}
     settings.update(dict(arg.split("=", 1) for arg in overrides or []))
@@ -170,8 +223,7 @@ def read_curve(metrics_path: Path) -> list[CurvePoint]:
     """The benchmark's evaluations from a run's metrics.jsonl, in order."""
     prefix = f"eval/{CURVE_EVAL}/"
     points = []
-    for line in metrics_path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
+    for record in cast("list[dict[str, float]]", MetricsLog(metrics_path).read()):
         if prefix + "wall_s" not in record:
             continue
         points.append(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cookbook.model_names import is_tiny_model
+
 if TYPE_CHECKING:
     from cookbook.renderers.base import Renderer
     from cookbook.tokenizers import Tokenizer
@@ -17,7 +19,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """Passed to `RLDatasetBuilder`, `SupervisedDatasetBuilder` and `EvaluatorBuilder` calls."""
+    """Passed to `RLDatasetBuilder`, `SupervisedDatasetBuilder` and `EvaluatorBuilder` calls.
+
+    The runners make theirs with `BuildContext.for_model`, which picks the renderer."""
 
     model_name: str
     """The base model (`tiny`, or a local Hugging Face directory). Envs may pick a prompt style
@@ -35,7 +39,32 @@ class BuildContext:
     log_dir: str | None = None
     """The run's log directory, for builders that keep files (frozen opponents, caches)."""
 
+    @classmethod
+    def for_model(
+        cls,
+        model_name: str,
+        tokenizer: Tokenizer,
+        *,
+        seed: int = 0,
+        group_size: int = 8,
+        groups_per_batch: int = 16,
+        log_dir: str | None = None,
+    ) -> BuildContext:
+        """The context for `model_name` and its tokenizer, with the renderer of its chat format
+        (`cookbook.renderers.get_renderer`)."""
+        from cookbook.renderers import get_renderer
+
+        return cls(
+            model_name=model_name,
+            tokenizer=tokenizer,
+            renderer=get_renderer(model_name, tokenizer),
+            seed=seed,
+            group_size=group_size,
+            groups_per_batch=groups_per_batch,
+            log_dir=log_dir,
+        )
+
     @property
     def is_tiny(self) -> bool:
         """Whether the model is the built-in byte-level model (short prompts matter there)."""
-        return self.model_name.startswith("tiny")
+        return is_tiny_model(self.model_name)

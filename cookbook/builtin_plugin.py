@@ -17,7 +17,7 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(
         DatasetSpec(
             name="jsonl",
-            builder="cookbook.supervised.data:JsonlDatasetBuilder",
+            builder="cookbook.supervised.jsonl:JsonlDatasetBuilder",
             summary="Chat conversations from a local JSONL file (default: a shipped demo)",
         )
     )

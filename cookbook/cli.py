@@ -1,13 +1,15 @@
-"""The `cookbook` command: thin parsing in front of library code.
+"""The `cookbook` command: one argument parser in front of library code.
 
     cookbook list [envs|datasets|evals] [--json]
     cookbook plugins [--json]
     cookbook describe KIND NAME [--json]
-    cookbook rl|sft|eval ...      (when those modules are installed)
+    cookbook rl|sft|eval|check ...      (when those modules are installed)
 
-`--debug` is accepted anywhere. A `UserError` prints `error: <message>` on one line to stderr
-and exits 2 (`--debug` adds the traceback). Listing and help import no torch, tinker,
-transformers or textarena: heavy modules are imported by the command that needs them.
+Every subcommand's command line is read by the same parser (`parse_command_line`, argparse
+underneath) into a `CommandLine`; `rl`, `sft`, `eval` and `check` then run their module's
+`run(CommandLine)`. `--debug` is accepted anywhere. A `UserError` prints `error: <message>` on one
+line to stderr and exits 2 (`--debug` adds the traceback). Listing and help import no torch,
+tinker, transformers or textarena: heavy modules are imported by the command that needs them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import textwrap
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from cookbook import __version__
@@ -35,20 +37,149 @@ if TYPE_CHECKING:
 EXIT_USER_ERROR = 2
 """Exit status for a mistake the user can fix."""
 
-# Subcommands implemented in their own modules, each with `main(argv: list[str]) -> int`; one
-# shows up (in --help and for dispatch) only when its module is installed.
-EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
-    "rl": ("cookbook.rl.train_cli", "train a policy with RL on an env"),
-    "sft": ("cookbook.supervised.train_cli", "fine-tune a model on a dataset"),
-    "eval": ("cookbook.eval.cli", "score a model with an eval"),
-    "check": ("cookbook.testing.cli", "check that an env, dataset or eval keeps the contract"),
+
+@dataclass(frozen=True)
+class CommandLine:
+    """What the parser read from one subcommand's arguments."""
+
+    command: str
+    help_text: str
+    """The command's usage and options, as `--help` prints them first."""
+    name: str | None = None
+    """`--env`/`--dataset`/`--eval` NAME, or the NAME of `check` and `describe`."""
+    kind: str | None = None
+    """The KIND of `list` and `describe`, or `check --kind`."""
+    overrides: tuple[str, ...] = ()
+    """The `KEY=VALUE` arguments, in order."""
+    config: str | None = None
+    """`--config FILE`: a saved config to rerun."""
+    fresh: bool = False
+    help: bool = False
+    json: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class _Command:
+    """A subcommand: what `cookbook --help` says about it and what its command line takes."""
+
+    usage: str
+    summary: str
+    arguments: tuple[str, ...]
+    """Names of `_ARGUMENTS`, in order."""
+    module: str | None = None
+    """The module whose `run(CommandLine) -> int` runs it (None: built in here)."""
+    own_parser: bool = False
+    """The module reads its own arguments instead: its `main(argv) -> int` gets them as typed
+    (`serve`, `sweep` and `report`, whose options are not a run's)."""
+
+
+_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], object]] = {
+    "--env": lambda p: p.add_argument(
+        "--env", dest="name", metavar="NAME", help="the env to train on (`cookbook list envs`)"
+    ),
+    "--dataset": lambda p: p.add_argument(
+        "--dataset", dest="name", metavar="NAME", help="the dataset (`cookbook list datasets`)"
+    ),
+    "--eval": lambda p: p.add_argument(
+        "--eval", dest="name", metavar="NAME[,NAME...]", help="the evals (`cookbook list evals`)"
+    ),
+    "--config": lambda p: p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="rerun the config saved in FILE (a run's config.json or its directory, an eval's "
+        "results.json); KEY=VALUE arguments change it",
+    ),
+    "--fresh": lambda p: p.add_argument(
+        "--fresh", action="store_true", help="start the run over instead of resuming it"
+    ),
+    "--kind": lambda p: p.add_argument(
+        "--kind", choices=["env", "dataset", "eval"], help="check only this kind"
+    ),
+    "--seed": lambda p: p.add_argument(
+        "--seed", type=int, default=0, help="seed of the builds and rollouts"
+    ),
+    "--json": lambda p: p.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    ),
+    # Positionals are optional to the parser, so `--help` works without them; the commands say
+    # what is missing.
+    "NAME": lambda p: p.add_argument(
+        "name", nargs="?", metavar="NAME", help="a name, or distribution:name"
+    ),
+    "KIND": lambda p: p.add_argument(
+        "kind", nargs="?", metavar="KIND", help="env, dataset or eval"
+    ),
+    "[KIND]": lambda p: p.add_argument(
+        "kind", nargs="?", default="", metavar="KIND", help="envs, datasets or evals (default: all)"
+    ),
+    "KEY=VALUE": lambda p: p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="settings (`--help` lists them)"
+    ),
 }
 
-_BUILTIN_HELP: dict[str, tuple[str, str]] = {
-    "list": ("list [envs|datasets|evals] [--json]", "what the installed plugins provide"),
-    "plugins": ("plugins [--json]", "plugin distributions: version, status, what they provide"),
-    "describe": ("describe KIND NAME [--json]", "the options of an env, dataset or eval"),
+COMMANDS: dict[str, _Command] = {
+    "list": _Command(
+        "list [envs|datasets|evals] [--json]",
+        "what the installed plugins provide",
+        ("[KIND]", "--json"),
+    ),
+    "plugins": _Command(
+        "plugins [--json]", "plugin distributions: version, status, what they provide", ("--json",)
+    ),
+    "describe": _Command(
+        "describe KIND NAME [--json]",
+        "the options of an env, dataset or eval",
+        ("KIND", "NAME", "--json"),
+    ),
+    "rl": _Command(
+        "rl --env NAME [--fresh] [KEY=VALUE ...]",
+        "train a policy with RL on an env",
+        ("--env", "--config", "--fresh", "KEY=VALUE"),
+        "cookbook.rl.train_cli",
+    ),
+    "sft": _Command(
+        "sft --dataset NAME [--fresh] [KEY=VALUE ...]",
+        "fine-tune a model on a dataset",
+        ("--dataset", "--config", "--fresh", "KEY=VALUE"),
+        "cookbook.supervised.train_cli",
+    ),
+    "eval": _Command(
+        "eval --eval NAME[,NAME...] [KEY=VALUE ...]",
+        "score a model with an eval",
+        ("--eval", "--config", "KEY=VALUE"),
+        "cookbook.eval.cli",
+    ),
+    "check": _Command(
+        "check NAME [--kind env|dataset|eval] [--seed N] [--json] [KIND.KEY=VALUE ...]",
+        "check that an env, dataset or eval keeps the contract",
+        ("NAME", "--kind", "--seed", "--json", "KEY=VALUE"),
+        "cookbook.testing.cli",
+    ),
+    "serve": _Command(
+        "serve [--host H] [--port P] [--api-key KEY] [--device D] [--checkpoint-dir DIR]",
+        "serve the Tinker API over the local backend",
+        (),
+        "cookbook.serve.cli",
+        own_parser=True,
+    ),
+    "sweep": _Command(
+        "sweep rl|sft ...",
+        "run a grid or random search of rl/sft runs, N at a time",
+        (),
+        "cookbook.sweep.cli",
+        own_parser=True,
+    ),
+    "report": _Command(
+        "report DIR... [--compare RUN_A RUN_B]",
+        "tables, plots and comparisons of runs and sweeps",
+        (),
+        "cookbook.analysis.cli",
+        own_parser=True,
+    ),
 }
+"""Every subcommand. One with a module shows up (in --help and for dispatch) only when its
+module is installed."""
 
 _KIND_WORDS: dict[str, Kind] = {
     "env": "env",
@@ -72,8 +203,6 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except _Exit as e:
-        return e.status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -87,7 +216,37 @@ def main(argv: list[str] | None = None) -> int:
 
 def available_commands() -> list[str]:
     """Every subcommand this installation can run, built-in ones first."""
-    return [*_BUILTIN_HELP, *(name for name in EXTERNAL_COMMANDS if _module_exists(name))]
+    return [name for name, command in COMMANDS.items() if _installed(command)]
+
+
+def parse_command_line(command: str, argv: Sequence[str]) -> CommandLine:
+    """Read `argv` (the arguments after `cookbook COMMAND`) with the parser every subcommand
+    shares; options may come before or after the `KEY=VALUE` arguments. Mistakes raise
+    `UserError`."""
+    spec = COMMANDS[command]
+    parser = _Parser(
+        prog=f"cookbook {command}",
+        usage=f"cookbook {spec.usage}",
+        description=spec.summary,
+        add_help=False,
+        allow_abbrev=False,
+    )
+    for argument in spec.arguments:
+        _ARGUMENTS[argument](parser)
+    parser.add_argument("-h", "--help", action="store_true", help="show this help")
+    opts = parser.parse_intermixed_args(list(argv))
+    return CommandLine(
+        command=command,
+        help_text=parser.format_help().rstrip(),
+        name=getattr(opts, "name", None),
+        kind=getattr(opts, "kind", None),
+        overrides=tuple(getattr(opts, "overrides", ())),
+        config=getattr(opts, "config", None),
+        fresh=getattr(opts, "fresh", False),
+        help=opts.help,
+        json=getattr(opts, "json", False),
+        seed=getattr(opts, "seed", 0),
+    )
 
 
 # ----- dispatch -----
@@ -100,39 +259,48 @@ def _dispatch(args: list[str]) -> int:
     if args[0] == "--version":
         print(f"cookbook {__version__}")
         return 0
-    command, rest = args[0], args[1:]
-    builtin: dict[str, Callable[[list[str]], int]] = {
-        "list": _cmd_list,
-        "plugins": _cmd_plugins,
-        "describe": _cmd_describe,
-    }
-    if command in builtin:
-        return builtin[command](rest)
-    if command in EXTERNAL_COMMANDS and _module_exists(command):
-        module = importlib.import_module(EXTERNAL_COMMANDS[command][0])
-        run: Callable[[list[str]], int] = module.main
-        return int(run(rest))
-    from cookbook.registry.errors import did_you_mean
+    name, rest = args[0], args[1:]
+    command = COMMANDS.get(name)
+    if command is None or not _installed(command):
+        from cookbook.registry.errors import did_you_mean
 
-    if command.startswith("-"):
-        raise UserError(f"unknown option '{command}'; `cookbook --help` lists the options")
-    hint = did_you_mean(command, available_commands())
-    raise UserError(f"unknown command '{command}'{hint}; `cookbook --help` lists the commands")
+        if name.startswith("-"):
+            raise UserError(f"unknown option '{name}'; `cookbook --help` lists the options")
+        hint = did_you_mean(name, available_commands())
+        raise UserError(f"unknown command '{name}'{hint}; `cookbook --help` lists the commands")
+    if command.own_parser:
+        assert command.module is not None
+        own: Callable[[list[str]], int] = importlib.import_module(command.module).main
+        return int(own(rest))
+    line = parse_command_line(name, rest)
+    if command.module is None:
+        if line.help:
+            print(line.help_text)
+            return 0
+        builtin: dict[str, Callable[[CommandLine], int]] = {
+            "list": _cmd_list,
+            "plugins": _cmd_plugins,
+            "describe": _cmd_describe,
+        }
+        return builtin[name](line)
+    run: Callable[[CommandLine], int] = importlib.import_module(command.module).run
+    return int(run(line))
 
 
-def _module_exists(command: str) -> bool:
+def _installed(command: _Command) -> bool:
+    if command.module is None:
+        return True
     try:
-        return importlib.util.find_spec(EXTERNAL_COMMANDS[command][0]) is not None
+        return importlib.util.find_spec(command.module) is not None
     except ImportError:  # the parent package itself is missing
         return False
 
 
 def _main_help() -> str:
-    rows = [(usage, text) for usage, text in _BUILTIN_HELP.values()]
-    rows += [
-        (f"{name} ...", text)
-        for name, (_, text) in EXTERNAL_COMMANDS.items()
-        if _module_exists(name)
+    rows = [
+        (f"{name} ..." if command.module else command.usage, command.summary)
+        for name, command in COMMANDS.items()
+        if _installed(command)
     ]
     width = max(len(usage) for usage, _ in rows)
     commands = "\n".join(f"  {usage.ljust(width)}  {text}" for usage, text in rows)
@@ -148,30 +316,20 @@ def _main_help() -> str:
     )
 
 
-class _Exit(Exception):
-    """argparse finished early (`--help`): return this status."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors as one-line `UserError`s instead of usage + exit."""
 
     def error(self, message: str) -> NoReturn:
-        raise UserError(f"{self.prog}: {message} (`{self.prog} --help` shows the usage)")
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            print(message, file=sys.stderr, end="")
-        raise _Exit(status)
-
-
-def _parser(command: str, description: str) -> _Parser:
-    parser = _Parser(prog=f"cookbook {command}", description=description)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return parser
+        unknown = message.removeprefix("unrecognized arguments: ")
+        if unknown != message:
+            first = unknown.split()[0]
+            if not first.startswith("-"):
+                message = f"unexpected argument '{first}'"
+            elif "=" in first:
+                message = f"unknown option '{first}' (write {first.lstrip('-')}, without dashes)"
+            else:
+                message = f"unknown option '{first}'"
+        raise UserError(f"{self.prog}: {message}; usage: {self.usage}")
 
 
 def _kind(text: str, *, allow_none: bool = False) -> Kind | None:
@@ -188,17 +346,12 @@ def _kind(text: str, *, allow_none: bool = False) -> Kind | None:
 # ----- list -----
 
 
-def _cmd_list(argv: list[str]) -> int:
-    parser = _parser("list", "List the envs, datasets and evals the installed plugins provide.")
-    parser.add_argument(
-        "kind", nargs="?", default="", help="envs, datasets or evals (default: all)"
-    )
-    opts = parser.parse_args(argv)
+def _cmd_list(opts: CommandLine) -> int:
     from cookbook.registry.catalog import load_catalog
     from cookbook.registry.errors import KINDS, PLURALS
 
     catalog = load_catalog()
-    chosen = _kind(opts.kind, allow_none=True)
+    chosen = _kind(opts.kind or "", allow_none=True)
     kinds: list[Kind] = [k for k in KINDS if chosen is None or k == chosen]
     if opts.json:
         records = [
@@ -235,9 +388,7 @@ def _cmd_list(argv: list[str]) -> int:
 # ----- plugins -----
 
 
-def _cmd_plugins(argv: list[str]) -> int:
-    parser = _parser("plugins", "Show the installed plugin distributions and their status.")
-    opts = parser.parse_args(argv)
+def _cmd_plugins(opts: CommandLine) -> int:
     from cookbook.registry.catalog import load_catalog
     from cookbook.registry.errors import KINDS, PLURALS
 
@@ -262,11 +413,11 @@ def _cmd_plugins(argv: list[str]) -> int:
 # ----- describe -----
 
 
-def _cmd_describe(argv: list[str]) -> int:
-    parser = _parser("describe", "Show the options of an env, dataset or eval.")
-    parser.add_argument("kind", help="env, dataset or eval")
-    parser.add_argument("name", help="its name, or distribution:name")
-    opts = parser.parse_args(argv)
+def _cmd_describe(opts: CommandLine) -> int:
+    if opts.kind is None or opts.name is None:
+        raise UserError(
+            f"cookbook describe: name a KIND and a NAME; usage: cookbook {COMMANDS['describe'].usage}"
+        )
     kind = _kind(opts.kind)
     assert kind is not None  # _kind raises for anything that is not a kind
     from cookbook.configs import describe_fields, format_config_help

@@ -1,10 +1,14 @@
 """chz configs from `key=value` command-line overrides, and their help text.
 
-    cfg = make_config(CLIConfig, ["learning_rate=3e-4", "env.opponent=random"])
+    cfg = make_config(GameConfig, ["learning_rate=3e-4", "rewards.win=2"])
+    cfg = build_config(Config, [Layer("defaults", {...}), Layer("the command line", {...})])
 
 Overrides use chz's Blueprint syntax (dotted paths into nested configs, `a,b` for lists,
-`key@=other_key` references). Every mistake (unknown key, bad value, missing required field,
-an argument without `=`) becomes one `UserError` line that names the key and the fix.
+`key@=other_key` references). Settings come in layers (defaults, a plugin's recommended settings,
+a saved config, the command line); a later layer wins, and setting a node replaces what earlier
+layers set below it (`env=X` drops an earlier `env.opponent=...`). Every mistake (unknown key,
+bad value, missing required field, an argument without `=`) becomes one `UserError` line that
+names the key, the layer it came from when that is not the command line, and the fix.
 """
 
 from __future__ import annotations
@@ -19,17 +23,17 @@ import shutil
 import textwrap
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import chz
 from chz.blueprint import (
     Blueprint,
+    Castable,
     ExtraneousBlueprintArg,
     InvalidBlueprintArg,
     MissingBlueprintArg,
-    argv_to_blueprint_args,
 )
 from chz.blueprint._entrypoint import EntrypointException  # chz exports only its subclasses
 from chz.tiepin import type_repr
@@ -57,10 +61,23 @@ class FieldInfo:
     doc: str
     """The field's docstring (or `chz.field(doc=...)`), on one line."""
 
-    @property
-    def required(self) -> bool:
-        """Whether the user must set it."""
-        return self.default == REQUIRED
+
+@dataclass(frozen=True)
+class Layer:
+    """Settings from one source. Values are `Castable` strings (parsed as the field's type, as on
+    the command line) or Python values (type-checked as they are)."""
+
+    name: str
+    """Where the settings come from, for error messages (`the command line`, `the defaults`)."""
+    values: Mapping[str, object]
+    """Dotted key -> value."""
+    replaces: tuple[str, ...] = ()
+    """Keys whose earlier settings this layer drops without setting them itself (`evals=a,b`
+    sets `evals.a` and `evals.b` and replaces whatever `evals` was)."""
+
+
+COMMAND_LINE = "the command line"
+"""The name of the layer of the user's own `KEY=VALUE` arguments."""
 
 
 def split_overrides(args: Sequence[str], prefix: str) -> tuple[list[str], list[str]]:
@@ -78,6 +95,24 @@ def split_overrides(args: Sequence[str], prefix: str) -> tuple[list[str], list[s
     return mine, rest
 
 
+def parse_overrides(overrides: Sequence[str], label: str) -> dict[str, Castable]:
+    """`["a=1", "b.c=x"]` -> `{"a": Castable("1"), "b.c": Castable("x")}`; a malformed argument
+    is a `UserError` starting with `label`."""
+    out: dict[str, Castable] = {}
+    for arg in overrides:
+        key, sep, value = arg.partition("=")
+        if arg.startswith("-"):
+            plain = arg.lstrip("-")
+            fix = f"write {plain}" if sep else "overrides are key=value"
+            raise UserError(f"{label}: unknown option '{arg}' ({fix}, without dashes)")
+        if not sep or not key.strip() or key != key.strip():
+            raise UserError(
+                f"{label}: '{arg}' is not a key=value override (for example learning_rate=3e-4)"
+            )
+        out[key] = Castable(value)  # a repeated key: the last one wins, as on any command line
+    return out
+
+
 def make_config(
     cls: type[T],
     overrides: Sequence[str],
@@ -92,34 +127,119 @@ def make_config(
 
     chz semantics to know: setting one field of a nested config (`rewards.loss=-2`) builds that
     nested config from its class defaults, not from the parent's default instance."""
-    user = _parse_overrides(overrides, label)
-    preset = dict(defaults or {})
+    layers = [Layer(COMMAND_LINE, parse_overrides(overrides, label))]
+    if defaults:
+        layers.insert(0, Layer("the defaults", {k: Castable(v) for k, v in defaults.items()}))
+    return build_config(cls, layers, label=label)
+
+
+def build_config(cls: type[T], layers: Sequence[Layer], *, label: str) -> T:
+    """Build `cls` from `layers` (see `Layer`; later layers win)."""
+    values, origins = merge_layers(layers)
+    return make_from_settings(cls, values, origins, label=label)
+
+
+def make_from_settings(
+    cls: type[T], values: Mapping[str, object], origins: Mapping[str, str], *, label: str
+) -> T:
+    """Build `cls` from merged settings (`merge_layers`); `origins` names the layer of each key
+    for error messages."""
     blueprint = Blueprint(cls)
-    if preset:
-        blueprint.apply(_to_blueprint_args(preset), layer_name="defaults")
-    if user:
-        blueprint.apply(_to_blueprint_args(user), layer_name="command line")
+    if values:
+        blueprint.apply(values, layer_name="settings")
     try:
         return blueprint.make()
     except EntrypointException as e:
-        raise UserError(_explain(e, cls, user, preset, label)) from e
+        raise UserError(_explain(e, cls, origins, label)) from e
     except (ValueError, TypeError) as e:
         # chz validators and type checks reject a value while the config is built.
         raise UserError(f"{label}: {_first_line(e)}") from e
 
 
-def describe_fields(cls: type) -> list[FieldInfo]:
-    """Every field a user can set on `cls`, nested chz configs flattened to dotted names."""
-    if not chz.is_chz(cls):
-        raise UserError(f"{_type_name(cls)} is not a chz config class; it has no fields to set")
-    return _fields(cls, "", None)
+def merge_layers(layers: Iterable[Layer]) -> tuple[dict[str, object], dict[str, str]]:
+    """The settings of `layers` as one mapping (a later layer wins; a key it sets or replaces
+    drops the earlier settings below that key) and the name of the layer each came from."""
+    values: dict[str, object] = {}
+    origins: dict[str, str] = {}
+    for layer in layers:
+        for top in (*layer.replaces, *layer.values):
+            for key in [k for k in values if k == top or k.startswith(top + ".")]:
+                del values[key], origins[key]
+        for key, value in layer.values.items():
+            values[key] = value
+            origins[key] = layer.name
+    return values, origins
 
 
-def format_config_help(cls: type, title: str) -> str:
-    """A readable table of `cls`'s fields (key, type, default, description) under `title`."""
-    fields = describe_fields(cls)
+def blueprint_values(config: object) -> dict[str, object]:
+    """The settings that rebuild `config` (a chz object) through a blueprint: every leaf field
+    by its dotted key, each nested config by its class, so later layers can change any leaf
+    (`cookbook rl --config RUN/config.json learning_rate=...`)."""
+    if not chz.is_chz(config):
+        raise TypeError(f"{type(config).__name__} is not a chz config")
+    out: dict[str, object] = {}
+    _flatten(config, "", out)
+    return out
+
+
+def _flatten(obj: object, prefix: str, out: dict[str, object]) -> None:
+    for name, fld in chz.chz_fields(obj).items():
+        value = getattr(obj, name)
+        key = prefix + name
+        if chz.is_chz(value):
+            out[key] = type(value)
+            _flatten(value, key + ".", out)
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(k, str) and chz.is_chz(v) for k, v in value.items())
+        ):
+            for item_key, item in value.items():
+                out[f"{key}.{item_key}"] = type(item)
+                _flatten(item, f"{key}.{item_key}.", out)
+        else:
+            out[key] = _typed(value, fld.final_type)
+
+
+def _typed(value: object, tp: object) -> object:
+    """`value` as the field's enum type when a saved config holds the enum's plain value."""
+    for option in (tp, *typing.get_args(tp)):
+        if isinstance(option, type) and issubclass(option, enum.Enum):
+            try:
+                return value if isinstance(value, option) else option(value)
+            except ValueError:
+                return value
+    return value
+
+
+def describe_fields(config: object, prefix: str = "") -> list[FieldInfo]:
+    """Every field a user can set on `config` (a chz class, or a chz object: then its values are
+    shown as the defaults), nested chz configs flattened to dotted names, each name after
+    `prefix` (`env.`: the keys as a run's command line sets them)."""
+    if isinstance(config, type):
+        if not chz.is_chz(config):
+            raise UserError(
+                f"{_type_name(config)} is not a chz config class; it has no fields to set"
+            )
+        return _fields(config, prefix, None)
+    if not chz.is_chz(config):
+        raise UserError(f"{type(config).__name__} is not a chz config; it has no fields to set")
+    return _fields(type(config), prefix, config)
+
+
+def format_config_help(
+    config: object, title: str, *, prefix: str = "", skip: Sequence[str] = ()
+) -> str:
+    """A readable table of the fields of `config` (a chz class or object, see `describe_fields`):
+    key, type, default, description, under `title`. Keys in `skip` (and below them) are left
+    out."""
+    fields = [
+        f
+        for f in describe_fields(config, prefix)
+        if not any(f.name == k or f.name.startswith(k + ".") for k in skip)
+    ]
     lines = [title]
-    doc = _class_doc(cls)
+    doc = _class_doc(config if isinstance(config, type) else type(config))
     if doc:
         lines.extend("  " + line for line in textwrap.wrap(doc, width=_width() - 2))
     lines.append("")
@@ -145,39 +265,17 @@ def format_config_help(cls: type, title: str) -> str:
     return "\n".join(lines)
 
 
-# ----- overrides -----
+# ----- errors -----
 
 
-def _parse_overrides(overrides: Sequence[str], label: str) -> dict[str, str]:
-    """`["a=1", "b.c=x"]` -> `{"a": "1", "b.c": "x"}`; a malformed argument is a `UserError`."""
-    out: dict[str, str] = {}
-    for arg in overrides:
-        key, sep, value = arg.partition("=")
-        if arg.startswith("-"):
-            plain = arg.lstrip("-")
-            fix = f"write {plain}" if sep else "overrides are key=value"
-            raise UserError(f"{label}: unknown option '{arg}' ({fix}, without dashes)")
-        if not sep or not key.strip() or key != key.strip():
-            raise UserError(
-                f"{label}: '{arg}' is not a key=value override (for example learning_rate=3e-4)"
-            )
-        out[key] = value  # a repeated key: the last one wins, as on any command line
-    return out
-
-
-def _to_blueprint_args(values: Mapping[str, str]) -> dict[str, object]:
-    return dict(argv_to_blueprint_args([f"{k}={v}" for k, v in values.items()]))
-
-
-def _explain(
-    e: EntrypointException,
-    cls: type,
-    user: Mapping[str, str],
-    preset: Mapping[str, str],
-    label: str,
-) -> str:
+def _explain(e: EntrypointException, cls: type, origins: Mapping[str, str], label: str) -> str:
     """One line for a chz error."""
     message = str(e)
+
+    def origin(key: str) -> str:
+        where = origins.get(key, COMMAND_LINE)
+        return "" if where == COMMAND_LINE else f" in {where}"
+
     if isinstance(e, ExtraneousBlueprintArg):
         key = _group(r"Extraneous argument '([^']*)'", message) or "?"
         suggestion = _group(r"Did you mean '([^']*)'", message)
@@ -185,11 +283,10 @@ def _explain(
         if suggestion is None:
             matches = close_matches(key, known, n=1)
             suggestion = matches[0] if matches else None
-        origin = " in the defaults" if key in preset and key not in user else ""
         if suggestion is not None:
-            return f"{label}: unknown key '{key}'{origin} (did you mean '{suggestion}'?)"
+            return f"{label}: unknown key '{key}'{origin(key)} (did you mean '{suggestion}'?)"
         listed = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
-        return f"{label}: unknown key '{key}'{origin}; valid keys: {listed or 'none'}"
+        return f"{label}: unknown key '{key}'{origin(key)}; valid keys: {listed or 'none'}"
     if isinstance(e, InvalidBlueprintArg):
         match = re.search(
             r"Could not interpret argument '(.*)' provided for param '([^']*)'", message
@@ -197,10 +294,9 @@ def _explain(
         if match is not None:
             value, param = match.group(1), match.group(2)
             types_by_name = {f.name: f.type for f in _safe_fields(cls)}
-            expected = types_by_name.get(param)
+            expected = types_by_name.get(param) or _group(r"Could not cast '.*' to (.+)", message)
             want = f" (expected {expected})" if expected else ""
-            origin = " in the defaults" if param in preset and param not in user else ""
-            return f"{label}: bad value '{value}' for {param}{origin}{want}"
+            return f"{label}: bad value '{value}' for {param}{origin(param)}{want}"
     if isinstance(e, MissingBlueprintArg):
         names = [n.strip() for n in message.partition(":")[2].split(",") if n.strip()]
         if names:
@@ -232,8 +328,9 @@ def _safe_fields(cls: type) -> list[FieldInfo]:
 
 
 def _fields(cls: type, prefix: str, instance: object | None) -> list[FieldInfo]:
-    """Fields of chz class `cls` under `prefix`; defaults come from `instance` when a parent
-    field's default is a configured instance (so `reward.win` shows the parent's value)."""
+    """Fields of chz class `cls` under `prefix`; defaults come from `instance` when there is one
+    (a parent field's configured default, or a whole config being described), and configs
+    nested in it, alone or in a dict, are flattened too (`reward.win`, `evals.NAME.num_games`)."""
     out: list[FieldInfo] = []
     for name, fld in chz.chz_fields(cls).items():
         path = prefix + name
@@ -243,17 +340,27 @@ def _fields(cls: type, prefix: str, instance: object | None) -> list[FieldInfo]:
         else:
             value = _default_value(fld)
         nested = isinstance(ftype, type) and chz.is_chz(ftype)
-        if nested and (value is MISSING or chz.is_chz(value)):
+        doc = _field_doc(cls, name, str(getattr(fld, "_doc", "") or ""))
+        if chz.is_chz(value) or (nested and value is MISSING):
             nested_cls = type(value) if chz.is_chz(value) else ftype
             assert isinstance(nested_cls, type)
+            if nested_cls is not ftype:  # a subclass chosen for the field: say which
+                out.append(FieldInfo(path, _type_text(ftype), nested_cls.__name__, doc))
             out.extend(_fields(nested_cls, path + ".", value if value is not MISSING else None))
+            continue
+        if isinstance(value, dict) and value and all(chz.is_chz(v) for v in value.values()):
+            item_type = (typing.get_args(ftype) or (object, object))[-1]
+            for key, item in value.items():
+                shown = FieldInfo(f"{path}.{key}", _type_text(item_type), type(item).__name__, doc)
+                out.append(shown)
+                out.extend(_fields(type(item), f"{path}.{key}.", item))
             continue
         out.append(
             FieldInfo(
                 name=path,
                 type=_type_text(ftype),
                 default=REQUIRED if value is MISSING else _value_text(value),
-                doc=_field_doc(cls, name, str(getattr(fld, "_doc", "") or "")),
+                doc=doc,
             )
         )
     return out
@@ -317,6 +424,8 @@ def _type_text(tp: object) -> str:
         return " | ".join(_type_text(arg) for arg in typing.get_args(tp))
     if tp is type(None):
         return "None"
+    if isinstance(tp, type) and chz.is_chz(tp):
+        return tp.__name__
     return type_repr(tp)
 
 

@@ -34,6 +34,12 @@ fi
 echo "installing cookbook (core, [hf,dev])"
 "${pip[@]}" -e ".[hf,dev]"
 
+# tinker-cookbook's own loops run in the tests (tests/serve): its pin on tml-renderers is not on
+# the index, so its other requirements come from a file and it installs with --no-deps.
+echo "installing tinker-cookbook 0.6.1 (requirements/tinker-cookbook.txt)"
+"${pip[@]}" -r requirements/tinker-cookbook.txt
+"${pip[@]}" --no-deps tinker-cookbook==0.6.1
+
 shopt -s nullglob
 plugins=()
 for dir in plugins/*/ envs_contrib/ envs_contrib/*/; do

@@ -1,10 +1,15 @@
-"""Shared test set-up: real installs of plugin distributions (`--runslow` is in /conftest.py).
+"""Shared test set-up: real installs of plugin distributions, made visible to a test or to a
+`cookbook` subprocess (`--runslow` is in /conftest.py).
 
+Two sets of distributions are installed for real (`pip install --no-deps --target`, once per
+session): tests/fixtures/* (a good plugin, a broken one, one whose hook raises, two that clash)
+and tests/rl/fixture_plugin (a scripted env, evals and a warm-start dataset the loops run).
 Keep this file small; fixtures used by one test module belong in that module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -17,6 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_DISTS = REPO / "tests" / "fixtures"
+RL_FIXTURE = REPO / "tests" / "rl" / "fixture_plugin"
 
 
 def pip_install_target(projects: Sequence[Path], target: Path) -> None:
@@ -48,18 +54,48 @@ def fixture_plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-@pytest.fixture
-def plugins_on_path(fixture_plugins: Path) -> Iterator[Path]:
-    """The fixture distributions on `sys.path` for this test, with a fresh catalog."""
+@contextlib.contextmanager
+def importable(site: Path) -> Iterator[Path]:
+    """`site` on `sys.path` (its modules importable, its plugins in a fresh catalog) for the
+    block, and gone again after it (later tests must not see it)."""
     from cookbook.registry.catalog import load_catalog
 
-    sys.path.insert(0, str(fixture_plugins))
+    sys.path.insert(0, str(site))
     load_catalog.cache_clear()
     try:
-        yield fixture_plugins
+        yield site
     finally:
-        sys.path.remove(str(fixture_plugins))
-        load_catalog.cache_clear()  # later tests must not see the fixtures
+        sys.path.remove(str(site))
+        load_catalog.cache_clear()
+
+
+@pytest.fixture
+def plugins_on_path(fixture_plugins: Path) -> Iterator[Path]:
+    """The fixture distributions of tests/fixtures on `sys.path` for this test."""
+    with importable(fixture_plugins) as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def rl_fixture_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests/rl/fixture_plugin (`cookbook-rl-fixture`) is installed."""
+    target = tmp_path_factory.mktemp("rl-fixture") / "site"
+    pip_install_target([RL_FIXTURE], target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def rl_plugin(rl_fixture_site: Path) -> Iterator[Path]:
+    """The RL fixture plugin importable and in the catalog, for a whole test module (its
+    builders are used directly as well as through the registry)."""
+    with importable(rl_fixture_site) as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def rl_plugin_env(rl_fixture_site: Path) -> dict[str, str]:
+    """Environment for `cookbook` subprocesses that see the RL fixture plugin."""
+    return env_with_path(rl_fixture_site)
 
 
 @pytest.fixture(scope="session")

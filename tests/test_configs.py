@@ -7,12 +7,18 @@ from typing import Literal
 
 import chz
 import pytest
+from chz.blueprint import Castable
 
 from cookbook.configs import (
+    COMMAND_LINE,
     FieldInfo,
+    Layer,
+    blueprint_values,
+    build_config,
     describe_fields,
     format_config_help,
     make_config,
+    merge_layers,
     split_overrides,
 )
 from cookbook.errors import UserError
@@ -151,7 +157,6 @@ def test_describe_fields_flattens_nested_configs_with_docs() -> None:
         "rewards.loss",
     ]
     assert fields["name"] == FieldInfo("name", "str", "required", "The run's name.")
-    assert fields["name"].required
     assert fields["learning_rate"] == FieldInfo(
         "learning_rate", "float", "0.001", "Adam step size."
     )
@@ -180,3 +185,61 @@ def test_format_config_help_is_a_table(monkeypatch: pytest.MonkeyPatch) -> None:
     row = next(line for line in lines if line.strip().startswith("learning_rate"))
     assert row.split()[:4] == ["learning_rate", "float", "0.001", "Adam"]
     assert any(line.split()[:3] == ["name", "str", "required"] for line in lines)
+
+
+@chz.chz
+class Run:
+    """A run holding a game and named extra games."""
+
+    game: GameConfig
+    extras: dict[str, GameConfig] = chz.field(default_factory=dict)
+    steps: int = 10
+
+
+def test_layers_later_wins_and_a_node_replaces_what_is_below_it() -> None:
+    layers = [
+        Layer("the defaults", {"steps": Castable("1"), "extras.a.name": Castable("x")}),
+        Layer("a preset", {"steps": Castable("2"), "game.name": "g"}, replaces=("extras",)),
+        Layer(COMMAND_LINE, {"game.rewards.win": Castable("5")}),
+    ]
+    values, origins = merge_layers(layers)
+    assert set(values) == {"steps", "game.name", "game.rewards.win"}
+    assert origins["steps"] == "a preset" and origins["game.rewards.win"] == COMMAND_LINE
+    run = build_config(Run, [Layer("base", {"game": GameConfig}), *layers], label="run")
+    assert (run.steps, run.game.name, run.game.rewards.win, run.extras) == (2, "g", 5.0, {})
+
+
+def test_errors_name_the_layer_a_setting_came_from() -> None:
+    with pytest.raises(UserError, match=r"^run: bad value 'x' for steps in a preset"):
+        build_config(
+            Run,
+            [Layer("a preset", {"steps": Castable("x")}), Layer(COMMAND_LINE, {"game.name": "g"})],
+            label="run",
+        )
+
+
+def test_blueprint_values_rebuild_a_config_and_take_changes() -> None:
+    run = Run(
+        game=GameConfig(name="a", opponent=Opponent.GREEDY, rewards=Rewards(loss=-3.0)),
+        extras={"b": GameConfig(name="b", tags=["x"])},
+        steps=4,
+    )
+    values = blueprint_values(run)
+    assert values["game"] is GameConfig and values["extras.b"] is GameConfig
+    assert values["game.rewards.loss"] == -3.0
+    assert build_config(Run, [Layer("saved", values)], label="run") == run
+    changed = build_config(
+        Run,
+        [Layer("saved", values), Layer(COMMAND_LINE, {"extras.b.seats": Castable("4")})],
+        label="run",
+    )
+    assert changed == chz.replace(run, extras={"b": chz.replace(run.extras["b"], seats=4)})
+
+
+def test_describe_fields_of_an_object_shows_its_values_and_nested_dicts() -> None:
+    run = Run(game=GameConfig(name="a"), extras={"b": GameConfig(name="b", seats=5)})
+    fields = {f.name: f for f in describe_fields(run, prefix="run.")}
+    assert fields["run.game.name"].default == "a"
+    assert fields["run.extras.b"].default == "GameConfig"
+    assert fields["run.extras.b.seats"].default == "5"
+    assert fields["run.steps"].default == "10"

@@ -2,9 +2,13 @@
 `ServiceClient`, `TrainingClient` and `SamplingClient` the cookbook uses.
 
 Both backends satisfy it: `local` (in-process PyTorch, the default) and `tinker` (the real
-service through the real SDK). Methods have the SDK's names, arguments and return types
-(`tinker.types.*`); work is submitted at call time and returned as a `Future` that supports
-both `.result()` and `await`, and requests from one client run in submission order.
+`tinker.ServiceClient`, on the Tinker service or on `cookbook serve`). Methods have the SDK's
+names, arguments and return types (`tinker.types.*`); work is submitted at call time and
+returned as a `Future` that supports both `.result()` and `await`, and requests from one client
+run in submission order. Client-creating methods return a future of the client: `await` it or
+call `.result()` (the SDK still lets its futures be used as the client, with a warning; local
+clients are their own finished futures). `load_state` restores weights only,
+`load_state_with_optimizer` weights and optimizer state.
 """
 
 from __future__ import annotations
@@ -43,11 +47,17 @@ class SamplingClient(Protocol):
         num_samples: int,
         sampling_params: types.SamplingParams,
         include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
     ) -> Future[types.SampleResponse]: ...
 
     def compute_logprobs(self, prompt: types.ModelInput) -> Future[list[float | None]]: ...
 
     def get_tokenizer(self) -> Tokenizer: ...
+
+
+class SamplingClientFuture(SamplingClient, Future[SamplingClient], Protocol):
+    """What the SDK's sampling-client-creating methods return: a future of the client, which
+    (for now, in the SDK; always, locally) can also be used as the client."""
 
 
 class TrainingClient(Protocol):
@@ -71,27 +81,43 @@ class TrainingClient(Protocol):
         self, data: list[types.Datum], loss_fn: CustomLossFn
     ) -> Future[types.ForwardBackwardOutput]: ...
 
-    def optim_step(self, adam_params: types.AdamParams) -> Future[types.OptimStepResponse]: ...
+    def optim_step(self, optim_params: types.AdamParams) -> Future[types.OptimStepResponse]: ...
 
-    def save_state(self, name: str) -> Future[types.SaveWeightsResponse]:
-        """Weights and optimizer state; the response's `path` is what `load_state` takes."""
+    def save_state(
+        self, name: str, ttl_seconds: int | None = None
+    ) -> Future[types.SaveWeightsResponse]:
+        """Weights and optimizer state; the response's `path` is what `load_state` and
+        `load_state_with_optimizer` take."""
         ...
 
     def load_state(self, path: str) -> Future[types.LoadWeightsResponse]:
-        """Restore weights and optimizer state saved by `save_state`."""
+        """Restore the weights saved at `path` (the optimizer state stays as it is)."""
         ...
 
-    def save_weights_for_sampler(self, name: str) -> Future[types.SaveWeightsForSamplerResponse]:
+    def load_state_with_optimizer(self, path: str) -> Future[types.LoadWeightsResponse]:
+        """Restore weights and optimizer state saved by `save_state` (to resume a run)."""
+        ...
+
+    def save_weights_for_sampler(
+        self, name: str, ttl_seconds: int | None = None
+    ) -> Future[types.SaveWeightsForSamplerResponse]:
         """Weights only; the response's `path` is what `create_sampling_client` takes."""
         ...
 
-    def save_weights_and_get_sampling_client(self, name: str | None = None) -> SamplingClient: ...
+    def save_weights_and_get_sampling_client(
+        self, name: str | None = None
+    ) -> SamplingClientFuture: ...
 
-    def create_sampling_client(self, model_path: str) -> SamplingClient: ...
+    def create_sampling_client(self, model_path: str) -> SamplingClientFuture: ...
 
     def get_tokenizer(self) -> Tokenizer: ...
 
     def get_info(self) -> types.GetInfoResponse: ...
+
+
+class TrainingClientFuture(TrainingClient, Future[TrainingClient], Protocol):
+    """What the SDK's training-client-creating methods return: a future of the client, which
+    (for now, in the SDK; always, locally) can also be used as the client."""
 
 
 class ServiceClient(Protocol):
@@ -105,13 +131,30 @@ class ServiceClient(Protocol):
         train_mlp: bool = True,
         train_attn: bool = True,
         train_unembed: bool = True,
-    ) -> TrainingClient: ...
+        user_metadata: dict[str, str] | None = None,
+    ) -> TrainingClientFuture: ...
+
+    def create_training_client_from_state(self, path: str) -> TrainingClientFuture:
+        """A new run on the weights saved at `path`, with a fresh optimizer."""
+        ...
+
+    def create_training_client_from_state_with_optimizer(self, path: str) -> TrainingClientFuture:
+        """The run saved at `path` resumed exactly: weights, optimizer state, step count."""
+        ...
 
     def create_sampling_client(
         self, model_path: str | None = None, base_model: str | None = None
-    ) -> SamplingClient: ...
+    ) -> SamplingClientFuture: ...
 
 
 def loss_fn_names() -> Sequence[str]:
     """The built-in loss functions every backend supports."""
-    return ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro")
+    return (
+        "cross_entropy",
+        "importance_sampling",
+        "ppo",
+        "cispo",
+        "dro",
+        "gspo",
+        "stable_reinforce",
+    )

@@ -1,141 +1,97 @@
-"""The `tinker` backend: the real Tinker service through the real `tinker` SDK.
+"""The `tinker` backend: the real `tinker.ServiceClient`, on the Tinker service or on any server
+that speaks its API (`cookbook serve`).
 
-A thin adapter to `cookbook.backends.protocol`: the SDK already has the same methods, argument
-and return types. Two differences are bridged here: the SDK's client-creating methods return a
-future of the client (resolved with `.result()`, so call them outside a running event loop, as
-the runners do at set-up), and the protocol's `load_state` restores the optimizer too (the
-SDK's `load_state_with_optimizer`). Needs TINKER_API_KEY; nothing here runs offline.
+The SDK retries an unreachable server for minutes and reports a bad key with a traceback, so
+`make_tinker_service_client` first checks the key's form and sends one request with a short
+timeout (the SDK's own first request, `POST /api/v1/client/config`): an unreachable server,
+a refused key or a malformed one is one `UserError` line. The client returned is the SDK's own,
+unwrapped: the loops use it as they use the local backend (`cookbook.backends.protocol`).
+Checkpoint paths are the server's (`tinker://...`) and pass through untouched.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from cookbook.errors import UserError
 
 if TYPE_CHECKING:
+    from cookbook.backends.protocol import ServiceClient
+
+PROBE_TIMEOUT_S = 5.0
+"""How long the reachability check waits for the server before giving up."""
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    """`base_url`, else `$TINKER_BASE_URL`, else the Tinker service (as the SDK resolves it)."""
+    from tinker.lib.base_url import resolve_base_url as sdk_resolve
+
+    return sdk_resolve(base_url)
+
+
+def make_tinker_service_client(base_url: str | None = None) -> ServiceClient:
+    """A `tinker.ServiceClient` on `base_url` (default: `$TINKER_BASE_URL`, else the Tinker
+    service), after checking that the server answers and takes the API key."""
+    url = resolve_base_url(base_url)
+    key = _api_key()
+    probe(url, key)
     import tinker
-    from tinker import types
 
-    from cookbook.backends.protocol import CustomLossFn, Future, SamplingClient
-    from cookbook.tokenizers import Tokenizer
+    return cast("ServiceClient", tinker.ServiceClient(base_url=url, api_key=key))
 
 
-def make_tinker_service_client() -> TinkerServiceClient:
-    """A service client on the Tinker service (needs TINKER_API_KEY in the environment)."""
-    if not os.environ.get("TINKER_API_KEY"):
+def _api_key() -> str | None:
+    """`$TINKER_API_KEY`, checked for the form the SDK accepts; None when the SDK finds its own
+    credentials (`$TINKER_CREDENTIAL_CMD` or a stored login)."""
+    key = os.environ.get("TINKER_API_KEY", "").strip()
+    if key:
+        if not key.startswith(("tml-", "eyJ")):
+            raise UserError(
+                "TINKER_API_KEY must start with 'tml-' (the form Tinker API keys have); "
+                "check the value you exported"
+            )
+        return key
+    if os.environ.get("TINKER_CREDENTIAL_CMD"):
+        return None
+    from tinker.lib.credentials import JsonCredentialStore, default_credentials_path
+
+    if JsonCredentialStore(default_credentials_path()).get_default_key() is not None:
+        return None
+    raise UserError(
+        "the tinker backend needs an API key: export TINKER_API_KEY=tml-... (for `cookbook "
+        "serve` any tml- key it was started with), or use backend=local to train here"
+    )
+
+
+def probe(base_url: str, api_key: str | None, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """One request to `base_url` with a short timeout; a `UserError` line when the server is not
+    there, does not speak the Tinker API, or refuses the key."""
+    import httpx
+    from tinker._version import __version__ as sdk_version
+
+    if not base_url.startswith(("http://", "https://")):
+        raise UserError(f"base_url {base_url!r} is not an http(s) URL; give http://HOST:PORT")
+    headers = {"X-API-Key": api_key} if api_key else {}
+    try:
+        response = httpx.post(
+            f"{base_url.rstrip('/')}/api/v1/client/config",
+            json={"sdk_version": sdk_version},
+            headers=headers,
+            timeout=timeout_s,
+        )
+    except httpx.HTTPError as exc:
         raise UserError(
-            "the tinker backend needs TINKER_API_KEY set in the environment "
-            "(or use backend=local to train on this machine)"
+            f"cannot reach a Tinker server at {base_url} ({type(exc).__name__}); check "
+            "base_url / TINKER_BASE_URL, or start one with `cookbook serve`"
+        ) from None
+    if response.status_code in (401, 403):
+        raise UserError(
+            f"the Tinker server at {base_url} refused the API key (HTTP {response.status_code}); "
+            "check TINKER_API_KEY"
         )
-    import tinker
-
-    return TinkerServiceClient(tinker.ServiceClient())
-
-
-class TinkerServiceClient:
-    """`ServiceClient` of the protocol on top of `tinker.ServiceClient`."""
-
-    def __init__(self, inner: tinker.ServiceClient) -> None:
-        self.inner = inner
-
-    def create_lora_training_client(
-        self,
-        base_model: str,
-        rank: int = 32,
-        seed: int | None = None,
-        train_mlp: bool = True,
-        train_attn: bool = True,
-        train_unembed: bool = True,
-    ) -> TinkerTrainingClient:
-        """A LoRA training client on the service."""
-        future = self.inner.create_lora_training_client(
-            base_model,
-            rank=rank,
-            seed=seed,
-            train_mlp=train_mlp,
-            train_attn=train_attn,
-            train_unembed=train_unembed,
+    if response.status_code >= 400 and response.status_code != 404:
+        raise UserError(
+            f"the server at {base_url} answered HTTP {response.status_code} to the Tinker API; "
+            "is it a Tinker server?"
         )
-        return TinkerTrainingClient(future.result())
-
-    def create_training_client_from_state_with_optimizer(self, path: str) -> TinkerTrainingClient:
-        """A training client resumed from a `save_state` path (weights and optimizer)."""
-        future = self.inner.create_training_client_from_state_with_optimizer(path)
-        return TinkerTrainingClient(future.result())
-
-    def create_sampling_client(
-        self, model_path: str | None = None, base_model: str | None = None
-    ) -> SamplingClient:
-        """A sampling client on saved weights or a base model."""
-        client = self.inner.create_sampling_client(model_path=model_path, base_model=base_model)
-        return cast("SamplingClient", client.result())
-
-
-class TinkerTrainingClient:
-    """`TrainingClient` of the protocol on top of `tinker.TrainingClient`."""
-
-    def __init__(self, inner: tinker.TrainingClient) -> None:
-        self.inner = inner
-
-    def forward(
-        self,
-        data: list[types.Datum],
-        loss_fn: types.LossFnType,
-        loss_fn_config: Mapping[str, float | str] | None = None,
-    ) -> Future[types.ForwardBackwardOutput]:
-        """Forward pass only."""
-        return self.inner.forward(data, loss_fn, loss_fn_config)
-
-    def forward_backward(
-        self,
-        data: list[types.Datum],
-        loss_fn: types.LossFnType,
-        loss_fn_config: Mapping[str, float | str] | None = None,
-    ) -> Future[types.ForwardBackwardOutput]:
-        """Forward and backward; gradients accumulate on the service."""
-        return self.inner.forward_backward(data, loss_fn, loss_fn_config)
-
-    def forward_backward_custom(
-        self, data: list[types.Datum], loss_fn: CustomLossFn
-    ) -> Future[types.ForwardBackwardOutput]:
-        """A custom loss over the per-datum logprobs."""
-        return self.inner.forward_backward_custom(data, loss_fn)
-
-    def optim_step(self, adam_params: types.AdamParams) -> Future[types.OptimStepResponse]:
-        """One AdamW step."""
-        return self.inner.optim_step(adam_params)
-
-    def save_state(self, name: str) -> Future[types.SaveWeightsResponse]:
-        """Weights and optimizer state."""
-        return self.inner.save_state(name)
-
-    def load_state(self, path: str) -> Future[types.LoadWeightsResponse]:
-        """Weights and optimizer state (the SDK's `load_state_with_optimizer`)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # deprecated in the SDK, still served
-            return self.inner.load_state_with_optimizer(path)
-
-    def save_weights_for_sampler(self, name: str) -> Future[types.SaveWeightsForSamplerResponse]:
-        """Weights for sampling."""
-        return self.inner.save_weights_for_sampler(name)
-
-    def save_weights_and_get_sampling_client(self, name: str | None = None) -> SamplingClient:
-        """Save and open a sampling client on the current weights."""
-        future = self.inner.save_weights_and_get_sampling_client(name)
-        return cast("SamplingClient", future.result())
-
-    def create_sampling_client(self, model_path: str) -> SamplingClient:
-        """A sampling client on saved weights."""
-        return cast("SamplingClient", self.inner.create_sampling_client(model_path).result())
-
-    def get_tokenizer(self) -> Tokenizer:
-        """The model's Hugging Face tokenizer."""
-        return cast("Tokenizer", self.inner.get_tokenizer())
-
-    def get_info(self) -> types.GetInfoResponse:
-        """Base model and LoRA configuration."""
-        return self.inner.get_info()

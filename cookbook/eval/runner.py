@@ -1,8 +1,8 @@
-"""Run evaluators: inline from the RL loop, or on their own (`cookbook eval`).
+"""Run evaluators: inline from the training loops, or on their own (`cookbook eval`).
 
-`EvalConfig` is the detailed, serialisable description of a stand-alone eval run (the evaluator
-builders themselves, the model and where its weights come from); `run_eval` carries it out and
-writes `results.json`. `cookbook eval` only turns a command line into an `EvalConfig`.
+`EvalConfig` is the serialisable description of a stand-alone eval run (the evaluator builders
+themselves, the model and where its weights come from); `run_eval` carries it out and writes
+`results.json` (which holds the config: `cookbook eval --config results.json` reruns it).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import chz
@@ -21,8 +20,7 @@ from cookbook.errors import UserError
 from cookbook.eval.types import Evaluator, EvaluatorBuilder
 
 if TYPE_CHECKING:
-    from cookbook.backends.protocol import SamplingClient, ServiceClient, TrainingClient
-    from cookbook.build_context import BuildContext
+    from cookbook.backends.protocol import SamplingClient
 
 
 @dataclass
@@ -36,20 +34,15 @@ class EvalOutcome:
 
 
 async def run_evaluators(
-    evaluators: Mapping[str, Evaluator],
-    sampling_client: SamplingClient,
-    *,
-    raise_errors: bool = False,
+    evaluators: Mapping[str, Evaluator], sampling_client: SamplingClient
 ) -> EvalOutcome:
-    """Run `evaluators` concurrently against `sampling_client`.
-
-    Inline in a training run an evaluator that raises must not end the run: it is reported in
-    `failures` (and as `eval/<name>/failed` = 1). With `raise_errors` the first error propagates
-    (stand-alone evals, where the eval is the whole point)."""
+    """Run `evaluators` concurrently against `sampling_client`. An evaluator that raises does not
+    stop the others (nor a training run): it is reported in `failures` (and as
+    `eval/<name>/failed` = 1)."""
     t0 = time.perf_counter()
     names = list(evaluators)
     results = await asyncio.gather(
-        *(evaluators[n](sampling_client) for n in names), return_exceptions=not raise_errors
+        *(evaluators[n](sampling_client) for n in names), return_exceptions=True
     )
     outcome = EvalOutcome()
     for name, result in zip(names, results, strict=True):
@@ -65,46 +58,43 @@ async def run_evaluators(
     return outcome
 
 
-def resolve_checkpoint(path: str) -> str:
-    """The `load_state` path for `path`: a checkpoint path as is, or a run's log directory (its
-    newest checkpoint). Raises `UserError` for a directory with no checkpoint."""
-    from cookbook.runs.checkpoints import CheckpointIndex
-
-    p = Path(path)
-    if p.is_dir() and (p / "checkpoints.json").exists():
-        latest = CheckpointIndex(p).latest()
-        if latest is None:
-            raise UserError(f"run {path} has no checkpoint yet; train longer or pass a state path")
-        return latest.state_path
-    if not p.exists() and "://" not in path:
-        raise UserError(
-            f"load_checkpoint_path {path} does not exist; pass a run's log directory or a "
-            "checkpoint path listed in its checkpoints.json"
-        )
-    return path
-
-
 @chz.chz
 class EvalConfig:
-    """A stand-alone eval run."""
+    """A stand-alone eval run; its fields are the `KEY=VALUE` options of `cookbook eval`, and
+    `EvalConfig.for_evals` builds one from registered evals as the command line does."""
 
-    evaluator_builders: dict[str, EvaluatorBuilder]
-    """Evaluators by name (their metrics are reported under `eval/<name>/`)."""
+    # ----- what to evaluate
+    evals: dict[str, EvaluatorBuilder]
+    """Evaluators by name (`evals.NAME.KEY=VALUE`; their metrics are `eval/<name>/<metric>`)."""
+    load_checkpoint_path: str | None = None
+    """Weights to evaluate: a checkpoint state path or a run's log directory; `None` evaluates the
+    starting model."""
+    output_path: str = "runs/eval/results.json"
+    """Where the JSON result is written (`cookbook eval` default: runs/eval-<names>/)."""
+
+    # ----- model and backend
     model_name: str = "tiny"
     """Base model (`tiny`, or a local Hugging Face directory)."""
     backend: str = "local"
-    """`local` or `tinker`."""
+    """`local` or `tinker` (the Tinker service, needs TINKER_API_KEY)."""
+    base_url: str | None = None
+    """Server of `backend=tinker` (a `cookbook serve`, say; None: $TINKER_BASE_URL, else the
+    Tinker service)."""
     device: str | None = None
     """Torch device for the local backend (default: CUDA when present, else CPU)."""
     lora_rank: int = 32
     """LoRA rank of the training client the weights are loaded into."""
     seed: int = 0
     """Seed for the model's initialisation and the evaluators' random choices."""
-    load_checkpoint_path: str | None = None
-    """Weights to evaluate: a checkpoint state path or a run's log directory; `None` evaluates the
-    starting model."""
-    output_path: str = "runs/eval/results.json"
-    """Where the JSON result is written."""
+
+    @classmethod
+    def for_evals(cls, evals: str, /, *overrides: str, **values: object) -> EvalConfig:
+        """The config `cookbook eval --eval EVALS OVERRIDES...` runs: the registered evals
+        (comma-separated names), then `overrides` (`KEY=VALUE` strings, as on the command
+        line) and `values` (Python values of top-level fields)."""
+        from cookbook.runs.blueprints import eval_config
+
+        return eval_config(evals.split(","), overrides, values=values)
 
 
 @dataclass
@@ -116,57 +106,26 @@ class EvalResult:
     time_s: float
 
 
-def make_training_client(
-    service: ServiceClient,
-    model_name: str,
-    lora_rank: int,
-    seed: int,
-) -> TrainingClient:
-    """A LoRA training client; a bad model name becomes a `UserError`."""
-    try:
-        return service.create_lora_training_client(base_model=model_name, rank=lora_rank, seed=seed)
-    except (FileNotFoundError, OSError, ValueError) as e:
-        if isinstance(e, UserError):
-            raise
-        raise UserError(
-            f"cannot load model {model_name!r} ({e}); use model=tiny or a local Hugging Face "
-            "model directory"
-        ) from None
-
-
-def build_context(training_client: TrainingClient, model_name: str, seed: int) -> BuildContext:
-    """The `BuildContext` for builders serving this client's model."""
-    from cookbook.build_context import BuildContext
-    from cookbook.renderers import get_renderer
-
-    tokenizer = training_client.get_tokenizer()
-    return BuildContext(
-        model_name=model_name,
-        tokenizer=tokenizer,
-        renderer=get_renderer(model_name, tokenizer),
-        seed=seed,
-    )
-
-
 def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
     """Load the model (and checkpoint), build every evaluator, run them, write the result
     (`argv`: the command line recorded with it). An evaluator that raises is reported in
     `failures` (and the JSON) while the others still run."""
-    from cookbook.backends import make_service_client
+    from cookbook.runs.checkpoints import resolve_checkpoint
     from cookbook.runs.config_io import config_to_json
     from cookbook.runs.files import atomic_write_json
+    from cookbook.runs.setup import build_context, make_service, make_training_client
 
-    if not config.evaluator_builders:
+    if not config.evals:
         raise UserError("no eval given; name one with --eval NAME")
-    service = make_service_client(config.backend, config.device)
+    service = make_service(config.backend, config.device, config.base_url)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )
     if config.load_checkpoint_path is not None:
         training_client.load_state(resolve_checkpoint(config.load_checkpoint_path)).result()
     sampling_client = training_client.save_weights_and_get_sampling_client()
-    ctx = build_context(training_client, config.model_name, config.seed)
-    evaluators = {name: builder(ctx) for name, builder in config.evaluator_builders.items()}
+    ctx = build_context(config.model_name, training_client, seed=config.seed)
+    evaluators = {name: builder(ctx) for name, builder in config.evals.items()}
     outcome = asyncio.run(run_evaluators(evaluators, sampling_client))
     result = EvalResult(metrics=outcome.metrics, failures=outcome.failures, time_s=outcome.time_s)
     atomic_write_json(

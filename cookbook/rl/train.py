@@ -1,12 +1,14 @@
 """The RL loop: sample groups from the env, centre rewards per group, train, repeat.
 
-`Config` is the detailed description of a run: it holds the env's dataset builder, the evaluator
-builders and the warm-start dataset builder themselves, so `config.json` (written with
-`cookbook.runs.config_to_json`) rebuilds the run exactly, and the loop runs from Python without
-the plugin registry:
+`Config` is the whole description of a run: it holds the env's builder, the evaluator builders and
+the warm-start dataset builder themselves, so `config.json` (written with
+`cookbook.runs.config_to_json`) reruns it exactly, and the loop runs from Python without the
+plugin registry. Its fields are the `KEY=VALUE` options of `cookbook rl`; `Config.for_env` builds
+one from a registered env exactly as the command line does (recommended settings included):
 
     from cookbook.rl.train import Config, main
-    main(Config(dataset_builder=MyEnvBuilder(), log_dir="runs/mine", max_steps=50))
+    main(Config(env=MyEnvBuilder(), log_dir="runs/mine", max_steps=50))
+    main(Config.for_env("tictactoe", "env.opponent=optimal", max_steps=300))
 
 One step, in `train`: (1) make sure the batches this step may use are being sampled, every env of
 every group concurrently; (2) wait for this step's batch; (3) advantages, datums,
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -50,15 +51,21 @@ if TYPE_CHECKING:
 class Config:
     """Everything an RL run needs. Build one from Python, or let `cookbook rl` build it."""
 
-    dataset_builder: RLDatasetBuilder
-    """The env (what a plugin registers), with its options set."""
+    # ----- what to train on, and where the run lives
+    env: RLDatasetBuilder
+    """The env (what a plugin registers), with its options set (`env.KEY=VALUE`)."""
     log_dir: str
     """Run directory: config.json, metrics.jsonl, checkpoints, transcripts. An existing run
-    there is resumed."""
+    there is resumed (`cookbook rl` default: runs/rl-<env>)."""
+
+    # ----- model and backend
     model_name: str = "tiny"
     """Base model: `tiny` (built in, trains on CPU) or a local Hugging Face directory."""
     backend: str = "local"
-    """`local` (in-process PyTorch) or `tinker` (the Tinker service)."""
+    """`local` (in-process PyTorch) or `tinker` (the Tinker service, needs TINKER_API_KEY)."""
+    base_url: str | None = None
+    """Server of `backend=tinker` (a `cookbook serve`, say; None: $TINKER_BASE_URL, else the
+    Tinker service)."""
     device: str | None = None
     """Torch device for the local backend (default: CUDA when present, else CPU)."""
     num_threads: int | None = None
@@ -73,6 +80,7 @@ class Config:
     """Start from these weights (a checkpoint state path or a run directory) instead of the base
     model. Ignored when the run resumes from its own checkpoint."""
 
+    # ----- optimiser and loss
     learning_rate: float = 1e-3
     """Adam learning rate (1e-3 suits the tiny model; 3e-3 was unstable in the prototype)."""
     adam_beta1: float = 0.9
@@ -92,6 +100,7 @@ class Config:
     kl_penalty_coef: float = 0.0
     """Weight of a KL penalty against the starting policy (0: off)."""
 
+    # ----- sampling and advantages
     group_size: int = 8
     """Envs per group (rewards are centred within a group)."""
     groups_per_batch: int = 16
@@ -100,17 +109,19 @@ class Config:
     """Longest action the policy may sample per turn."""
     temperature: float = 1.0
     """Sampling temperature."""
-    max_steps: int | None = None
-    """Steps to run (default: one pass over the dataset's batches)."""
+    remove_constant_reward_groups: bool = True
+    """Drop groups whose trajectories all got the same reward (they carry no signal)."""
+    scale_advantages_by_std: bool = False
+    """Divide each group's centred rewards by the group's standard deviation."""
+
+    # ----- length of the run, off-policy sampling, env faults
+    max_steps: int | None = 100
+    """Steps to run (None: one pass over the env's training batches)."""
     max_minutes: float = 0.0
     """Also stop after this many minutes of wall time in this call, warm start included (0: no
     limit). The step running when time is up is the last: it evaluates and checkpoints."""
     max_steps_off_policy: int = 0
     """How many steps ahead batches may be sampled while training (0: fully on-policy)."""
-    remove_constant_reward_groups: bool = True
-    """Drop groups whose trajectories all got the same reward (they carry no signal)."""
-    scale_advantages_by_std: bool = False
-    """Divide each group's centred rewards by the group's standard deviation."""
     env_step_timeout_s: float = 60.0
     """An env call (make_envs, initial_observation, step, compute_group_rewards) running longer
     loses its group (0: no limit)."""
@@ -118,38 +129,43 @@ class Config:
     """Stop the run when a step loses more than this fraction of its groups to env errors or
     timeouts."""
 
+    # ----- evals, checkpoints, logs
     eval_every: int = 10
     """Run the evaluators after every this many steps (0: only at the end)."""
-    evaluator_builders: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
-    """Extra evaluators by name, run beside the env's own test split."""
+    evals: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
+    """Evaluators by name, run beside the env's own test split (`evals=a,b` names registered
+    evals; `evals.NAME.KEY=VALUE` sets their options)."""
     test_max_batches: int | None = 4
     """Batches of the env's test split each eval rolls out (None: all)."""
     save_every: int = 10
     """Checkpoint after every this many steps (0: only at the end)."""
     transcript_groups: int = 2
     """Groups per step written to transcripts/ as readable text."""
-    warm_start: WarmStartConfig | None = None
-    """A supervised phase run first (when set and its steps > 0)."""
     show_progress: bool = True
     """Live progress display on stderr."""
 
+    # ----- supervised warm start
+    warm_start: WarmStartConfig | None = None
+    """A supervised phase run before RL (`cookbook rl` sets it from the env's registered
+    warm-start dataset when the model starts untrained; `warm_start.dataset=NAME` picks
+    another, `warm_start=None` turns it off)."""
 
-_CHANGEABLE_ON_RESUME = frozenset(
-    {
-        "log_dir",
-        "max_steps",
-        "eval_every",
-        "save_every",
-        "transcript_groups",
-        "show_progress",
-        "max_minutes",
-        "num_threads",
-        "env_step_timeout_s",
-        "max_error_fraction",
-    }
+    @classmethod
+    def for_env(cls, env: str, /, *overrides: str, **values: object) -> Config:
+        """The config `cookbook rl --env ENV OVERRIDES...` runs: the registered env, its
+        warm-start dataset and recommended settings, then `overrides` (`KEY=VALUE` strings, as
+        on the command line) and `values` (Python values of top-level fields)."""
+        from cookbook.runs.blueprints import rl_config
+
+        return rl_config(env, overrides, values=values)
+
+
+CHANGEABLE_ON_RESUME = frozenset(
+    {"max_minutes", "num_threads", "env_step_timeout_s", "max_error_fraction", "transcript_groups"}
 )
-"""Config fields a resumed run may change (a moved run directory, extending a run, more or fewer
-evals)."""
+"""Config fields a resumed RL run may change besides those of every loop
+(`cookbook.runs.setup.CHANGEABLE_ON_RESUME`): its time limit, threads, env fault limits and how
+many transcripts it writes."""
 
 
 class RolloutFailureError(UserError):
@@ -198,64 +214,80 @@ def validate_config(config: Config) -> None:
             f"loss_fn={config.loss_fn!r} is not an RL loss; choose one of: {', '.join(rl_losses)}",
         ),
     ]
+    warm = config.warm_start
+    if warm is not None:
+        checks += [
+            (warm.steps >= 0, "warm_start.steps must be >= 0 (0: no warm start)"),
+            (warm.learning_rate > 0, "warm_start.learning_rate must be > 0"),
+            (warm.batch_size >= 1, "warm_start.batch_size must be at least 1"),
+            (warm.save_every >= 0, "warm_start.save_every must be >= 0 (0: only at the end)"),
+        ]
     for ok, message in checks:
         if not ok:
             raise UserError(message)
 
 
-def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) -> RunSummary:
-    """Run (or resume) the RL run described by `config`; `fresh` deletes an existing run first."""
-    return asyncio.run(train(config, fresh=fresh, argv=argv))
+def main(
+    config: Config, *, fresh: bool = False, argv: list[str] | None = None, label: str | None = None
+) -> RunSummary:
+    """Run (or resume) the RL run described by `config`; `fresh` deletes an existing run first.
+    `label` names the env in progress lines and errors (default: its builder's class name)."""
+    return asyncio.run(train(config, fresh=fresh, argv=argv, label=label))
 
 
 async def train(
-    config: Config, *, fresh: bool = False, argv: list[str] | None = None
+    config: Config, *, fresh: bool = False, argv: list[str] | None = None, label: str | None = None
 ) -> RunSummary:
     """The RL loop (see the module docstring), on `config.num_threads` torch threads (the
     previous setting is restored afterwards)."""
     validate_config(config)
     with _torch_threads(_num_threads(config)):
-        return await _train(config, fresh=fresh, argv=argv)
+        return await _train(config, fresh, argv, label or type(config.env).__name__)
 
 
-async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunSummary:
-    from cookbook.backends import make_service_client
-    from cookbook.build_context import BuildContext
-    from cookbook.eval.runner import make_training_client, resolve_checkpoint, run_evaluators
-    from cookbook.renderers import get_renderer
+async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str) -> RunSummary:
+    from cookbook.eval.runner import run_evaluators
     from cookbook.rl.evaluators import RLTestSetEvaluator
     from cookbook.rl.metrics import rollout_metrics
     from cookbook.rl.rollouts import BusyTimer
     from cookbook.rl.transcripts import TranscriptWriter
-    from cookbook.rl.warm_start import run_warm_start, warm_start_steps_done
+    from cookbook.rl.warm_start import WARM_START_DONE, run_warm_start, warm_start_steps_done
     from cookbook.runs.progress import RunProgress
-    from cookbook.runs.run_dir import open_run_dir
+    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
+    from cookbook.runs.setup import (
+        build_context,
+        load_starting_weights,
+        make_service,
+        make_training_client,
+        save_checkpoint,
+        start_run,
+    )
 
     t_start = time.perf_counter()
-    run_dir = open_run_dir(config.log_dir, fresh=fresh)
-    resume = run_dir.resume_from
-    if resume is not None:
-        run_dir.check_resumable(config, _CHANGEABLE_ON_RESUME)
-    run_dir.write_config(config, argv)
+    run_dir = start_run(
+        config,
+        config.log_dir,
+        fresh=fresh,
+        argv=argv,
+        changeable=ANY_LOOP | CHANGEABLE_ON_RESUME,
+    )
 
     # --- model, env, evaluators
-    service = make_service_client(config.backend, config.device)
+    service = make_service(config.backend, config.device, config.base_url)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )
-    tokenizer = training_client.get_tokenizer()
-    ctx = BuildContext(
-        model_name=config.model_name,
-        tokenizer=tokenizer,
-        renderer=get_renderer(config.model_name, tokenizer),
+    ctx = build_context(
+        config.model_name,
+        training_client,
         seed=config.seed,
         group_size=config.group_size,
         groups_per_batch=config.groups_per_batch,
-        log_dir=str(run_dir.path),
+        log_dir=run_dir.path,
     )
-    train_ds, test_ds = config.dataset_builder(ctx)
+    train_ds, test_ds = config.env(ctx)
     if len(train_ds) == 0:
-        raise UserError(f"env {type(config.dataset_builder).__name__} has no training batches")
+        raise UserError(f"env {label} has no training batches")
     evaluators: dict[str, Evaluator] = {}
     if test_ds is not None and len(test_ds) > 0:
         evaluators["test"] = RLTestSetEvaluator(
@@ -266,14 +298,13 @@ async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunS
             step_timeout_s=config.env_step_timeout_s,
             max_batches=config.test_max_batches,
         )
-    evaluators.update({name: b(ctx) for name, b in config.evaluator_builders.items()})
+    evaluators.update({name: b(ctx) for name, b in config.evals.items()})
 
     # --- starting weights: own checkpoint > load_checkpoint_path > base model (+ warm start)
-    if resume is not None:
-        await _load_state_with_optimizer(training_client, resume.state_path)
-    elif config.load_checkpoint_path is not None:
-        await training_client.load_state(resolve_checkpoint(config.load_checkpoint_path))
-    warm_done = warm_start_steps_done(resume)
+    loading = load_starting_weights(training_client, run_dir, config.load_checkpoint_path)
+    if loading is not None:
+        await loading
+    warm_done = warm_start_steps_done(run_dir.resume_from)
     if config.warm_start is not None and run_dir.start_step == 0:
         await run_warm_start(
             training_client, config.warm_start, ctx, run_dir, warm_done, config.show_progress
@@ -292,15 +323,14 @@ async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunS
     adam = _adam_params(config)
     sampler = _Sampler(training_client, timer, sampler_step=start_step)
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
-    transcripts = TranscriptWriter(run_dir.transcripts_dir, tokenizer, config.transcript_groups)
+    transcripts = TranscriptWriter(run_dir.transcripts_dir, ctx.tokenizer, config.transcript_groups)
     last_metrics: dict[str, float] = {}
-    env_name = Path(config.log_dir).name
     deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
     out_of_time = False
     steps_run = 0
     try:
         with RunProgress(
-            env_name,
+            label,
             num_steps,
             start_step=start_step,
             headline=("reward/mean",),
@@ -315,7 +345,7 @@ async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunS
                 # (2) wait for it; a step that lost too many groups ends the run.
                 batch = await pending.pop(step)
                 t_sampled = time.perf_counter()
-                _check_lost_groups(config, batch, step, env_name)
+                _check_lost_groups(config, batch, step, label)
                 metrics = rollout_metrics(batch, train_step=step)
                 # (3) train.
                 train_out = await _train_on_batch(
@@ -368,7 +398,11 @@ async def _train(config: Config, *, fresh: bool, argv: list[str] | None) -> RunS
                 # (its line is dropped on resume), never skips its line.
                 run_dir.metrics.log(step, metrics)
                 if last or (config.save_every and (step + 1) % config.save_every == 0):
-                    await _save_checkpoint(training_client, run_dir, step + 1, warm_done, timer)
+                    await timer.track(
+                        save_checkpoint(
+                            training_client, run_dir, step + 1, extra={WARM_START_DONE: warm_done}
+                        )
+                    )
                 progress.update(step, metrics)
                 last_metrics = metrics
                 steps_run += 1
@@ -425,26 +459,14 @@ async def _reference_sampler(
     """The frozen starting policy the KL penalty compares against (saved once per run)."""
     if config.kl_penalty_coef <= 0:
         return None
-    record = run_dir.path / "reference.json"
-    if record.exists():
-        path = json.loads(record.read_text(encoding="utf-8"))["sampler_path"]
-    else:
-        from cookbook.runs.files import atomic_write_json
-
+    path = run_dir.reference_sampler_path()
+    if path is None:
         saved = await training_client.save_weights_for_sampler(
-            str(run_dir.path / "reference" / "sampler")
+            str(run_dir.reference_dir / "sampler")
         )
         path = saved.path
-        atomic_write_json(record, {"sampler_path": path})
+        run_dir.set_reference_sampler_path(path)
     return service.create_sampling_client(model_path=path)
-
-
-async def _load_state_with_optimizer(training_client: TrainingClient, path: str) -> None:
-    """Resume needs the optimizer state too. The tinker SDK's `load_state` restores weights only
-    and `load_state_with_optimizer` both; the protocol's `load_state` promises both, so it is the
-    fallback for clients without the SDK method."""
-    load = getattr(training_client, "load_state_with_optimizer", None)
-    await (load(path) if callable(load) else training_client.load_state(path))
 
 
 def _adam_params(config: Config) -> tinker_types.AdamParams:
@@ -500,7 +522,7 @@ def _launch_batch(
     )
 
 
-def _check_lost_groups(config: Config, batch: BatchRollout, step: int, env_name: str) -> None:
+def _check_lost_groups(config: Config, batch: BatchRollout, step: int, label: str) -> None:
     if not batch.lost:
         return
     fraction = batch.lost / batch.num_groups
@@ -510,7 +532,7 @@ def _check_lost_groups(config: Config, batch: BatchRollout, step: int, env_name:
     )
     if fraction > config.max_error_fraction:
         raise RolloutFailureError(
-            f"{env_name}: stopping, {summary} - more than max_error_fraction="
+            f"{label}: stopping, {summary} - more than max_error_fraction="
             f"{config.max_error_fraction:g}; fix the env or raise max_error_fraction "
             "(env_step_timeout_s for timeouts)"
         )
@@ -559,7 +581,8 @@ async def _train_on_batch(
             await _kl_penalty(sequences_D, reference_client, config.kl_penalty_coef, timer)
         )
     if not sequences_D or all_advantages_zero(sequences_D):
-        # No signal: stepping would only decay Adam's moments (see notes/tiny-rl-prototype.md).
+        # No signal: a step would only decay Adam's second moments, and the next batch with a
+        # signal would then take an outsized step.
         metrics["optim/skipped"] = 1.0
         return _TrainOutput(metrics, advantages_P_G, skipped=True)
     data_D = [sequence_to_datum(s) for s in sequences_D]
@@ -607,30 +630,3 @@ async def _kl_penalty(
         )
     )
     return apply_kl_penalty(sequences_D, reference_logprobs_D, coef)
-
-
-async def _save_checkpoint(
-    training_client: TrainingClient,
-    run_dir: RunDir,
-    next_step: int,
-    warm_done: int,
-    timer: BusyTimer,
-) -> None:
-    """Weights + optimizer state and sampler weights; listed in the index once both exist."""
-    from cookbook.rl.warm_start import WARM_START_DONE
-    from cookbook.runs.checkpoints import Checkpoint
-
-    directory = run_dir.checkpoints.state_dir(next_step)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = training_client.save_state(str(directory / "state"))
-    sampler = training_client.save_weights_for_sampler(str(directory / "sampler"))
-    state_path = (await timer.track(state)).path
-    sampler_path = (await timer.track(sampler)).path
-    run_dir.checkpoints.add(
-        Checkpoint(
-            step=next_step,
-            state_path=state_path,
-            sampler_path=sampler_path,
-            extra={WARM_START_DONE: warm_done},
-        )
-    )

@@ -1,12 +1,12 @@
 """The RL contracts: what an environment plugin implements and what the runner consumes.
 
-The builder pattern (see DESIGN.md): an `RLDatasetBuilder` (a chz config) builds an `RLDataset`,
+The builder pattern: an `RLDatasetBuilder` (a chz config) builds an `RLDataset`,
 which hands out batches of `EnvGroupBuilder`s, each of which builds a group of single-use `Env`s.
 A group shares something: the same task (rewards are centred within it, GRPO style) or the same
 game (the envs are the seats of a multi-agent episode, and `compute_group_rewards` scores them
 together).
 
-Shape suffixes: `_G` is the group axis, `_T` tokens, `_P` problems (see DEVELOPMENT-seed.md).
+Shape suffixes: `_G` is the group axis, `_T` tokens, `_P` problems (`rewards_G`, `tokens_P_G_T`).
 Only light imports here: plugins import this module while being listed.
 """
 

@@ -1,7 +1,8 @@
 """The checkpoint index of a run: `checkpoints.json`, a list rewritten atomically after each save.
 
 A checkpoint is listed only after the backend has finished writing it, so the newest entry is
-always complete; resume loads it and restarts from its `step` (the next step to run)."""
+always complete; resume loads it and restarts from its `step` (the next step to run).
+`resolve_checkpoint` turns what a user passes as `load_checkpoint_path` into a loadable path."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cookbook.errors import UserError
 from cookbook.runs.files import atomic_write_json
 
 
@@ -57,3 +59,20 @@ class CheckpointIndex:
     def state_dir(self, step: int) -> Path:
         """Where the checkpoint taken before `step` should be written."""
         return self.path.parent / "checkpoints" / f"step{step:06d}"
+
+
+def resolve_checkpoint(path: str) -> str:
+    """The `load_state` path for `path`: a checkpoint path as is, or a run's log directory (its
+    newest checkpoint). Raises `UserError` for a run with no checkpoint or a missing path."""
+    p = Path(path)
+    if p.is_dir() and (p / "checkpoints.json").exists():
+        latest = CheckpointIndex(p).latest()
+        if latest is None:
+            raise UserError(f"run {path} has no checkpoint yet; train longer or pass a state path")
+        return latest.state_path
+    if not p.exists() and "://" not in path:
+        raise UserError(
+            f"load_checkpoint_path {path} does not exist; pass a run's log directory or a "
+            "checkpoint path listed in its checkpoints.json"
+        )
+    return path

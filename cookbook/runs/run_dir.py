@@ -1,9 +1,12 @@
 """A run's log directory: created fresh, or found again to resume.
 
-<log_dir>/config.json        the resolved config (+ the command line), enough to rerun it
-<log_dir>/metrics.jsonl      one line per step
-<log_dir>/checkpoints.json   the checkpoint index; files under checkpoints/
-<log_dir>/transcripts/       readable rollouts / samples
+<log_dir>/config.json                the resolved config (+ the command line), enough to rerun it
+<log_dir>/metrics.jsonl              one line per step
+<log_dir>/checkpoints.json           the checkpoint index; files under checkpoints/
+<log_dir>/transcripts/               readable rollouts / samples
+<log_dir>/warm_start_metrics.jsonl   RL: one line per step of the supervised warm start
+<log_dir>/reference.json             RL: where the frozen reference policy of the KL penalty is
+                                     (its weights under reference/)
 """
 
 from __future__ import annotations
@@ -39,6 +42,42 @@ class RunDir:
     @property
     def transcripts_dir(self) -> Path:
         return self.path / "transcripts"
+
+    @property
+    def warm_start_metrics(self) -> MetricsLog:
+        """The RL warm start's per-step metrics (kept apart from the RL steps' own)."""
+        return MetricsLog(self.path / "warm_start_metrics.jsonl")
+
+    @property
+    def reference_dir(self) -> Path:
+        """Where the KL penalty's reference weights are saved."""
+        return self.path / "reference"
+
+    def reference_sampler_path(self) -> str | None:
+        """The saved reference policy's sampler path (`None` before it is saved)."""
+        record = self.path / "reference.json"
+        if not record.exists():
+            return None
+        path = json.loads(record.read_text(encoding="utf-8"))["sampler_path"]
+        return self.relocate(str(path))
+
+    def set_reference_sampler_path(self, path: str) -> None:
+        """Record where the reference policy was saved (once per run)."""
+        atomic_write_json(self.path / "reference.json", {"sampler_path": path})
+
+    def relocate(self, path: str) -> str:
+        """A path this run saved, found again under the run directory when the directory was
+        moved (the index and records keep the paths the backend returned when saving)."""
+        if "://" in path or Path(path).exists():
+            return path
+        parts = Path(path).parts
+        for top in ("checkpoints", "reference"):
+            if top in parts:
+                last = len(parts) - 1 - parts[::-1].index(top)
+                moved = self.path.joinpath(*parts[last:])
+                if moved.exists():
+                    return str(moved)
+        return path
 
     @property
     def start_step(self) -> int:

@@ -1,1 +1,3 @@
-"""Supervised fine-tuning: datasets of token sequences with per-token weights, and the sft loop."""
+"""Supervised fine-tuning: the contracts (`types`), chat files to datums (`conversations`,
+`datums`, `lengths`), datasets of fixed datums (`datasets`), the core's `jsonl` dataset (`jsonl`),
+the held-out NLL eval (`nll_eval`) and the sft loop (`train`)."""

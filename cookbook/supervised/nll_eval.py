@@ -7,7 +7,6 @@ as the `nll` eval (`cookbook eval --eval nll eval.path=my.jsonl`).
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
@@ -63,10 +62,6 @@ class NLLEvaluator(Evaluator):
         nll = total_nll / total_weight if total_weight else math.nan
         return {"nll": nll, "tokens": total_weight, "examples": float(len(self.datums_D))}
 
-    def run(self, sampling_client: SamplingClient) -> dict[str, float]:
-        """Synchronous `__call__` for sync loops (`cookbook sft`)."""
-        return asyncio.run(self(sampling_client))
-
 
 @chz.chz
 class NLLEvaluatorBuilder(EvaluatorBuilder):
@@ -92,7 +87,7 @@ class NLLEvaluatorBuilder(EvaluatorBuilder):
     )
 
     def __call__(self, ctx: BuildContext) -> Evaluator:
-        from cookbook.supervised.data import JsonlDatasetBuilder
+        from cookbook.supervised.jsonl import JsonlDatasetBuilder
 
         if self.split not in ("test", "train", "all"):
             raise UserError(f"split={self.split!r} is not one of: test, train, all")

@@ -1,14 +1,16 @@
 """`cookbook sft`: supervised fine-tuning with `cross_entropy`, synchronous on purpose.
 
-The detailed `Config` names everything (the dataset builder, the model, the optimiser and its
-schedule, cadences); `train_cli.CLIConfig` is the small command-line face of it. The loop:
+`Config` names everything (the dataset builder, the model, the optimiser and its schedule,
+cadences, evals); its fields are the `KEY=VALUE` options of `cookbook sft`, and
+`Config.for_dataset` builds one from a registered dataset as the command line does. The loop:
 
     build the dataset -> for each step: batch, forward_backward + optim_step, log, maybe eval,
     maybe checkpoint -> final checkpoint (loadable by `cookbook rl load_checkpoint_path=`).
 
 A run resumes from its last checkpoint after a crash: the data order of every epoch is a
 function of the seed, so step k sees the same batch again, and `metrics.jsonl` keeps each step
-exactly once. `sft_step` and `train_steps` are the reusable inner loop.
+exactly once. `sft_step` and `train_steps` are the reusable inner loop (the RL warm start runs
+them too).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,16 +28,17 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
-from cookbook.supervised.data import LongExamples
+from cookbook.supervised.lengths import LongExamples
 from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
 
 if TYPE_CHECKING:
     from tinker import types as tinker_types
 
     from cookbook.backends.protocol import TrainingClient
-    from cookbook.build_context import BuildContext
     from cookbook.eval.types import Evaluator
+    from cookbook.runs.checkpoints import Checkpoint
     from cookbook.runs.run_dir import RunDir
+    from cookbook.supervised.nll_eval import NLLEvaluator
 
 LRSchedule = Literal["constant", "linear", "cosine"]
 
@@ -44,22 +47,33 @@ LRSchedule = Literal["constant", "linear", "cosine"]
 class Config:
     """Everything one supervised run needs; `config.json` of the run is this, serialised."""
 
-    dataset_builder: SupervisedDatasetBuilder
-    """Builds `(train, test | None)`; `batch_size` and `seed` reach it through the context."""
+    # ----- what to train on, and where the run lives
+    dataset: SupervisedDatasetBuilder
+    """Builds `(train, test | None)` (`dataset.KEY=VALUE`); `batch_size` and `seed` reach it
+    through the context."""
     log_dir: str
-    """Where config.json, metrics.jsonl and checkpoints go; an existing run there resumes."""
+    """Where config.json, metrics.jsonl and checkpoints go; an existing run there resumes
+    (`cookbook sft` default: runs/sft-<dataset>)."""
+
+    # ----- model and backend
     model_name: str = "tiny"
     """Base model: `tiny` (built in) or a local Hugging Face directory."""
     backend: str = "local"
-    """`local` (in-process PyTorch) or `tinker` (the Tinker service)."""
+    """`local` (in-process PyTorch) or `tinker` (the Tinker service, needs TINKER_API_KEY)."""
+    base_url: str | None = None
+    """Server of `backend=tinker` (a `cookbook serve`, say; None: $TINKER_BASE_URL, else the
+    Tinker service)."""
     device: str | None = None
     """Local backend device (`cpu`, `cuda`); default: CUDA when present, else CPU."""
     lora_rank: int = 32
     """LoRA rank (Hugging Face models; the tiny model trains all its weights)."""
+    seed: int = 0
+    """Seed of the data order and the model initialisation."""
     load_checkpoint_path: str | None = None
     """Start from these weights (a checkpoint state path, or a run directory: its newest
     checkpoint) instead of the base model. Ignored when the run resumes from its own checkpoint."""
 
+    # ----- optimiser and schedule
     learning_rate: float = 3e-3
     """Peak Adam learning rate."""
     lr_schedule: LRSchedule = "linear"
@@ -77,6 +91,7 @@ class Config:
     grad_clip_norm: float = 0.0
     """Clip the global gradient norm to this (0: no clipping)."""
 
+    # ----- batches, length of the run, long examples
     batch_size: int = 32
     """Examples per step."""
     num_epochs: int = 1
@@ -88,17 +103,25 @@ class Config:
     long_examples: LongExamples = LongExamples.TRUNCATE
     """`truncate` or `drop` examples longer than `max_length` (both are counted)."""
 
+    # ----- evals, checkpoints, logs
     eval_every: int = 10
-    """Held-out NLL (and `evaluator_builders`) every this many steps and at the end (0: only at
-    the end)."""
+    """Held-out NLL (and `evals`) every this many steps and at the end (0: only at the end)."""
+    evals: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
+    """Evaluators by name, run with the held-out NLL; metrics logged as `eval/<name>/<metric>`
+    (`evals=a,b` names registered evals; `evals.NAME.KEY=VALUE` sets their options)."""
     save_every: int = 50
     """Checkpoint every this many steps (0: only at the end)."""
-    seed: int = 0
-    """Seed of the data order and the model initialisation."""
-    evaluator_builders: list[EvaluatorBuilder] = chz.field(default_factory=list)
-    """Extra evaluations run with the held-out NLL; metrics logged as `eval/<i>/<name>`."""
     show_progress: bool = True
     """Show a progress bar (or a plain line every few seconds when not on a terminal)."""
+
+    @classmethod
+    def for_dataset(cls, dataset: str, /, *overrides: str, **values: object) -> Config:
+        """The config `cookbook sft --dataset DATASET OVERRIDES...` runs: the registered
+        dataset, then `overrides` (`KEY=VALUE` strings, as on the command line) and `values`
+        (Python values of top-level fields)."""
+        from cookbook.runs.blueprints import sft_config
+
+        return sft_config(dataset, overrides, values=values)
 
 
 @dataclass
@@ -242,19 +265,10 @@ def _validate(config: Config) -> None:
         ) from None
 
 
-CHANGEABLE_ON_RESUME = frozenset(
-    {
-        "log_dir",
-        "max_steps",
-        "num_epochs",
-        "eval_every",
-        "save_every",
-        "evaluator_builders",
-        "show_progress",
-    }
-)
-"""Config fields a resumed run may change: a moved run directory, a longer run (the learning-rate
-schedule is then recomputed for the new length), other eval/checkpoint cadences."""
+CHANGEABLE_ON_RESUME = frozenset({"num_epochs"})
+"""Config fields a resumed supervised run may change besides those of every loop
+(`cookbook.runs.setup.CHANGEABLE_ON_RESUME`): a longer run by epochs too (the learning-rate
+schedule is then recomputed for the new length)."""
 
 
 def _limit_length(
@@ -262,7 +276,8 @@ def _limit_length(
 ) -> tuple[SupervisedDataset, dict[str, int]]:
     """Apply `max_length` to a dataset of fixed datums (other datasets must respect it
     themselves); tells the user what was cut and returns the counts."""
-    from cookbook.supervised.data import DatumDataset, fit_datums
+    from cookbook.supervised.datasets import DatumDataset
+    from cookbook.supervised.lengths import fit_datums
 
     if config.max_length is None or not isinstance(dataset, DatumDataset):
         return dataset, {}
@@ -306,12 +321,16 @@ def _adam_params_fn(config: Config, total_steps: int) -> Callable[[int], tinker_
 
 def _evaluate(
     training_client: TrainingClient,
-    evaluators: Sequence[tuple[str, Evaluator]],
+    test_nll: NLLEvaluator | None,
+    evaluators: Mapping[str, Evaluator],
 ) -> dict[str, float]:
-    """Run every evaluator on the current weights; metrics prefixed by the evaluator's name."""
+    """The held-out NLL (`test/*`) and every evaluator (`eval/<name>/*`) on the current weights.
+    An evaluator that raises is reported (`eval/<name>/failed`) and does not end the run."""
     import asyncio
 
-    if not evaluators:
+    from cookbook.eval.runner import run_evaluators
+
+    if test_nll is None and not evaluators:
         return {}
     t0 = time.perf_counter()
     # No name: an in-memory snapshot, nothing written to disk for an eval.
@@ -319,9 +338,12 @@ def _evaluate(
 
     async def run_all() -> dict[str, float]:
         out: dict[str, float] = {}
-        for prefix, evaluator in evaluators:
-            for key, value in (await evaluator(sampling_client)).items():
-                out[f"{prefix}/{key}"] = value
+        if test_nll is not None:
+            out.update({f"test/{k}": v for k, v in (await test_nll(sampling_client)).items()})
+        outcome = await run_evaluators(evaluators, sampling_client)
+        for name, error in outcome.failures.items():
+            print(f"warning: sft: eval {name} failed: {error}", file=sys.stderr)
+        out.update(outcome.metrics)
         return out
 
     metrics = asyncio.run(run_all())
@@ -329,47 +351,15 @@ def _evaluate(
     return metrics
 
 
-def _find_in_run_dir(run_dir: RunDir, path: str) -> str:
-    """A checkpoint path of this run, found again under the run directory if it was moved (the
-    index stores the paths the backend returned when saving)."""
-    if "://" in path or Path(path).exists():
-        return path
-    parts = Path(path).parts
-    if "checkpoints" in parts:
-        last = len(parts) - 1 - parts[::-1].index("checkpoints")
-        moved = run_dir.path.joinpath(*parts[last:])
-        if moved.exists():
-            return str(moved)
-    return path
-
-
-def _load_state_with_optimizer(training_client: TrainingClient, path: str) -> None:
-    """Resume needs the optimizer state too: the tinker SDK's `load_state` restores weights only
-    and `load_state_with_optimizer` both; the protocol's `load_state` promises both, so it is the
-    fallback for clients without the SDK method."""
-    load = getattr(training_client, "load_state_with_optimizer", None)
-    future = load(path) if callable(load) else training_client.load_state(path)
-    future.result()
-
-
 def _save_checkpoint(
     training_client: TrainingClient, run_dir: RunDir, step: int, with_sampler: bool
-) -> tuple[str, str | None]:
-    """Save state (and sampler weights) before `step` and list it in the index once written."""
-    from cookbook.runs.checkpoints import Checkpoint
+) -> Checkpoint:
+    """`cookbook.runs.setup.save_checkpoint`, from this synchronous loop."""
+    import asyncio
 
-    directory = run_dir.checkpoints.state_dir(step)
-    directory.mkdir(parents=True, exist_ok=True)
-    state_future = training_client.save_state(str(directory / "state"))
-    sampler_future = (
-        training_client.save_weights_for_sampler(str(directory / "sampler"))
-        if with_sampler
-        else None
-    )
-    state_path = state_future.result().path
-    sampler_path = sampler_future.result().path if sampler_future is not None else None
-    run_dir.checkpoints.add(Checkpoint(step=step, state_path=state_path, sampler_path=sampler_path))
-    return state_path, sampler_path
+    from cookbook.runs.setup import save_checkpoint
+
+    return asyncio.run(save_checkpoint(training_client, run_dir, step, with_sampler=with_sampler))
 
 
 @contextmanager
@@ -385,22 +375,6 @@ def _hint_max_length(config: Config) -> Iterator[None]:
         raise
 
 
-def build_context(config: Config, training_client: TrainingClient, log_dir: Path) -> BuildContext:
-    """The context the dataset and eval builders get: tokenizer, renderer, seed, batch size."""
-    from cookbook.build_context import BuildContext
-    from cookbook.renderers import get_renderer
-
-    tokenizer = training_client.get_tokenizer()
-    return BuildContext(
-        model_name=config.model_name,
-        tokenizer=tokenizer,
-        renderer=get_renderer(config.model_name, tokenizer),
-        seed=config.seed,
-        groups_per_batch=config.batch_size,
-        log_dir=str(log_dir),
-    )
-
-
 def total_steps_of(config: Config, batches_per_epoch: int) -> int:
     """Steps of the whole run: `max_steps`, else `num_epochs` passes."""
     if config.max_steps is not None:
@@ -413,51 +387,55 @@ def total_steps_of(config: Config, batches_per_epoch: int) -> int:
 
 def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) -> SFTResult:
     """Run (or resume) the supervised run `config` describes; returns where its results are."""
-    from cookbook.backends import make_service_client
     from cookbook.runs.progress import RunProgress
-    from cookbook.runs.run_dir import open_run_dir
-    from cookbook.supervised.data import all_datums
+    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
+    from cookbook.runs.setup import (
+        build_context,
+        load_starting_weights,
+        make_service,
+        make_training_client,
+        start_run,
+    )
+    from cookbook.supervised.datasets import all_datums
     from cookbook.supervised.nll_eval import NLLEvaluator
 
     _validate(config)
-    run_dir = open_run_dir(config.log_dir, fresh=fresh)
-    if run_dir.resume_from is not None:
-        run_dir.check_resumable(config, CHANGEABLE_ON_RESUME)
-    run_dir.write_config(config, argv)
-
-    service = make_service_client(config.backend, config.device)
-    training_client = service.create_lora_training_client(
-        base_model=config.model_name, rank=config.lora_rank, seed=config.seed
+    run_dir = start_run(
+        config, config.log_dir, fresh=fresh, argv=argv, changeable=ANY_LOOP | CHANGEABLE_ON_RESUME
     )
-    ctx = build_context(config, training_client, run_dir.path)
-    train_ds, test_ds = config.dataset_builder(ctx)
+    service = make_service(config.backend, config.device, config.base_url)
+    training_client = make_training_client(
+        service, config.model_name, config.lora_rank, config.seed
+    )
+    ctx = build_context(
+        config.model_name,
+        training_client,
+        seed=config.seed,
+        groups_per_batch=config.batch_size,
+        log_dir=run_dir.path,
+    )
+    train_ds, test_ds = config.dataset(ctx)
     train_ds, _ = _limit_length(train_ds, "train", config)
-    evaluators: list[tuple[str, Evaluator]] = []
+    test_nll = None
     if test_ds is not None:
         test_ds, _ = _limit_length(test_ds, "test", config)
-        evaluators.append(("test", NLLEvaluator(all_datums(test_ds))))
-    for i, builder in enumerate(config.evaluator_builders):
-        evaluators.append((f"eval/{i}", builder(ctx)))
+        test_nll = NLLEvaluator(all_datums(test_ds))
+    evaluators = {name: builder(ctx) for name, builder in config.evals.items()}
 
     total_steps = total_steps_of(config, len(train_ds))
     start_step = min(run_dir.start_step, total_steps)
     if run_dir.resume_from is not None:
         print(f"sft: resuming {run_dir.path} at step {start_step}/{total_steps}", file=sys.stderr)
-        _load_state_with_optimizer(
-            training_client, _find_in_run_dir(run_dir, run_dir.resume_from.state_path)
-        )
-    elif config.load_checkpoint_path:
-        from cookbook.eval.runner import resolve_checkpoint
-
-        # Weights (the tinker SDK's load_state); a new run keeps its own optimizer schedule.
-        training_client.load_state(resolve_checkpoint(config.load_checkpoint_path)).result()
+    loading = load_starting_weights(training_client, run_dir, config.load_checkpoint_path)
+    if loading is not None:
+        loading.result()
 
     def eval_due(step: int) -> bool:
         return config.eval_every > 0 and step % config.eval_every == 0
 
     last: dict[str, float] = {}
     loop_start = time.perf_counter()
-    pending_eval = _evaluate(training_client, evaluators) if eval_due(start_step) else {}
+    pending_eval = _evaluate(training_client, test_nll, evaluators) if eval_due(start_step) else {}
     with (
         RunProgress(
             "sft",
@@ -485,23 +463,19 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
             if config.save_every > 0 and done % config.save_every == 0 and done < total_steps:
                 _save_checkpoint(training_client, run_dir, done, with_sampler=False)
             pending_eval = (
-                _evaluate(training_client, evaluators)
+                _evaluate(training_client, test_nll, evaluators)
                 if eval_due(done) and done < total_steps
                 else {}
             )
 
     # The final evaluation is a record of its own, at step == total_steps (after every update).
-    final_eval = _evaluate(training_client, evaluators)
+    final_eval = _evaluate(training_client, test_nll, evaluators)
     if final_eval:
         run_dir.metrics.log(total_steps, final_eval)
-    latest = run_dir.checkpoints.latest()
-    sampler_path: str | None
-    if latest is not None and latest.step == total_steps and latest.sampler_path is not None:
-        state_path, sampler_path = latest.state_path, latest.sampler_path
-    else:
-        state_path, sampler_path = _save_checkpoint(
-            training_client, run_dir, total_steps, with_sampler=True
-        )
+    final = run_dir.checkpoints.latest()
+    if final is None or final.step != total_steps or final.sampler_path is None:
+        final = _save_checkpoint(training_client, run_dir, total_steps, with_sampler=True)
+    state_path, sampler_path = final.state_path, final.sampler_path
     last = {**last, **final_eval}
     summary = "  ".join(
         f"{k} {last[k]:.4f}" for k in ("train/loss", "test/nll") if k in last and last[k] == last[k]
@@ -525,7 +499,6 @@ __all__ = [
     "SFTResult",
     "batch_at",
     "batch_weight",
-    "build_context",
     "learning_rate_at",
     "main",
     "sft_step",

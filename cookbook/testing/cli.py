@@ -4,25 +4,24 @@
     cookbook check arithmetic --kind eval         # only the eval
     cookbook check tictactoe env.self_play=true   # the env's own options, as for `cookbook rl`
 
-Prints a table per checked item and exits 1 when a check failed (2 for a usage mistake).
-Imported for `--help`: nothing heavy at module level.
+Prints a table per checked item and exits 1 when a check failed (2 for a usage mistake). The
+command line is read by the parser of every `cookbook` subcommand (`cookbook.cli`). Imported for
+`--help`: nothing heavy at module level.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from cookbook.errors import UserError
 
 if TYPE_CHECKING:
+    from cookbook.cli import CommandLine
     from cookbook.registry.catalog import Catalog
     from cookbook.registry.specs import Kind, Spec
     from cookbook.testing.report import ContractReport
-
-USAGE = "cookbook check NAME [--kind env|dataset|eval] [--seed N] [--json] [KIND.KEY=VALUE ...]"
 
 DESCRIPTION = """\
 Check that an installed env, dataset or eval keeps the contract the runners rely on.
@@ -39,68 +38,36 @@ eval:    it builds with small sizes (num_games, num_problems, ...) and returns f
 From pytest: `from cookbook.testing import assert_env_contract` (also _dataset_, _eval_)."""
 
 
-class _Done(Exception):
-    """argparse finished early (`--help`)."""
+def run(line: CommandLine) -> int:
+    """Run `cookbook check` as `line` asks; return the exit status: 0 when every check passed,
+    1 when one failed. Usage mistakes raise `UserError`."""
+    if line.help:
+        print(line.help_text + "\n\n" + DESCRIPTION)
+        return 0
+    if line.name is None:
+        from cookbook.cli import COMMANDS
 
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line `UserError`s instead of usage + exit."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UserError(f"cookbook check: {message}; usage: {USAGE}")
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            print(message, file=sys.stderr, end="")
-        raise _Done(status)
-
-
-def _parser() -> _Parser:
-    parser = _Parser(
-        prog="cookbook check",
-        usage=USAGE,
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("name", help="a registered name, or distribution:name")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KIND.KEY=VALUE",
-        help="options of the checked item: env.KEY=VALUE, dataset.KEY=VALUE or eval.KEY=VALUE",
-    )
-    parser.add_argument("--kind", choices=["env", "dataset", "eval"], help="check only this kind")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the builds and rollouts")
-    parser.add_argument("--json", action="store_true", help="print the reports as JSON")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """Run `cookbook check` with `argv` (the arguments after `check`); return the exit status:
-    0 when every check passed, 1 when one failed. Usage mistakes raise `UserError`."""
-    try:
-        opts = _parser().parse_intermixed_args(argv)  # options may follow KEY=VALUE
-    except _Done as done:
-        return done.status
+        usage = COMMANDS["check"].usage
+        raise UserError(f"cookbook check: name what to check; usage: cookbook {usage}")
     from cookbook.registry.catalog import load_catalog
 
     catalog = load_catalog()
-    specs = _find(catalog, opts.name, opts.kind)
-    overrides = _route_overrides(opts.overrides, [spec.kind for spec in specs])
+    kind: Kind | None = None if line.kind is None else _KINDS[line.kind]
+    specs = _find(catalog, line.name, kind)
+    overrides = _route_overrides(list(line.overrides), [spec.kind for spec in specs])
     reports: list[ContractReport] = []
     for spec in specs:
-        if not opts.json and sys.stderr.isatty():
+        if not line.json and sys.stderr.isatty():
             print(f"checking {spec.kind} {spec.name} ...", file=sys.stderr)
-        reports.append(_check(spec, overrides[spec.kind], opts.seed))
-    if opts.json:
+        reports.append(_check(spec, overrides[spec.kind], line.seed))
+    if line.json:
         print(json.dumps([r.to_json() for r in reports], indent=2))
     else:
         _print_tables(reports, specs)
     return 0 if all(r.passed for r in reports) else 1
+
+
+_KINDS: dict[str, Kind] = {"env": "env", "dataset": "dataset", "eval": "eval"}
 
 
 def _find(catalog: Catalog, name: str, kind: Kind | None) -> list[Spec]:
@@ -154,7 +121,9 @@ def _route_overrides(args: list[str], kinds: list[Kind]) -> dict[Kind, list[str]
 
 
 def _check(spec: Spec, overrides: list[str], seed: int) -> ContractReport:
-    from cookbook.testing.checks import check_dataset, check_env, check_eval
+    from cookbook.testing.dataset_checks import check_dataset
+    from cookbook.testing.env_checks import check_env
+    from cookbook.testing.eval_checks import check_eval
 
     target = spec.qualified_name
     if spec.kind == "env":

@@ -134,7 +134,7 @@ def test_checkpoints_of_the_wrong_kind_or_size(service: LocalServiceClient) -> N
     sampler_path = small.save_weights_for_sampler("s").result().path
     state_path = small.save_state("st").result().path
     with pytest.raises(UserError, match="no optimizer state"):
-        small.load_state(sampler_path).result()
+        small.load_state_with_optimizer(sampler_path).result()
     with pytest.raises(UserError, match=r"does not fit|shape"):
         big.load_state(state_path).result()
     with pytest.raises(UserError, match="no local checkpoint"):

@@ -64,7 +64,7 @@ def test_lora_train_sample_save_load(
     np.testing.assert_allclose(np.array(again[1:], float), fwd_lp.to_numpy(), atol=1e-5)
     state = trainer.save_state("hf-state").result().path
     fresh = service.create_lora_training_client(path, rank=4, seed=7)
-    fresh.load_state(state).result()
+    fresh.load_state_with_optimizer(state).result()
     want = trainer.trainable_weights()
     got = fresh.trainable_weights()
     for name in want:

@@ -17,14 +17,16 @@ def _reference_loss(
     loss_fn: str,
     lp: torch.Tensor,
     inputs: dict[str, torch.Tensor],
-    config: dict[str, float],
+    config: dict[str, float | str],
 ) -> torch.Tensor:
     """The formulas of the tinker docs, written out independently of the backend."""
     if loss_fn == "cross_entropy":
         return (-lp * inputs["weights"]).sum()
     q, adv = inputs["logprobs"], inputs["advantages"]
     ratio = torch.exp(lp - q)
-    lo, hi = config.get("clip_low_threshold", 0.8), config.get("clip_high_threshold", 1.2)
+    default_lo, default_hi = (0.0, 4.0) if loss_fn == "cispo" else (0.8, 1.2)  # tinker's docs
+    lo = float(config.get("clip_low_threshold", default_lo))
+    hi = float(config.get("clip_high_threshold", default_hi))
     if loss_fn == "importance_sampling":
         return -(ratio * adv).sum()
     if loss_fn == "ppo":
@@ -32,24 +34,38 @@ def _reference_loss(
     if loss_fn == "cispo":
         return -(torch.clamp(ratio, lo, hi).detach() * lp * adv).sum()
     if loss_fn == "dro":
-        beta = config.get("beta", 0.05)
+        beta = float(config.get("beta", 0.05))
         return -(lp * adv - 0.5 * beta * (lp - q) ** 2).sum()
+    if loss_fn == "gspo":
+        # One datum: the sequence ratio is the geometric mean of the token ratios over the
+        # sampled tokens (non-zero advantage); each token keeps its own logprob's gradient.
+        sampled = adv != 0
+        s = torch.exp((lp.detach() - q)[sampled].mean())
+        token_ratio = s * torch.exp(lp - lp.detach())
+        return -torch.min(token_ratio * adv, torch.clamp(token_ratio, lo, hi) * adv).sum()
+    if loss_fn == "stable_reinforce":
+        return -(torch.clamp(ratio.detach(), max=1.0) * lp * adv).sum()
     raise AssertionError(loss_fn)
 
 
-CASES: list[tuple[types.LossFnType, dict[str, float]]] = [
+CASES: list[tuple[types.LossFnType, dict[str, float | str]]] = [
     ("cross_entropy", {}),
     ("importance_sampling", {}),
     ("ppo", {}),
     ("ppo", {"clip_low_threshold": 0.9, "clip_high_threshold": 1.05}),
+    ("ppo", {"clip_low_threshold": "0.9", "clip_high_threshold": "1.05"}),  # the SDK sends both
+    ("cispo", {}),  # tinker's defaults 0.0 / 4.0
     ("cispo", {"clip_low_threshold": 0.7, "clip_high_threshold": 1.1}),
     ("dro", {"beta": 0.3}),
+    ("gspo", {}),
+    ("gspo", {"clip_low_threshold": 0.95, "clip_high_threshold": 1.02}),
+    ("stable_reinforce", {}),
 ]
 
 
 @pytest.mark.parametrize(("loss_fn", "config"), CASES)
 def test_loss_value_and_gradient_match_reference(
-    service: LocalServiceClient, loss_fn: types.LossFnType, config: dict[str, float]
+    service: LocalServiceClient, loss_fn: types.LossFnType, config: dict[str, float | str]
 ) -> None:
     rng = np.random.default_rng(len(loss_fn) + len(config))
     trainer = service.create_lora_training_client("tiny", seed=3)
@@ -79,6 +95,7 @@ def test_loss_value_and_gradient_match_reference(
             # Sampling logprobs near the model's, so ratios fall on both sides of the clips.
             q = (lp.detach().numpy() + rng.normal(0, 0.3, size=n)).astype(np.float32)
             adv = rng.normal(0, 1, size=n).astype(np.float32)
+            adv[: n // 3] = 0.0  # prompt positions: outside GSPO's sequence ratio
             data.append(rl_datum(tokens, q.tolist(), adv.tolist()))
             inputs = {"logprobs": torch.from_numpy(q), "advantages": torch.from_numpy(adv)}
         ref_loss = ref_loss + _reference_loss(loss_fn, lp, inputs, config)
@@ -122,3 +139,38 @@ def test_custom_loss_gradient_equals_builtin(service: LocalServiceClient) -> Non
     ga, gb = a.accumulated_gradients(), b.accumulated_gradients()
     for name in ga:
         torch.testing.assert_close(ga[name], gb[name], atol=1e-6, rtol=1e-5)
+
+
+def test_top_k_cross_entropy_sums_weighted_candidates(service: LocalServiceClient) -> None:
+    """[N, K] targets and weights: the loss is -sum of w * log p over every candidate, and the
+    output logprobs are [N, K], each equal to the plain cross-entropy logprob of that token."""
+    rng = np.random.default_rng(7)
+    trainer = service.create_lora_training_client("tiny", seed=1)
+    warm = [ce_datum(random_tokens(rng, 20)) for _ in range(4)]
+    trainer.forward_backward(warm, "cross_entropy")
+    trainer.optim_step(types.AdamParams(learning_rate=1e-2)).result()
+    inputs = random_tokens(rng, 9)
+    targets_N_K = rng.integers(0, 256, size=(9, 3))
+    weights_N_K = rng.uniform(0, 1, size=(9, 3)).astype(np.float32)
+    top_k = types.Datum(
+        model_input=types.ModelInput.from_ints(inputs),
+        loss_fn_inputs={
+            "target_tokens": types.TensorData.from_numpy(targets_N_K.astype(np.int64)),
+            "weights": types.TensorData.from_numpy(weights_N_K),
+        },
+    )
+    out = trainer.forward([top_k], "cross_entropy").result()
+    lp_N_K = out.loss_fn_outputs[0]["logprobs"].to_numpy()
+    assert lp_N_K.shape == (9, 3)
+    for k in range(3):
+        single = types.Datum(
+            model_input=types.ModelInput.from_ints(inputs),
+            loss_fn_inputs={
+                "target_tokens": types.TensorData.from_numpy(targets_N_K[:, k].astype(np.int64)),
+                "weights": types.TensorData.from_numpy(np.ones(9, np.float32)),
+            },
+        )
+        one = trainer.forward([single], "cross_entropy").result().loss_fn_outputs[0]
+        np.testing.assert_allclose(lp_N_K[:, k], one["logprobs"].to_numpy(), atol=1e-5)
+    want = -(weights_N_K * lp_N_K).sum()
+    assert out.metrics["loss:sum"] == pytest.approx(float(want), rel=1e-5)

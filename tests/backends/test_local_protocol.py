@@ -1,29 +1,20 @@
-"""Both backends fit `cookbook.backends.protocol` (checked by mypy through the annotations
-below, and at run time for the local one); the remote one fails clearly without a key."""
+"""Both backends fit `cookbook.backends.protocol`; the tinker backend fails fast and clearly
+(no key, a malformed key, nobody listening) instead of retrying for minutes."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from tinker import types
 
 from cookbook.backends import make_service_client
 from cookbook.backends.protocol import SamplingClient, ServiceClient, TrainingClient
-from cookbook.backends.tinker_remote import (
-    TinkerServiceClient,
-    TinkerTrainingClient,
-    make_tinker_service_client,
-)
 from cookbook.errors import UserError
-
-
-def _remote_fits(service: TinkerServiceClient, trainer: TinkerTrainingClient) -> None:
-    """Never called: mypy checks that the remote adapters satisfy the protocol."""
-    as_service: ServiceClient = service
-    as_trainer: TrainingClient = trainer
-    del as_service, as_trainer
 
 
 def test_local_clients_fit_the_protocol() -> None:
@@ -39,12 +30,44 @@ def test_local_clients_fit_the_protocol() -> None:
     assert isinstance(trainer.get_info(), types.GetInfoResponse)
 
 
-def test_tinker_backend_needs_an_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tinker_backend_needs_a_well_formed_api_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("TINKER_API_KEY", raising=False)
+    monkeypatch.delenv("TINKER_CREDENTIAL_CMD", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no stored login either
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     with pytest.raises(UserError, match="TINKER_API_KEY"):
-        make_tinker_service_client()
-    with pytest.raises(UserError, match="TINKER_API_KEY"):
-        make_service_client("tinker")
+        make_service_client("tinker", base_url="http://127.0.0.1:9")
+    monkeypatch.setenv("TINKER_API_KEY", "sk-not-a-tinker-key")
+    with pytest.raises(UserError, match="must start with 'tml-'") as exc:
+        make_service_client("tinker", base_url="http://127.0.0.1:9")
+    assert "\n" not in str(exc.value)
+
+
+def test_tinker_backend_unreachable_server_is_one_line_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TINKER_API_KEY", "tml-test")
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(UserError, match="cannot reach a Tinker server") as exc:
+        make_service_client("tinker", base_url=f"http://127.0.0.1:{port}")
+    assert "\n" not in str(exc.value) and f":{port}" in str(exc.value)
+    assert time.monotonic() - start < 60  # the SDK alone retries for minutes
+    with pytest.raises(UserError, match="not an http"):
+        make_service_client("tinker", base_url="127.0.0.1:8000")
+
+
+def test_backend_options_that_do_not_apply_are_refused() -> None:
+    with pytest.raises(UserError, match="backend=tinker"):
+        make_service_client("local", base_url="http://127.0.0.1:8000")
+    with pytest.raises(UserError, match="backend=local"):
+        make_service_client("tinker", device="cpu")
+    with pytest.raises(UserError, match="unknown backend"):
+        make_service_client("remote")
 
 
 def test_backend_package_imports_stay_light() -> None:

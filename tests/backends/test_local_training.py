@@ -63,7 +63,7 @@ def test_save_load_continue_equals_never_stopping(service: LocalServiceClient) -
 
     # Resume two ways: load_state into another client, and a client made from the state.
     other = service.create_lora_training_client("tiny", seed=99)
-    other.load_state(saved.path).result()
+    other.load_state_with_optimizer(saved.path).result()
     assert other.step == 3
     train(other, batches[3:])
     resumed = service.create_training_client_from_state_with_optimizer(saved.path)
@@ -161,6 +161,9 @@ def test_checkpoint_names_and_paths(service: LocalServiceClient, tmp_path: Path)
     state = trainer.save_state(str(exact)).result().path
     assert Path(state) == exact
     assert sorted(p.name for p in exact.iterdir()) == ["meta.json", "optimizer.pt", "weights.pt"]
-    # Saving again over it replaces it atomically, leaving no temporary directories behind.
-    trainer.save_state(str(exact)).result()
+    # The same name again needs overwrite=True (as in the SDK), which replaces it atomically,
+    # leaving no temporary directories behind.
+    with pytest.raises(ValueError, match="overwrite=True"):
+        trainer.save_state(str(exact))
+    trainer.save_state(str(exact), overwrite=True).result()
     assert sorted(p.name for p in exact.parent.iterdir()) == ["final"]

@@ -18,7 +18,7 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 
 def test_eval_prints_a_table_and_writes_json(
-    eval_plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    rl_plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "result.json"
     status, out, err = _run(
@@ -27,7 +27,7 @@ def test_eval_prints_a_table_and_writes_json(
         "fixture-echo",
         "eval.num_prompts=2",
         "eval.max_tokens=3",
-        f"output={output}",
+        f"output_path={output}",
     )
     assert status == 0, err
     result = json.loads(output.read_text())
@@ -38,7 +38,7 @@ def test_eval_prints_a_table_and_writes_json(
         "eval/fixture-echo/mean_logprob",
     }
     assert 0 < metrics["eval/fixture-echo/mean_tokens"] <= 3
-    assert result["config"]["evaluator_builders"]["fixture-echo"]["num_prompts"] == 2
+    assert result["config"]["evals"]["fixture-echo"]["num_prompts"] == 2
     header, *rows = out.split("\n\n")[0].splitlines()
     assert header.split() == ["EVAL", "METRIC", "VALUE"]
     assert [row.split()[:2] for row in rows] == [
@@ -49,15 +49,15 @@ def test_eval_prints_a_table_and_writes_json(
 
 
 def test_several_evals_and_a_failing_one(
-    eval_plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    rl_plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "result.json"
     status, out, err = _run(
         capsys,
         "--eval",
         "fixture-echo,fixture-broken-eval",
-        "fixture-echo.num_prompts=1",
-        f"output={output}",
+        "evals.fixture-echo.num_prompts=1",
+        f"output_path={output}",
     )
     assert status == 1
     result = json.loads(output.read_text())
@@ -68,7 +68,7 @@ def test_several_evals_and_a_failing_one(
 
 
 def test_eval_of_a_checkpoint_from_a_run_directory(
-    eval_plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    rl_plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from cookbook.backends import make_service_client
     from cookbook.runs.checkpoints import Checkpoint, CheckpointIndex
@@ -92,7 +92,7 @@ def test_eval_of_a_checkpoint_from_a_run_directory(
 
     def echo(*extra: str) -> dict[str, float]:
         output = tmp_path / f"r{len(extra)}.json"
-        status, _, err = _run(capsys, "--eval", "fixture-echo", f"output={output}", *extra)
+        status, _, err = _run(capsys, "--eval", "fixture-echo", f"output_path={output}", *extra)
         assert status == 0, err
         metrics: dict[str, float] = json.loads(output.read_text())["metrics"]
         return metrics
@@ -108,16 +108,33 @@ def test_eval_of_a_checkpoint_from_a_run_directory(
     [
         (["--eval", "fixture-ech"], "fixture-echo"),
         ([], "cookbook eval --eval NAME"),
-        (["--eval", "fixture-echo", "eval.num_promts=2"], "did you mean 'num_prompts'"),
+        (
+            ["--eval", "fixture-echo", "eval.num_promts=2"],
+            "did you mean 'evals.fixture-echo.num_prompts'",
+        ),
         (["--eval", "fixture-echo,fixture-broken-eval", "eval.num_prompts=2"], "NAME.KEY=VALUE"),
+        (["--eval", "fixture-echo", "evals.fixture-echo.num_promts=2"], "num_prompts"),
+        (["--eval", "fixture-echo", "--config", "x.json"], "not both"),
         (["--eval", "fixture-echo", "load_checkpoint_path=/nonexistent/run"], "does not exist"),
     ],
 )
 def test_bad_input_is_one_line(
-    eval_plugin: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+    rl_plugin: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
 ) -> None:
     status, _, err = _run(capsys, *args)
     assert status == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert expected in lines[0]
+
+
+def test_results_json_reruns_the_eval(
+    rl_plugin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, again = tmp_path / "first.json", tmp_path / "again.json"
+    args = ["--eval", "fixture-echo", "eval.num_prompts=2", f"output_path={first}"]
+    assert _run(capsys, *args)[0] == 0
+    assert _run(capsys, "--config", str(first), f"output_path={again}")[0] == 0
+    one, two = json.loads(first.read_text()), json.loads(again.read_text())
+    assert two["metrics"] == one["metrics"]
+    assert two["config"] == {**one["config"], "output_path": str(again)}

@@ -3,15 +3,18 @@ offline (GPT-2 architecture, random weights, the ChatML tokenizer), LoRA on the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import cast
 
 import pytest
 from transformers import PreTrainedTokenizerFast
 
 from cookbook.renderers.hf import HFChatTemplateRenderer
-from cookbook.supervised.data import JsonlDatasetBuilder, all_datums
-from cookbook.supervised.train import Config, build_context, main
+from cookbook.runs.metrics import MetricsLog
+from cookbook.runs.setup import build_context
+from cookbook.supervised.datasets import all_datums
+from cookbook.supervised.jsonl import JsonlDatasetBuilder
+from cookbook.supervised.train import Config, main
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def test_sft_on_a_local_hf_model_trains_on_its_chat_template(
     hf_model_dir: Path, tmp_path: Path
 ) -> None:
     config = Config(
-        dataset_builder=JsonlDatasetBuilder(),
+        dataset=JsonlDatasetBuilder(),
         log_dir=str(tmp_path / "run"),
         model_name=str(hf_model_dir),
         lora_rank=4,
@@ -52,7 +55,7 @@ def test_sft_on_a_local_hf_model_trains_on_its_chat_template(
         show_progress=False,
     )
     result = main(config)
-    records = [json.loads(x) for x in (result.log_dir / "metrics.jsonl").read_text().splitlines()]
+    records = cast("list[dict[str, float]]", MetricsLog(result.log_dir / "metrics.jsonl").read())
     train = [r["train/loss"] for r in records if "train/loss" in r]
     assert sum(train[-3:]) / 3 < sum(train[:3]) / 3 - 0.3, train
     nll = [r["test/nll"] for r in records if "test/nll" in r]
@@ -65,7 +68,7 @@ def test_sft_on_a_local_hf_model_trains_on_its_chat_template(
     client = make_service_client("local").create_lora_training_client(
         base_model=str(hf_model_dir), rank=4
     )
-    ctx = build_context(config, client, tmp_path)
+    ctx = build_context(config.model_name, client, seed=config.seed, groups_per_batch=32)
     assert isinstance(ctx.renderer, HFChatTemplateRenderer)
     train_ds, _ = JsonlDatasetBuilder()(ctx)
     datum = all_datums(train_ds)[0]

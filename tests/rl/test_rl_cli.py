@@ -1,28 +1,32 @@
-"""`cookbook rl`: resume after a real SIGKILL, one-line errors, help, warm start from the registry."""
+"""`cookbook rl`: resume after a real SIGKILL, one-line errors, help, the config built from the
+registry (warm start, recommended settings, evals and their options), `--config` reruns."""
 
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from rl_fixture_support import cookbook_command, subprocess_env
 
 from cookbook.cli import main as cookbook_main
+from cookbook.errors import UserError
+from cookbook.runs.checkpoints import CheckpointIndex
+from cookbook.runs.metrics import MetricsLog
 
 
-def _steps(log_dir: Path) -> list[int]:
+def _steps(log_dir: Path) -> list[object]:
+    return [r["step"] for r in MetricsLog(log_dir / "metrics.jsonl").read()]
+
+
+def _rl_command(log_dir: Path, *args: str) -> list[str]:
     return [
-        json.loads(line)["step"] for line in (log_dir / "metrics.jsonl").read_text().splitlines()
-    ]
-
-
-def test_sigkill_mid_run_then_same_command_resumes(rl_fixture_site: Path, tmp_path: Path) -> None:
-    log_dir = tmp_path / "run"
-    command = cookbook_command(
+        sys.executable,
+        "-m",
+        "cookbook",
         "rl",
         "--env",
         "fixture-letters",
@@ -30,16 +34,52 @@ def test_sigkill_mid_run_then_same_command_resumes(rl_fixture_site: Path, tmp_pa
         "save_every=2",
         "eval_every=0",
         "env.test_batches=0",
-        "env.step_delay_s=0.25",  # slow enough to be killed mid-run
         f"log_dir={log_dir}",
+        *args,
+    ]
+
+
+def test_a_crash_mid_run_then_the_same_command_resumes(
+    rl_plugin: Path,
+    rl_plugin_env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The run SIGKILLs itself when it asks for batch 5 (steps 0-4 logged, checkpoint at step
+    4); the same command then reruns step 4 (its line dropped) and finishes. The crash happens
+    in a subprocess, the rerun in this one."""
+    log_dir = tmp_path / "run"
+    command = _rl_command(
+        log_dir, "env.crash_at_batch=5", f"env.crash_marker={tmp_path / 'crashed'}"
     )
-    env = subprocess_env(rl_fixture_site)
-    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    metrics = log_dir / "metrics.jsonl"
-    deadline = time.monotonic() + 60
+    first = subprocess.run(command, env=rl_plugin_env, capture_output=True, text=True)
+    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+    assert _steps(log_dir) == [0, 1, 2, 3, 4]
+    assert [c.step for c in CheckpointIndex(log_dir).all()] == [2, 4]
+    line3 = MetricsLog(log_dir / "metrics.jsonl").read()[3]
+
+    status, out, err = _run_cli(capsys, *command[command.index("rl") + 1 :])
+    assert status == 0, err
+    assert _steps(log_dir) == list(range(8))
+    assert MetricsLog(log_dir / "metrics.jsonl").read()[3] == line3  # step 3 was not rerun
+    assert CheckpointIndex(log_dir).all()[-1].step == 8
+    assert "rl fixture-letters: 4 steps run" in out  # steps 4-7, not all 8
+
+
+@pytest.mark.slow
+def test_sigkill_from_outside_mid_run_then_same_command_resumes(
+    rl_plugin_env: dict[str, str], tmp_path: Path
+) -> None:
+    """As above, killed by another process at whatever point the run has reached."""
+    log_dir = tmp_path / "run"
+    command = _rl_command(log_dir, "env.step_delay_s=0.25")  # slow enough to be killed mid-run
+    first = subprocess.Popen(
+        command, env=rl_plugin_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
     # Kill once a checkpoint exists and a step after it is logged, so the rerun drops that line.
     while time.monotonic() < deadline and first.poll() is None:
-        if metrics.exists() and len(_steps(log_dir)) >= 3:
+        if len(_steps(log_dir)) >= 3:
             break
         time.sleep(0.02)
     assert first.poll() is None, first.communicate()
@@ -48,14 +88,13 @@ def test_sigkill_mid_run_then_same_command_resumes(rl_fixture_site: Path, tmp_pa
     assert first.returncode == -signal.SIGKILL
     killed_at = _steps(log_dir)
     assert 3 <= len(killed_at) < 8
-    line0 = metrics.read_text().splitlines()[0]
+    line0 = MetricsLog(log_dir / "metrics.jsonl").read()[0]
 
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(command, env=rl_plugin_env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert _steps(log_dir) == list(range(8))
-    assert metrics.read_text().splitlines()[0] == line0  # step 0 was not run again
-    index = json.loads((log_dir / "checkpoints.json").read_text())
-    assert index[-1]["step"] == 8
+    assert MetricsLog(log_dir / "metrics.jsonl").read()[0] == line0  # step 0 was not run again
+    assert CheckpointIndex(log_dir).all()[-1].step == 8
     assert "8 steps run" not in second.stdout  # it resumed rather than starting over
 
 
@@ -70,10 +109,17 @@ def _run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
     [
         (["--env", "fixture-lettrs"], "fixture-letters"),
         (["--env", "fixture-letters", "learning_rat=1"], "did you mean 'learning_rate'"),
-        (["--env", "fixture-letters", "env.turns=abc"], "turns"),
+        (["--env", "fixture-letters", "env.turnz=2"], "did you mean 'env.turns'"),
+        (["--env", "fixture-letters", "env.turns=abc"], "bad value 'abc' for env.turns"),
         (["--env", "fixture-letters", "loss_fn=cross_entropy"], "not an RL loss"),
         (["--env", "fixture-letters", "--frsh"], "unknown option '--frsh'"),
+        (["--env", "fixture-letters", "--max_steps=3"], "write max_steps=3, without dashes"),
         (["max_steps=3"], "cookbook rl --env NAME"),
+        (["--env", "fixture-letters", "evals=fixture-ech"], "did you mean 'fixture-echo'"),
+        (["--env", "fixture-letters", "evals.fixture-echo.num_promts=2"], "num_prompts"),
+        (["--env", "fixture-warm", "warm_start.dataset=nope"], "unknown dataset 'nope'"),
+        (["--config", "/no/such/run"], "no config file at /no/such/run"),
+        (["--env", "fixture-warm", "warm_start.batch_size=0"], "warm_start.batch_size must be"),
         (
             ["--env", "fixture-letters", "env.fail_groups=4", "env.test_batches=0"],
             "max_error_fraction",
@@ -94,20 +140,21 @@ def test_bad_input_is_one_line(
     assert expected in lines[0]
 
 
-def test_help_lists_run_and_env_options(
+def test_help_lists_run_env_and_warm_start_options_with_this_commands_values(
     rl_plugin: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, out, _ = _run_cli(capsys, "--env", "fixture-letters", "--help")
+    status, out, _ = _run_cli(capsys, "--env", "fixture-warm", "learning_rate=0.25", "--help")
     assert status == 0
-    for option in (
-        "learning_rate",
-        "warm_start_steps",
-        "max_steps_off_policy",
-        "env fixture-letters",
-    ):
-        assert option in out
-    assert "step_delay_s" in out and "fail_groups" in out  # the env's own options
-    assert "max_tokens=4" in out  # the env's recommended settings
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("  ")}
+    assert rows["learning_rate"][:3] == ["learning_rate", "float", "0.25"]  # the command's value
+    assert rows["group_size"][2] == "4"  # the env's recommended setting
+    assert rows["warm_start.steps"][2] == "200" and "warm_start.dataset.num_examples" in rows
+    assert "max_steps_off_policy" in rows and "base_url" in rows
+    assert "env fixture-warm options:" in out
+    assert "env.step_delay_s" in rows and "env.fail_groups" in rows  # the env's own options
+    assert "max_tokens=4" in out  # the env's recommended settings, listed
+    status, out, _ = _run_cli(capsys, "--help")
+    assert status == 0 and "--env NAME" in out and "warm_start" in out
 
 
 def test_registered_warm_start_dataset_runs_first(
@@ -119,32 +166,88 @@ def test_registered_warm_start_dataset_runs_first(
         "--env",
         "fixture-warm",
         "max_steps=1",
-        "warm_start_steps=2",
-        "warm_start_batch_size=4",
+        "warm_start.steps=2",
+        "warm_start.batch_size=4",
+        "warm_start.dataset.num_examples=8",
         "env.test_batches=0",
         f"log_dir={log_dir}",
     )
     assert status == 0, err
     assert "1 steps run" in out
     config = json.loads((log_dir / "config.json").read_text())["config"]
-    assert config["warm_start"]["dataset_builder"]["__chz__"].endswith(":ReplyDatasetBuilder")
+    assert config["warm_start"]["dataset"]["__chz__"].endswith(":ReplyDatasetBuilder")
+    assert config["warm_start"]["dataset"]["num_examples"] == 8
     assert config["group_size"] == 4  # from the env's recommended settings
-    assert len((log_dir / "warm_start_metrics.jsonl").read_text().splitlines()) == 2
+    assert [r["step"] for r in MetricsLog(log_dir / "warm_start_metrics.jsonl").read()] == [0, 1]
 
 
-def test_no_warm_start_without_dataset_or_when_switched_off(rl_plugin: Path) -> None:
-    from cookbook.configs import make_config
-    from cookbook.registry.catalog import load_catalog
-    from cookbook.rl.train_cli import CLIConfig, build_config
+def test_the_config_comes_from_the_registry_as_from_python(rl_plugin: Path) -> None:
+    from cookbook_rl_fixture.envs import LettersBuilder
+    from cookbook_rl_fixture.evals import BrokenEvalBuilder, EchoEvalBuilder
+    from cookbook_rl_fixture.sft import ReplyDatasetBuilder
 
-    catalog = load_catalog()
+    from cookbook.rl.train import Config
+    from cookbook.runs.blueprints import rl_config
 
-    def warm(env: str, *args: str) -> object:
-        spec = catalog.get_env(env)
-        cli = make_config(CLIConfig, list(args))
-        return build_config(cli, spec.name, spec.load()(), spec, catalog).warm_start
+    config = Config.for_env("fixture-warm", "env.turns=2", "evals=fixture-echo", seed=3)
+    assert config == rl_config("fixture-warm", ["env.turns=2", "evals=fixture-echo", "seed=3"])
+    assert config.env == LettersBuilder(turns=2)
+    assert config.log_dir == "runs/rl-fixture-warm"
+    assert (config.group_size, config.max_tokens, config.seed) == (4, 4, 3)
+    assert config.evals == {"fixture-echo": EchoEvalBuilder()}
+    assert config.warm_start is not None
+    assert config.warm_start.dataset == ReplyDatasetBuilder()
 
-    assert warm("fixture-warm") is not None
-    assert warm("fixture-letters") is None
-    assert warm("fixture-warm", "warm_start_steps=0") is None
-    assert warm("fixture-warm", "load_checkpoint_path=runs/x") is None
+    # An eval's options; an eval named only by its options is added; another warm-start dataset
+    # (here the same one, with an option); `evals=` for none.
+    config = Config.for_env(
+        "fixture-letters", "evals=fixture-broken-eval", "evals.fixture-echo.num_prompts=2"
+    )
+    assert config.evals == {
+        "fixture-broken-eval": BrokenEvalBuilder(),
+        "fixture-echo": EchoEvalBuilder(num_prompts=2),
+    }
+    config = Config.for_env(
+        "fixture-letters", "warm_start.dataset=fixture-sft", "warm_start.dataset.num_examples=3"
+    )
+    assert config.warm_start is not None
+    assert config.warm_start.dataset == ReplyDatasetBuilder(num_examples=3)
+    assert Config.for_env("fixture-letters", "evals=fixture-echo", "evals=").evals == {}
+
+
+def test_warm_start_only_for_an_untrained_tiny_model_unless_switched_off(rl_plugin: Path) -> None:
+    from cookbook.rl.train import Config
+
+    assert Config.for_env("fixture-warm").warm_start is not None
+    assert Config.for_env("fixture-letters").warm_start is None
+    assert Config.for_env("fixture-warm", "warm_start=None").warm_start is None
+    assert Config.for_env("fixture-warm", "load_checkpoint_path=runs/x").warm_start is None
+    assert Config.for_env("fixture-warm", model_name="/models/some-hf-model").warm_start is None
+    off = Config.for_env("fixture-warm", "warm_start.steps=0").warm_start
+    assert off is not None and off.steps == 0  # the loop skips a warm start of 0 steps
+    with pytest.raises(UserError, match=r"missing required field warm_start\.dataset"):
+        Config.for_env("fixture-letters", "warm_start.steps=5")
+
+
+def test_config_file_reruns_a_run_with_overrides(rl_plugin: Path, tmp_path: Path) -> None:
+    from cookbook.rl.train import Config
+    from cookbook.runs.run_dir import open_run_dir
+
+    original = Config.for_env("fixture-warm", "env.turns=3", "evals=fixture-echo")
+    run = open_run_dir(tmp_path / "run")
+    run.write_config(original, argv=["test"])
+    from cookbook.runs.blueprints import rl_config
+
+    assert rl_config(None, [], config_file=str(run.config_path)) == original
+    changed = rl_config(None, ["learning_rate=0.5", "env.turns=1"], config_file=str(run.path))
+    assert changed.learning_rate == 0.5 and changed.env.turns == 1
+    assert changed.evals == original.evals and changed.warm_start == original.warm_start
+    with pytest.raises(UserError, match="not both"):
+        rl_config("fixture-letters", [], config_file=str(run.config_path))
+    (tmp_path / "other.json").write_text('{"learning_rate": 0.1}')
+    with pytest.raises(UserError, match="holds no saved config"):
+        rl_config(None, [], config_file=str(tmp_path / "other.json"))
+    other_run = open_run_dir(tmp_path / "other")
+    other_run.write_config(Config.for_env("fixture-letters").env)  # not an RL run's config
+    with pytest.raises(UserError, match="not the config of cookbook rl"):
+        rl_config(None, [], config_file=str(other_run.path))

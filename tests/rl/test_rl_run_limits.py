@@ -1,14 +1,11 @@
-"""Run-level settings of the RL loop: the wall-clock limit, torch's thread count, the wall-clock
-scheduled evaluator and the closing summary."""
+"""Run-level settings of the RL loop: the wall-clock limit, torch's thread count and the closing
+summary."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import chz
 import pytest
@@ -17,19 +14,10 @@ from cookbook.backends.protocol import SamplingClient
 from cookbook.build_context import BuildContext
 from cookbook.errors import UserError
 from cookbook.eval.types import Evaluator, EvaluatorBuilder
+from cookbook.runs.metrics import MetricsLog, MetricValue
 
 if TYPE_CHECKING:
     from cookbook.rl.train import Config
-
-
-@pytest.fixture(scope="module")
-def fixture_modules(rl_fixture_site: Path) -> Iterator[None]:
-    """The fixture plugin's modules importable (builders used directly, without the registry)."""
-    sys.path.insert(0, str(rl_fixture_site))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(rl_fixture_site))
 
 
 class _ThreadsSeen(Evaluator):
@@ -49,17 +37,8 @@ class ThreadsSeenBuilder(EvaluatorBuilder):
         return _ThreadsSeen()
 
 
-class _Counting(Evaluator):
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def __call__(self, sampling_client: SamplingClient) -> dict[str, float]:
-        self.calls += 1
-        return {"calls": float(self.calls)}
-
-
-def _records(log_dir: Path) -> list[dict[str, float]]:
-    return [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+def _records(log_dir: Path) -> list[dict[str, MetricValue]]:
+    return MetricsLog(log_dir / "metrics.jsonl").read()
 
 
 def _config(log_dir: Path, **changes: object) -> Config:
@@ -68,7 +47,7 @@ def _config(log_dir: Path, **changes: object) -> Config:
     from cookbook.rl.train import Config
 
     config = Config(
-        dataset_builder=LettersBuilder(test_batches=0),
+        env=LettersBuilder(test_batches=0),
         log_dir=str(log_dir),
         group_size=4,
         groups_per_batch=2,
@@ -82,13 +61,11 @@ def _config(log_dir: Path, **changes: object) -> Config:
 
 
 def test_time_limit_ends_the_run_with_a_final_eval_and_checkpoint(
-    fixture_modules: None, tmp_path: Path
+    rl_plugin: Path, tmp_path: Path
 ) -> None:
     from cookbook.rl.train import main
 
-    config = _config(
-        tmp_path, max_minutes=1e-9, evaluator_builders={"threads": ThreadsSeenBuilder()}
-    )
+    config = _config(tmp_path, max_minutes=1e-9, evals={"threads": ThreadsSeenBuilder()})
     summary = main(config)
     assert summary.steps_run == 1 and summary.stopped_by_time
     records = _records(tmp_path)
@@ -104,7 +81,7 @@ def test_time_limit_ends_the_run_with_a_final_eval_and_checkpoint(
 
 @pytest.mark.parametrize(("num_threads", "expected"), [(None, 1), (2, 2)])
 def test_torch_threads_are_set_for_the_run_and_restored(
-    fixture_modules: None, tmp_path: Path, num_threads: int | None, expected: int
+    rl_plugin: Path, tmp_path: Path, num_threads: int | None, expected: int
 ) -> None:
     import torch
 
@@ -117,7 +94,7 @@ def test_torch_threads_are_set_for_the_run_and_restored(
             tmp_path,
             max_steps=1,
             num_threads=num_threads,
-            evaluator_builders={"threads": ThreadsSeenBuilder()},
+            evals={"threads": ThreadsSeenBuilder()},
         )
         main(config)
         assert _records(tmp_path)[0]["eval/threads/threads"] == expected
@@ -131,29 +108,13 @@ def test_torch_threads_are_set_for_the_run_and_restored(
     [({"num_threads": 0}, "num_threads"), ({"max_minutes": -1.0}, "max_minutes")],
 )
 def test_bad_run_limits_are_user_errors(
-    fixture_modules: None, tmp_path: Path, change: dict[str, object], message: str
+    rl_plugin: Path, tmp_path: Path, change: dict[str, object], message: str
 ) -> None:
     from cookbook.rl.train import main
 
     config = _config(tmp_path, **change)
     with pytest.raises(UserError, match=message):
         main(config)
-
-
-def test_timed_evaluator_runs_when_a_point_is_due() -> None:
-    import time
-
-    from cookbook.rl.evaluators import TimedEvaluator
-
-    counting = _Counting()
-    hourly = TimedEvaluator(counting, every_s=3600.0, started_at=time.time())
-    client = cast("SamplingClient", object())  # the inner evaluator never uses it
-    first = asyncio.run(hourly(client))
-    assert first["calls"] == 1 and 0 <= first["wall_s"] < 3600 and first["eval_s"] >= 0
-    assert asyncio.run(hourly(client)) == {}
-    always = TimedEvaluator(counting, every_s=0.0, started_at=time.time())
-    assert asyncio.run(always(client))["calls"] == 2
-    assert asyncio.run(always(client))["calls"] == 3
 
 
 def test_summary_shows_start_and_end_levels_and_the_evals(tmp_path: Path) -> None:

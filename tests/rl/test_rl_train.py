@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,21 +12,11 @@ import pytest
 
 from cookbook.errors import UserError
 from cookbook.runs.config_io import load_config_file
-from cookbook.runs.metrics import MetricValue
+from cookbook.runs.metrics import MetricsLog, MetricValue
 
 if TYPE_CHECKING:
     from cookbook.rl.train import Config
     from cookbook.rl.types import RLDatasetBuilder
-
-
-@pytest.fixture(scope="module")
-def fixture_modules(rl_fixture_site: Path) -> Iterator[None]:
-    """The fixture plugin's modules importable (builders used directly, without the registry)."""
-    sys.path.insert(0, str(rl_fixture_site))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(rl_fixture_site))
 
 
 def _letters_config(
@@ -40,7 +28,7 @@ def _letters_config(
     from cookbook.rl.train import Config
 
     config = Config(
-        dataset_builder=env or LettersBuilder(),
+        env=env or LettersBuilder(),
         log_dir=str(log_dir),
         group_size=4,
         groups_per_batch=4,
@@ -54,8 +42,7 @@ def _letters_config(
 
 
 def _records(log_dir: Path) -> list[dict[str, MetricValue]]:
-    lines = (log_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
+    return MetricsLog(log_dir / "metrics.jsonl").read()
 
 
 def _without_timings(records: list[dict[str, MetricValue]]) -> list[dict[str, MetricValue]]:
@@ -63,7 +50,7 @@ def _without_timings(records: list[dict[str, MetricValue]]) -> list[dict[str, Me
 
 
 @pytest.fixture(scope="module")
-def letters_run(fixture_modules: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def letters_run(rl_plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-step two-turn run with inline evals (one of them broken) and checkpoints."""
     from cookbook_rl_fixture.envs import LettersBuilder
     from cookbook_rl_fixture.evals import BrokenEvalBuilder, EchoEvalBuilder
@@ -76,7 +63,7 @@ def letters_run(fixture_modules: None, tmp_path_factory: pytest.TempPathFactory)
         env=LettersBuilder(turns=2),
         eval_every=2,
         save_every=2,
-        evaluator_builders={"echo": EchoEvalBuilder(), "broken": BrokenEvalBuilder()},
+        evals={"echo": EchoEvalBuilder(), "broken": BrokenEvalBuilder()},
     )
     summary = main(config, argv=["test"])
     assert summary.steps_run == 3
@@ -147,19 +134,39 @@ def test_resume_extends_a_finished_run_and_refuses_other_settings(
         main(chz.replace(config, log_dir=str(copy), max_steps=5, learning_rate=0.5))
 
 
-def test_faulty_groups_are_lost_alone_and_counted(fixture_modules: None, tmp_path: Path) -> None:
+def test_a_moved_run_resumes_from_its_own_files(rl_plugin: Path, tmp_path: Path) -> None:
+    """The checkpoint index and reference.json keep the paths of the first place; after a move,
+    resume finds the checkpoint and the KL reference weights under the new place."""
     from cookbook_rl_fixture.envs import LettersBuilder
 
     from cookbook.rl.train import main
 
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    env = LettersBuilder(test_batches=0)
+    config = _letters_config(first, env=env, max_steps=2, save_every=1, kl_penalty_coef=0.1)
+    main(config)
+    shutil.move(first, moved)
+    summary = main(chz.replace(config, log_dir=str(moved), max_steps=3))
+    assert summary.steps_run == 1  # resumed from the step-2 checkpoint
+    assert [r["step"] for r in _records(moved)] == [0, 1, 2]
+    assert "kl_policy_ref" in _records(moved)[2]
+    assert not first.exists()  # nothing was read or written at the old place
+
+
+def test_faulty_groups_are_lost_alone_and_counted(rl_plugin: Path, tmp_path: Path) -> None:
+    from cookbook_rl_fixture.envs import LettersBuilder
+
+    from cookbook.rl.train import main
+
+    # The slow group sleeps a minute; a healthy env call takes microseconds, far inside 1 s.
     env = LettersBuilder(fail_groups=1, slow_groups=1, slow_s=60.0, test_batches=0)
-    main(_letters_config(tmp_path, env=env, max_steps=2, env_step_timeout_s=0.5))
+    main(_letters_config(tmp_path, env=env, max_steps=1, env_step_timeout_s=1.0))
     for r in _records(tmp_path):
         assert (r["rollout/errors"], r["rollout/timeouts"]) == (1, 1)
         assert r["rollout/trajectories"] == 8  # the two healthy groups of four
 
 
-def test_too_many_lost_groups_stop_the_run(fixture_modules: None, tmp_path: Path) -> None:
+def test_too_many_lost_groups_stop_the_run(rl_plugin: Path, tmp_path: Path) -> None:
     from cookbook_rl_fixture.envs import LettersBuilder
 
     from cookbook.rl.train import RolloutFailureError, main
@@ -173,9 +180,7 @@ def test_too_many_lost_groups_stop_the_run(fixture_modules: None, tmp_path: Path
     assert "max_error_fraction=0.5" in message and "\n" not in message
 
 
-def test_off_policy_pipelining_records_staleness_and_kl(
-    fixture_modules: None, tmp_path: Path
-) -> None:
+def test_off_policy_pipelining_records_staleness_and_kl(rl_plugin: Path, tmp_path: Path) -> None:
     from cookbook_rl_fixture.envs import LettersBuilder
 
     from cookbook.rl.train import main
@@ -195,26 +200,22 @@ def test_off_policy_pipelining_records_staleness_and_kl(
     assert (tmp_path / "reference.json").exists()
 
 
-def test_warm_start_runs_once_and_is_not_redone_on_resume(
-    fixture_modules: None, tmp_path: Path
-) -> None:
+def test_warm_start_runs_once_and_is_not_redone_on_resume(rl_plugin: Path, tmp_path: Path) -> None:
     from cookbook_rl_fixture.envs import LettersBuilder
     from cookbook_rl_fixture.sft import ReplyDatasetBuilder
 
     from cookbook.rl.train import main
     from cookbook.rl.warm_start import WarmStartConfig
 
-    warm = WarmStartConfig(
-        dataset_builder=ReplyDatasetBuilder(), steps=4, batch_size=8, save_every=2
-    )
+    warm = WarmStartConfig(dataset=ReplyDatasetBuilder(), steps=4, batch_size=8, save_every=2)
     config = _letters_config(
         tmp_path, env=LettersBuilder(test_batches=0), max_steps=1, warm_start=warm
     )
     main(config)
-    warm_log = tmp_path / "warm_start_metrics.jsonl"
-    first = warm_log.read_text()
-    assert [json.loads(line)["step"] for line in first.splitlines()] == [0, 1, 2, 3]
-    assert all(json.loads(line)["loss"] > 0 for line in first.splitlines())
+    warm_log = MetricsLog(tmp_path / "warm_start_metrics.jsonl")
+    first = warm_log.read()
+    assert [r["step"] for r in first] == [0, 1, 2, 3]
+    assert all(isinstance(r["train/loss"], float) and r["train/loss"] > 0 for r in first)
     main(chz.replace(config, max_steps=2))
-    assert warm_log.read_text() == first
+    assert warm_log.read() == first
     assert [r["step"] for r in _records(tmp_path)] == [0, 1]

@@ -13,31 +13,19 @@ from cookbook.data import CHAT_DEMO_PATH
 from cookbook.errors import UserError
 from cookbook.renderers.base import Message, Role, TrainOnWhat
 from cookbook.renderers.tiny import TinyRenderer
-from cookbook.supervised.data import (
-    DatumDataset,
-    JsonlDatasetBuilder,
-    LongExamples,
-    all_datums,
-    datum_from_tokens,
-    datum_length,
-    fit_datums,
-    load_conversations,
-    split_held_out,
-)
+from cookbook.supervised.conversations import load_conversations
+from cookbook.supervised.datasets import DatumDataset, all_datums, split_held_out
+from cookbook.supervised.datums import datum_from_tokens, datum_length
+from cookbook.supervised.jsonl import JsonlDatasetBuilder
+from cookbook.supervised.lengths import LongExamples, fit_datums
+from cookbook.testing import tiny_context
 from cookbook.tokenizers import ByteTokenizer
 
 GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
 
 
 def tiny_ctx(batch_size: int = 4, seed: int = 0) -> BuildContext:
-    tok = ByteTokenizer()
-    return BuildContext(
-        model_name="tiny",
-        tokenizer=tok,
-        renderer=TinyRenderer(tok),
-        seed=seed,
-        groups_per_batch=batch_size,
-    )
+    return tiny_context(seed=seed, groups_per_batch=batch_size)
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -3,7 +3,6 @@ samples from the fine-tuned weights, not from the untrained base model."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,8 @@ from cookbook.rl.types import (
     StepResult,
     StopCondition,
 )
-from cookbook.supervised.data import JsonlDatasetBuilder
+from cookbook.runs.metrics import MetricsLog
+from cookbook.supervised.jsonl import JsonlDatasetBuilder
 from cookbook.supervised.train import Config, main
 
 
@@ -87,7 +87,7 @@ def rl_entropy(log_dir: Path, load_checkpoint_path: str | None) -> float:
 
     rl_main(
         RLConfig(
-            dataset_builder=ReverseBuilder(),
+            env=ReverseBuilder(),
             log_dir=str(log_dir),
             load_checkpoint_path=load_checkpoint_path,
             group_size=8,
@@ -101,14 +101,16 @@ def rl_entropy(log_dir: Path, load_checkpoint_path: str | None) -> float:
         ),
         argv=["test"],
     )
-    (record,) = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
-    return float(record["optim/entropy"])
+    (record,) = MetricsLog(log_dir / "metrics.jsonl").read()
+    entropy = record["optim/entropy"]
+    assert isinstance(entropy, float)
+    return entropy
 
 
 def test_sft_checkpoint_starts_an_rl_run(tmp_path: Path) -> None:
     sft = main(
         Config(
-            dataset_builder=JsonlDatasetBuilder(),
+            dataset=JsonlDatasetBuilder(),
             log_dir=str(tmp_path / "sft"),
             max_steps=40,
             eval_every=0,

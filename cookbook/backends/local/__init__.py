@@ -12,8 +12,9 @@ Layout, one concern per file:
 - `generation.py`: continuous batching (`DecodeEngine`), the token sampler, prompt scoring;
   `kv_cache.py` its static cache (`SlotCache`); `cuda_graphs.py` replays decode steps on CUDA.
 - `losses.py`, `batch.py`: the tinker losses, and datums to padded tensors (with validation).
-- `models.py`: the model interface both model families implement; `tiny_model.py` and
-  `hf_model.py` implement it.
+- `models.py`: the model interface; `tiny_model.py` and `hf_model.py` implement it (the
+  built-in model and Hugging Face directories); `factory.py` picks the family for a name and
+  builds it.
 - `checkpoints.py`: atomic save and load of weights and optimizer state.
 - `worker.py`: the one-thread-per-client executor and the futures it returns.
 - `random_hf.py`: random-weight Llama/Qwen2 checkpoints built offline (tests, benchmarks).

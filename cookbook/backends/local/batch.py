@@ -3,6 +3,8 @@
 A bad batch fails here, before any tensor is touched, with one line that names the datum and
 the field. Arrays are right-padded: padding sits after each row's tokens, so causal attention
 alone keeps it away from real positions and the mask only has to drop it from the loss.
+Cross-entropy also takes top-K targets: `target_tokens` and `weights` of shape `[N, K]` (K
+candidate tokens per position, each with its weight); the batch then carries `[B, T, K]`.
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from tinker import types
+from tinker import TinkerError, types
 
 from cookbook.backends.local.losses import LOSS_CONFIG_DEFAULTS, LOSS_INPUTS
 from cookbook.errors import UserError
 
 
 class BadRequestError(UserError, ValueError):
-    """A request the local backend refuses (bad datum, unknown loss, bad config); nothing ran."""
+    """A request the local backend refuses (bad datum, unknown loss, bad config); nothing ran.
+    A `ValueError`, as the SDK raises for arguments it refuses before sending them."""
+
+
+class UnsupportedError(UserError, TinkerError):
+    """An SDK feature the local backend does not have (the SDK's `TinkerError`)."""
 
 
 @dataclass
@@ -28,19 +35,17 @@ class PreparedBatch:
 
     tokens_B_T: np.ndarray
     """Input ids (int64), padding filled with a valid id."""
-    targets_B_T: np.ndarray
-    """`target_tokens` (int64), padding 0."""
+    targets_B_T_K: np.ndarray
+    """`target_tokens` (int64) as `[B, T, K]` (K = 1 for plain targets), padding 0."""
     mask_B_T: np.ndarray
     """True at real positions."""
     lengths_B: list[int]
     """Tokens of each datum."""
+    top_k: int | None = None
+    """K when the targets are top-K (`[N, K]` per datum), None for plain `[N]` targets."""
     fields: dict[str, np.ndarray] = field(default_factory=dict)
-    """Float `loss_fn_inputs` (weights, logprobs, advantages) as `[B, T]` float32, padding 0."""
-
-    @property
-    def n_tokens(self) -> int:
-        """Real positions in the batch."""
-        return sum(self.lengths_B)
+    """Float `loss_fn_inputs` (weights, logprobs, advantages, ...) as `[B, T]` float32 (weights
+    `[B, T, K]` with top-K targets), padding 0."""
 
 
 def resolve_loss_config(
@@ -57,13 +62,7 @@ def resolve_loss_config(
         if key not in allowed:
             takes = ", ".join(allowed) or "no config"
             raise BadRequestError(f"loss_fn_config key {key!r} is not used by {loss_fn} ({takes})")
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise BadRequestError(f"loss_fn_config[{key!r}] must be a finite number, got {value!r}")
-        config[key] = float(value)
+        config[key] = _config_number(key, value)
     if "clip_low_threshold" in config and not (
         0.0 <= config["clip_low_threshold"] <= config["clip_high_threshold"]
     ):
@@ -77,27 +76,48 @@ def resolve_loss_config(
     return config
 
 
+def _config_number(key: str, value: object) -> float:
+    """A config value as a float: a number, or a string holding one (the SDK sends both)."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number):
+        raise BadRequestError(
+            f"loss_fn_config[{key!r}] must be a finite number (or a string of one), got {value!r}"
+        )
+    return number
+
+
 def prepare_batch(
     data: Sequence[types.Datum],
     required: Sequence[str],
     *,
+    optional: Sequence[str] = (),
     accept_extra: bool,
     vocab_size: int,
     context_length: int,
     pad_token_id: int,
     what: str,
+    allow_top_k: bool = False,
 ) -> PreparedBatch:
     """Validate `data` and pad it.
 
-    `required` are the `loss_fn_inputs` that must be there (1-D, one per token); with
-    `accept_extra` other inputs pass through unchecked (custom losses read them), otherwise
-    they are refused. `what` names the loss in messages.
+    `required` are the `loss_fn_inputs` that must be there and `optional` those that may (one
+    value per token); with `accept_extra` other inputs pass through unchecked (custom losses
+    read them), otherwise they are refused. `allow_top_k` lets `target_tokens` (and `weights`)
+    be `[N, K]`. `what` names the loss in messages.
     """
     if not data:
         raise BadRequestError(f"{what}: empty batch; pass at least one Datum")
-    float_fields = [k for k in required if k != "target_tokens"]
+    known = (*required, *optional)
     tokens_D: list[np.ndarray] = []
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in required}
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in known}
+    top_k: int | None = None
     for i, datum in enumerate(data):
         if not isinstance(datum, types.Datum):
             raise BadRequestError(f"{what}: datum {i} is a {type(datum).__name__}, not a Datum")
@@ -124,14 +144,32 @@ def prepare_batch(
                 )
         if not accept_extra:
             for key in inputs:
-                if key not in required:
+                if key not in known:
                     raise BadRequestError(
                         f"{what}: datum {i}: loss_fn_inputs[{key!r}] is not an input of this "
-                        f"loss (it takes {', '.join(required)})"
+                        f"loss (it takes {', '.join(known)})"
                     )
-        for key in required:
-            arr = inputs[key].to_numpy()
-            if arr.ndim != 1 or arr.shape[0] != n:
+        for key in known:
+            if key not in inputs:
+                continue
+            arr = _input_array(inputs[key], what, i, key)
+            if arr.ndim == 2 and allow_top_k and key in ("target_tokens", "weights"):
+                k = arr.shape[1]
+                if top_k is None and key == "target_tokens":
+                    top_k = k
+                if k != top_k or k < 1:
+                    raise BadRequestError(
+                        f"{what}: datum {i}: loss_fn_inputs[{key!r}] has shape "
+                        f"{list(arr.shape)}; top-K targets and weights need the same K in every "
+                        f"datum ({top_k})"
+                    )
+            elif arr.ndim != 1:
+                raise BadRequestError(
+                    f"{what}: datum {i}: loss_fn_inputs[{key!r}] has shape {list(arr.shape)}; "
+                    "give one value per input token"
+                    + (" (or [N, K] top-K targets and weights)" if allow_top_k else "")
+                )
+            if arr.shape[0] != n:
                 raise BadRequestError(
                     f"{what}: datum {i}: loss_fn_inputs[{key!r}] has shape {list(arr.shape)} "
                     f"but model_input has {n} tokens; give one value per input token"
@@ -143,37 +181,60 @@ def prepare_batch(
                 )
             columns[key].append(arr)
         tokens_D.append(np.asarray(ids, dtype=np.int64))
+    for key in optional:
+        if columns[key] and len(columns[key]) != len(data):
+            raise BadRequestError(f"{what}: {key!r} is on some datums only; give it on all")
+    if top_k is not None and any(a.ndim != 2 for a in columns.get("target_tokens", [])):
+        raise BadRequestError(f"{what}: mix of [N] and [N, K] target_tokens; use one shape")
 
     lengths = [len(t) for t in tokens_D]
     b, t = len(tokens_D), max(lengths)
+    k = top_k or 1
     tokens = np.full((b, t), pad_token_id, dtype=np.int64)
-    targets = np.zeros((b, t), dtype=np.int64)
+    targets = np.zeros((b, t, k), dtype=np.int64)
     mask = np.zeros((b, t), dtype=bool)
-    fields = {k: np.zeros((b, t), dtype=np.float32) for k in float_fields}
+    float_fields = [key for key in known if key != "target_tokens" and columns[key]]
+    fields: dict[str, np.ndarray] = {}
+    for key in float_fields:
+        shape = (b, t, k) if key == "weights" and top_k is not None else (b, t)
+        fields[key] = np.zeros(shape, dtype=np.float32)
     for i, n in enumerate(lengths):
         tokens[i, :n] = tokens_D[i]
         mask[i, :n] = True
-        if "target_tokens" in columns:
-            targets[i, :n] = columns["target_tokens"][i]
-        for k in float_fields:
-            fields[k][i, :n] = columns[k][i]
+        if columns.get("target_tokens"):
+            targets[i, :n] = columns["target_tokens"][i].reshape(n, k)
+        for key in float_fields:
+            col = columns[key][i]
+            fields[key][i, :n] = col if fields[key].ndim == 2 else col.reshape(n, k)
 
     _check_ids(tokens, mask, vocab_size, what, "model_input")
-    if "target_tokens" in columns:
+    if columns.get("target_tokens"):
         _check_ids(targets, mask, vocab_size, what, "loss_fn_inputs['target_tokens']")
-    for k in float_fields:
-        bad = ~np.isfinite(fields[k])
+    for key in float_fields:
+        bad = ~np.isfinite(fields[key])
         if bad.any():
             i = int(np.argwhere(bad)[0][0])
-            raise BadRequestError(f"{what}: datum {i}: loss_fn_inputs[{k!r}] has NaN or inf")
-    return PreparedBatch(tokens, targets, mask, lengths, fields)
+            raise BadRequestError(f"{what}: datum {i}: loss_fn_inputs[{key!r}] has NaN or inf")
+    return PreparedBatch(tokens, targets, mask, lengths, top_k, fields)
+
+
+def _input_array(td: types.TensorData, what: str, i: int, key: str) -> np.ndarray:
+    try:
+        return np.asarray(td.to_numpy())
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise BadRequestError(
+            f"{what}: datum {i}: loss_fn_inputs[{key!r}] is unreadable: {exc}"
+        ) from None
 
 
 def _check_ids(ids_B_T: np.ndarray, mask_B_T: np.ndarray, vocab: int, what: str, name: str) -> None:
+    if ids_B_T.ndim == 3:  # top-K targets: check every candidate of a real position
+        mask_B_T = np.broadcast_to(mask_B_T[:, :, None], ids_B_T.shape)
     bad = mask_B_T & ((ids_B_T < 0) | (ids_B_T >= vocab))
     if bad.any():
-        i, j = (int(x) for x in np.argwhere(bad)[0])
+        where = tuple(int(x) for x in np.argwhere(bad)[0])
+        i, j = where[0], where[1]
         raise BadRequestError(
-            f"{what}: datum {i}: {name} has token id {int(ids_B_T[i, j])} at position {j}, "
+            f"{what}: datum {i}: {name} has token id {int(ids_B_T[where])} at position {j}, "
             f"outside the vocabulary [0, {vocab})"
         )

@@ -1,9 +1,10 @@
-"""The model interface the local clients use, and the two families behind it.
+"""The model interface the local clients use.
 
 A `LocalModel` wraps an `nn.Module` with what training and generation need: logits (plain for
 training, cached for generation), the tokenizer, which parameters train, and a frozen snapshot
-for sampling. `tiny` names build the built-in model (`tiny_model.py`); anything else is a local
-Hugging Face directory (`hf_model.py`, imported only then).
+for sampling. Two families implement it: `tiny_model.TinyLocalModel` and
+`hf_model.HFLocalModel`; `factory.py` builds either. This module imports neither, so both can
+import it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cookbook.backends.local.kv_cache import KVCache
-from cookbook.backends.local.tiny_model import TinyConfig, TinyGPT, is_tiny_name
 from cookbook.errors import UserError
-from cookbook.tokenizers import ByteTokenizer
 
 if TYPE_CHECKING:
-    from cookbook.backends.local.hf_model import HFBase
     from cookbook.tokenizers import Tokenizer
 
 
@@ -155,98 +152,3 @@ def target_logprobs(logits_B_T_V: torch.Tensor, targets_B_T: torch.Tensor) -> to
         logits_B_T_V.reshape(b * t, v).float(), targets_B_T.reshape(b * t), reduction="none"
     )
     return -nll.view(b, t)
-
-
-class TinyLocalModel(LocalModel):
-    """The built-in model. LoRA arguments are recorded but the whole model trains: a model
-    trained from scratch has nothing to adapt."""
-
-    module: TinyGPT
-
-    def __init__(self, module: TinyGPT, base_model: str, lora: LoraSpec | None) -> None:
-        tokenizer = ByteTokenizer()
-        super().__init__(
-            module,
-            base_model=base_model,
-            tokenizer=tokenizer,
-            vocab_size=module.cfg.vocab_size,
-            context_length=module.cfg.context_length,
-            pad_token_id=tokenizer.pad_token_id,
-            lora=lora,
-            arch="tiny-gpt",
-        )
-
-    def logits(
-        self,
-        tokens_B_T: torch.Tensor,
-        positions_B_T: torch.Tensor | None = None,
-        key_mask_B_S: torch.Tensor | None = None,
-        cache: GenerationCache | None = None,
-        last_only: bool = False,
-    ) -> torch.Tensor:
-        if cache is not None and not isinstance(cache, KVCache):
-            raise TypeError(f"the tiny model takes a KVCache, got {type(cache).__name__}")
-        return self.module(tokens_B_T, positions_B_T, key_mask_B_S, cache, last_only)
-
-    def new_cache(self, batch_size: int, max_length: int) -> GenerationCache:
-        return self.module.new_cache(batch_size, max_length, self.device)
-
-    def metadata(self) -> dict[str, object]:
-        return {
-            "family": "tiny",
-            "base_model": self.base_model,
-            "tiny_config": self.module.cfg.to_dict(),
-            "lora": self.lora.to_dict() if self.lora else None,
-        }
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """`device`, or CUDA when available else CPU; a clear error for a device that is not there."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise UserError(f"unknown device {device!r} ({exc}); use 'cpu' or 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for, but CUDA is not available; use 'cpu'")
-    return dev
-
-
-class ModelFactory:
-    """Builds `LocalModel`s on one device, keeping each loaded Hugging Face base once so that
-    training and sampling clients of the same base share its frozen weights."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self._hf_bases: dict[str, HFBase] = {}
-
-    def build(
-        self,
-        base_model: str,
-        *,
-        lora: LoraSpec | None,
-        seed: int,
-        tiny_config: TinyConfig | None = None,
-    ) -> LocalModel:
-        """A fresh model: `tiny...` from `seed`, or a Hugging Face directory with LoRA adapters
-        (`lora=None`: the bare base, for sampling)."""
-        if is_tiny_name(base_model):
-            cfg = tiny_config or TinyConfig.from_name(base_model)
-            module = TinyGPT(cfg, seed=seed).to(self.device)
-            module.eval()  # no dropout anywhere; eval mode is the honest label
-            return TinyLocalModel(module, base_model, lora)
-        from cookbook.backends.local import hf_model
-
-        return hf_model.build_hf_model(base_model, self.device, lora, seed, self._hf_bases)
-
-    def build_from_metadata(self, meta: dict[str, object], source: str) -> LocalModel:
-        """The untrained model a checkpoint's weights load into."""
-        base_model = meta.get("base_model")
-        if not isinstance(base_model, str):
-            raise UserError(f"checkpoint {source} has no base_model in meta.json; re-save it")
-        lora_raw = meta.get("lora")
-        lora = LoraSpec(**lora_raw) if isinstance(lora_raw, dict) else None
-        tiny_raw = meta.get("tiny_config")
-        tiny_cfg = TinyConfig(**tiny_raw) if isinstance(tiny_raw, dict) else None
-        return self.build(base_model, lora=lora, seed=0, tiny_config=tiny_cfg)

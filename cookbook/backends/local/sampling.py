@@ -12,25 +12,35 @@ tokenizer's EOS, `stop=[]` never stops early, a list of token ids stops at any o
 stop strings stop once the decoded output contains one (EOS still stops too). The token that
 completes a stop is kept in `tokens`. A request without a seed gets one from the client's own
 generator, drawn in submission order.
+
+The public methods have the SDK's names, arguments and return types (futures; `*_async`
+coroutines). `topk_prompt_logprobs` and `prompt_logprobs_last_n` are computed on the worker
+thread after the request's batch; `topk_sample_logprobs`, `target_prompt_logprobs` and
+`prompt_alt_tokens_k` raise `UnsupportedError`. The client is also its own finished future
+(the SDK's client-creating methods return a future of the client).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import random
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+import torch
 from tinker import types
+from tinker.types.topk_logprobs import MASK_LOGPROB, TopkLogprobs
 
-from cookbook.backends.local.batch import BadRequestError
+from cookbook.backends.local.batch import BadRequestError, UnsupportedError
 from cookbook.backends.local.generation import DecodeEngine, GenResult, GenRow, score_prompts
 from cookbook.backends.local.models import LocalModel
-from cookbook.backends.local.worker import JobQueue, LocalFuture
+from cookbook.backends.local.worker import JobQueue, LocalFuture, ReadyFuture
 
 if TYPE_CHECKING:
     from cookbook.tokenizers import Tokenizer
@@ -69,7 +79,7 @@ class _ScoreJob:
             self.future.set_exception(exc)
 
 
-class LocalSamplingClient:
+class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
     """Samples from, and scores prompts under, one fixed set of weights."""
 
     def __init__(
@@ -106,9 +116,20 @@ class LocalSamplingClient:
         num_samples: int,
         sampling_params: types.SamplingParams,
         include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: types.TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
     ) -> LocalFuture[types.SampleResponse]:
-        """Queue `num_samples` completions of `prompt`; the future gives a `SampleResponse`."""
+        """Queue `num_samples` completions of `prompt`; the future gives a `SampleResponse`.
+        `include_prompt_logprobs` adds the prompt's logprobs, `topk_prompt_logprobs=k` the k
+        likeliest tokens at each prompt position, `prompt_logprobs_last_n=n` keeps only the
+        last n positions of both (earlier ones are None)."""
+        _refuse_unsupported(topk_sample_logprobs, target_prompt_logprobs, prompt_alt_tokens_k)
+        top_k = _check_count("topk_prompt_logprobs", topk_prompt_logprobs)
         tokens = self._check_prompt(prompt, "sample")
+        _check_last_n(prompt_logprobs_last_n, len(tokens), include_prompt_logprobs)
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise BadRequestError(f"sample: num_samples must be a positive int, got {num_samples}")
         p = sampling_params
@@ -136,15 +157,89 @@ class LocalSamplingClient:
             )
             for j in range(num_samples)
         ]
-        job = _SampleJob(tokens, rows, include_prompt_logprobs)
+        job = _SampleJob(tokens, rows, include_prompt_logprobs or top_k > 0)
         self._queue.put(job)
-        return LocalFuture(job.future)
+        if top_k == 0 and prompt_logprobs_last_n is None:
+            return LocalFuture(job.future)
+        return LocalFuture(
+            _then(
+                job.future,
+                lambda response: self._with_prompt_extras(
+                    response, tokens, top_k, prompt_logprobs_last_n, include_prompt_logprobs
+                ),
+            )
+        )
 
-    def compute_logprobs(self, prompt: types.ModelInput) -> LocalFuture[list[float | None]]:
-        """log p of each prompt token given the ones before it (None for the first)."""
-        job = _ScoreJob(self._check_prompt(prompt, "compute_logprobs", need_room=False))
+    async def sample_async(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: types.TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
+    ) -> types.SampleResponse:
+        """`await sample(...)`."""
+        return await self.sample(
+            prompt,
+            num_samples,
+            sampling_params,
+            include_prompt_logprobs,
+            topk_prompt_logprobs,
+            topk_sample_logprobs,
+            target_prompt_logprobs,
+            prompt_alt_tokens_k,
+            prompt_logprobs_last_n,
+        )
+
+    def compute_logprobs(
+        self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> LocalFuture[list[float | None]]:
+        """log p of each prompt token given the ones before it (None for the first, and for
+        all but the last `prompt_logprobs_last_n` when given)."""
+        tokens = self._check_prompt(prompt, "compute_logprobs", need_room=False)
+        _check_last_n(prompt_logprobs_last_n, len(tokens), include_prompt_logprobs=True)
+        job = _ScoreJob(tokens)
         self._queue.put(job)
-        return LocalFuture(job.future)
+        if prompt_logprobs_last_n is None:
+            return LocalFuture(job.future)
+        keep = prompt_logprobs_last_n
+        return LocalFuture(
+            _then(job.future, lambda lps: [None] * (len(lps) - keep) + list(lps[-keep:]))
+        )
+
+    async def compute_logprobs_async(
+        self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> list[float | None]:
+        """`await compute_logprobs(...)`."""
+        return await self.compute_logprobs(prompt, prompt_logprobs_last_n)
+
+    def _with_prompt_extras(
+        self,
+        response: types.SampleResponse,
+        tokens: list[int],
+        top_k: int,
+        last_n: int | None,
+        include_prompt_logprobs: bool,
+    ) -> types.SampleResponse:
+        """Add top-k prompt logprobs and apply `prompt_logprobs_last_n` (runs on the worker
+        thread, right after the request's batch)."""
+        prompt_np = response.prompt_logprobs_np if include_prompt_logprobs else None
+        topk = _prompt_topk(self._model, tokens, top_k) if top_k > 0 else None
+        if last_n is not None:
+            cut = len(tokens) - last_n
+            if prompt_np is not None:
+                prompt_np = prompt_np.copy()
+                prompt_np[:cut] = np.nan
+            if topk is not None:
+                topk.token_ids[:cut] = 0
+                topk.logprobs[:cut] = MASK_LOGPROB
+        return dataclasses.replace(
+            response, prompt_logprobs_np=prompt_np, topk_prompt_logprobs_np=topk
+        )
 
     def get_tokenizer(self) -> Tokenizer:
         """The model's tokenizer."""
@@ -157,6 +252,10 @@ class LocalSamplingClient:
 
     def get_base_model(self) -> str:
         """The base model name (`tiny...` or the Hugging Face directory)."""
+        return self._model.base_model
+
+    async def get_base_model_async(self) -> str:
+        """`get_base_model` from a coroutine."""
         return self._model.base_model
 
     # --- validation ---------------------------------------------------------------------------
@@ -206,6 +305,8 @@ class LocalSamplingClient:
         raise BadRequestError(f"sample: stop mixes strings and token ids: {items!r}; use one kind")
 
     # --- the worker ---------------------------------------------------------------------------
+    # (`_process`, `_start` and `_finish` serve the queued jobs; the helpers at the end of the
+    # module add what the public methods ask for on top.)
 
     def _process(self, jobs: list[_SampleJob | _ScoreJob]) -> None:
         """Serve `jobs` and every job that arrives until the engine is idle."""
@@ -258,4 +359,86 @@ class LocalSamplingClient:
             prompt_np = np.array([math.nan if x is None else x for x in prompt_lps], np.float32)
         job.future.set_result(
             types.SampleResponse(sequences=sequences, prompt_logprobs_np=prompt_np)
+        )
+
+
+# --- helpers of the public methods ------------------------------------------------------------
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def _then(source: ConcurrentFuture[A], transform: Callable[[A], B]) -> ConcurrentFuture[B]:
+    """A future of `transform(source's result)`, computed in the thread that settles `source`
+    (the worker); an exception in either settles it with that exception."""
+    out: ConcurrentFuture[B] = ConcurrentFuture()
+
+    def settle(done: ConcurrentFuture[A]) -> None:
+        if not out.set_running_or_notify_cancel():
+            return
+        try:
+            out.set_result(transform(done.result()))
+        except BaseException as exc:  # delivered through the future
+            out.set_exception(exc)
+
+    source.add_done_callback(settle)
+    return out
+
+
+def _prompt_topk(model: LocalModel, tokens: list[int], k: int) -> TopkLogprobs:
+    """The k likeliest tokens and their logprobs at every prompt position (row 0, which has no
+    context, is the SDK's empty row: id 0, logprob -99999)."""
+    n = len(tokens)
+    k_eff = min(k, model.vocab_size)
+    ids = np.zeros((n, k), dtype=np.int32)
+    lps = np.full((n, k), MASK_LOGPROB, dtype=np.float32)
+    if n > 1:
+        with torch.inference_mode():
+            logits = model.logits(torch.tensor([tokens[:-1]], device=model.device))[0]
+            top = torch.log_softmax(logits.float(), dim=-1).topk(k_eff, dim=-1)
+        ids[1:, :k_eff] = top.indices.cpu().numpy()
+        lps[1:, :k_eff] = top.values.cpu().numpy()
+    return TopkLogprobs(token_ids=ids, logprobs=lps)
+
+
+def _check_count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequestError(f"sample: {name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def _check_last_n(last_n: int | None, prompt_len: int, include_prompt_logprobs: bool) -> None:
+    """The SDK's checks of `prompt_logprobs_last_n` (and the server's, against the prompt)."""
+    if last_n is None:
+        return
+    if isinstance(last_n, bool) or not isinstance(last_n, int) or last_n < 1:
+        raise BadRequestError(f"prompt_logprobs_last_n must be 1 or greater, got {last_n!r}")
+    if not include_prompt_logprobs:
+        raise BadRequestError(
+            "prompt_logprobs_last_n applies to prompt logprobs; set include_prompt_logprobs"
+        )
+    if last_n > prompt_len - 1:
+        raise BadRequestError(
+            f"prompt_logprobs_last_n={last_n} must be at most len(prompt) - 1 = {prompt_len - 1}"
+        )
+
+
+def _refuse_unsupported(
+    topk_sample_logprobs: int,
+    target_prompt_logprobs: types.TensorData | None,
+    prompt_alt_tokens_k: int,
+) -> None:
+    asked = [
+        name
+        for name, on in (
+            ("topk_sample_logprobs", topk_sample_logprobs != 0),
+            ("target_prompt_logprobs", target_prompt_logprobs is not None),
+            ("prompt_alt_tokens_k", prompt_alt_tokens_k != 0),
+        )
+        if on
+    ]
+    if asked:
+        raise UnsupportedError(
+            f"sample: the local backend does not compute {', '.join(asked)}; use "
+            "include_prompt_logprobs / topk_prompt_logprobs, or the Tinker service"
         )

@@ -5,6 +5,8 @@ blocks. Initialisation is in `TinyGPT.init_weights` and deterministic from a see
 a prototype measured on 2 CPU cores, embeddings start with std 0.3 and the output head at zero
 (the first distribution is uniform); that learned to read a board far faster than std 0.02.
 
+`TinyLocalModel` (at the end) puts it behind the local backend's model interface (`models.py`).
+
 Names: `tiny` is `d_model` 64 with 2 layers; `tiny-DxL` picks `d_model` D and L layers
 (`tiny-128x4`). The context is 512 tokens.
 
@@ -25,7 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cookbook.backends.local.kv_cache import KVCache, SlotCache
+from cookbook.backends.local.models import GenerationCache, LocalModel, LoraSpec
 from cookbook.errors import UserError
+from cookbook.model_names import is_tiny_model as is_tiny_name  # noqa: F401 (factory.py)
 from cookbook.tokenizers import ByteTokenizer
 
 _NAME_RE = re.compile(r"^tiny(?:-(\d+)x(\d+))?$")
@@ -76,11 +80,6 @@ class TinyConfig:
     def to_dict(self) -> dict[str, int | float]:
         """Plain values, for checkpoint metadata."""
         return asdict(self)
-
-
-def is_tiny_name(name: str) -> bool:
-    """Whether `name` asks for the built-in model (`tiny...`) rather than a directory."""
-    return name == "tiny" or name.startswith("tiny-")
 
 
 class CausalSelfAttention(nn.Module):
@@ -323,3 +322,46 @@ class TinySlotDecoder:
 def make_tiny_tokenizer() -> ByteTokenizer:
     """The tiny model's tokenizer."""
     return ByteTokenizer()
+
+
+class TinyLocalModel(LocalModel):
+    """The built-in model behind the `LocalModel` interface. LoRA arguments are recorded but the
+    whole model trains: a model trained from scratch has nothing to adapt."""
+
+    module: TinyGPT
+
+    def __init__(self, module: TinyGPT, base_model: str, lora: LoraSpec | None) -> None:
+        tokenizer = ByteTokenizer()
+        super().__init__(
+            module,
+            base_model=base_model,
+            tokenizer=tokenizer,
+            vocab_size=module.cfg.vocab_size,
+            context_length=module.cfg.context_length,
+            pad_token_id=tokenizer.pad_token_id,
+            lora=lora,
+            arch="tiny-gpt",
+        )
+
+    def logits(
+        self,
+        tokens_B_T: torch.Tensor,
+        positions_B_T: torch.Tensor | None = None,
+        key_mask_B_S: torch.Tensor | None = None,
+        cache: GenerationCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"the tiny model takes a KVCache, got {type(cache).__name__}")
+        return self.module(tokens_B_T, positions_B_T, key_mask_B_S, cache, last_only)
+
+    def new_cache(self, batch_size: int, max_length: int) -> GenerationCache:
+        return self.module.new_cache(batch_size, max_length, self.device)
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "family": "tiny",
+            "base_model": self.base_model,
+            "tiny_config": self.module.cfg.to_dict(),
+            "lora": self.lora.to_dict() if self.lora else None,
+        }

@@ -1,15 +1,26 @@
 """`LocalTrainingClient`: tinker's `TrainingClient` on a local PyTorch model.
 
+Every public method has the SDK's name, arguments and return type: requests return futures
+(`.result()` or `await`), the `*_async` variants return the same future from a coroutine, and
+`create_sampling_client` / `save_weights_and_get_sampling_client` return a sampling client that
+is also its own finished future (the SDK returns a future of the client). Arguments that only
+mean something on the Tinker service (`weights_access_token`, the Dimuon optimizer, inflight
+samplers, server-side custom losses, external weights) raise `UnsupportedError`, a `TinkerError`.
+
 Requests are checked when submitted (a bad batch raises there and nothing is queued) and run in
 submission order on the client's worker thread. Gradients are computed into fresh tensors and
 added to the accumulated ones only once the backward pass succeeded, so a failing request leaves
 no partial gradient. A non-finite loss or gradient is reported in the output, and the next
 `optim_step` refuses it: it raises, leaves the weights as they were and drops that gradient.
+
+`load_state` restores weights only and `load_state_with_optimizer` weights, optimizer state and
+step count, as in the SDK.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,16 +34,20 @@ from cookbook.backends.local import checkpoints
 from cookbook.backends.local.batch import (
     BadRequestError,
     PreparedBatch,
+    UnsupportedError,
     prepare_batch,
     resolve_loss_config,
 )
-from cookbook.backends.local.losses import LOSS_INPUTS, per_token_loss
-from cookbook.backends.local.models import LocalModel, ModelFactory, target_logprobs
+from cookbook.backends.local.factory import ModelFactory
+from cookbook.backends.local.losses import LOSS_INPUTS, OPTIONAL_INPUTS, per_token_loss
+from cookbook.backends.local.models import LocalModel, target_logprobs
 from cookbook.backends.local.sampling import LocalSamplingClient
-from cookbook.backends.local.worker import LocalFuture, SerialExecutor
+from cookbook.backends.local.worker import LocalFuture, ReadyFuture, SerialExecutor
 from cookbook.errors import UserError
 
 if TYPE_CHECKING:
+    from tinker.lib.retry_handler import RetryConfig
+
     from cookbook.backends.protocol import CustomLossFn
     from cookbook.tokenizers import Tokenizer
 
@@ -41,8 +56,11 @@ class NonFiniteGradientError(UserError, ArithmeticError):
     """`optim_step` refused a gradient with NaN or inf; the weights are unchanged."""
 
 
-class LocalTrainingClient:
-    """Trainable weights (the whole tiny model, or LoRA adapters) and their AdamW state."""
+class LocalTrainingClient(ReadyFuture["LocalTrainingClient"]):
+    """Trainable weights (the whole tiny model, or LoRA adapters) and their AdamW state.
+
+    Also the finished future of itself: `service.create_lora_training_client(...)` may be used
+    as the client, awaited, or `.result()`-ed, as with the SDK."""
 
     def __init__(
         self,
@@ -51,6 +69,7 @@ class LocalTrainingClient:
         factory: ModelFactory,
         base_dir: Path,
         seed: int = 0,
+        user_metadata: Mapping[str, str] | None = None,
     ) -> None:
         self._model = model
         self._factory = factory
@@ -65,8 +84,13 @@ class LocalTrainingClient:
         self._step = 0
         self._bad_gradient: str | None = None
         self.model_id = f"local-{uuid.uuid4().hex[:12]}"
+        """This training run's id (what `get_info().model_id` and checkpoints record)."""
+        self.user_metadata: dict[str, str] = dict(user_metadata or {})
+        """The run's metadata (`create_lora_training_client(user_metadata=...)`), recorded in
+        every checkpoint so `RestClient.get_training_run_by_tinker_path` can read it back."""
         self._executor = SerialExecutor(f"cookbook-train-{self.model_id}")
         self._samplers_made = 0
+        self._saved_paths: set[Path] = set()
 
     # --- forward / backward -------------------------------------------------------------------
 
@@ -80,6 +104,15 @@ class LocalTrainingClient:
         batch, config = self._prepare(data, loss_fn, loss_fn_config)
         return self._executor.submit(lambda: self._run(batch, loss_fn, config, backward=False))
 
+    async def forward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: Mapping[str, float | str] | None = None,
+    ) -> LocalFuture[types.ForwardBackwardOutput]:
+        """`forward` from a coroutine: returns the same future (await it too)."""
+        return self.forward(data, loss_fn, loss_fn_config)
+
     def forward_backward(
         self,
         data: list[types.Datum],
@@ -90,14 +123,47 @@ class LocalTrainingClient:
         batch, config = self._prepare(data, loss_fn, loss_fn_config)
         return self._executor.submit(lambda: self._run(batch, loss_fn, config, backward=True))
 
+    async def forward_backward_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: types.LossFnType,
+        loss_fn_config: Mapping[str, float | str] | None = None,
+    ) -> LocalFuture[types.ForwardBackwardOutput]:
+        """`forward_backward` from a coroutine: returns the same future (await it too)."""
+        return self.forward_backward(data, loss_fn, loss_fn_config)
+
     def forward_backward_custom(
-        self, data: list[types.Datum], loss_fn: CustomLossFn
+        self,
+        data: list[types.Datum],
+        loss_fn: CustomLossFn,
+        *,
+        loss_type_input: str | None = None,
     ) -> LocalFuture[types.ForwardBackwardOutput]:
         """Gradient of `loss_fn(data, logprobs_D)`, where `logprobs_D[i]` are datum i's target
         logprobs (a tensor that carries the graph: the loss may be any function of them)."""
+        if loss_type_input not in (None, "logprobs"):
+            raise BadRequestError(
+                f"Unsupported loss_type_input={loss_type_input!r}. Supported values are: logprobs"
+            )
+        if not callable(loss_fn):
+            raise UnsupportedError(
+                "forward_backward_custom: the local backend takes a loss function "
+                "(data, logprobs) -> (loss, metrics); LossHandles from create_custom_loss are "
+                "for the Tinker service"
+            )
         batch = self._prepare_batch(data, ("target_tokens",), accept_extra=True, what="custom")
         data_copy = list(data)
         return self._executor.submit(lambda: self._run_custom(batch, data_copy, loss_fn))
+
+    async def forward_backward_custom_async(
+        self,
+        data: list[types.Datum],
+        loss_fn: CustomLossFn,
+        *,
+        loss_type_input: str | None = None,
+    ) -> LocalFuture[types.ForwardBackwardOutput]:
+        """`forward_backward_custom` from a coroutine: returns the same future."""
+        return self.forward_backward_custom(data, loss_fn, loss_type_input=loss_type_input)
 
     def _prepare(
         self,
@@ -106,31 +172,54 @@ class LocalTrainingClient:
         loss_fn_config: Mapping[str, float | str] | None,
     ) -> tuple[PreparedBatch, dict[str, float]]:
         config = resolve_loss_config(loss_fn, loss_fn_config)
-        batch = self._prepare_batch(data, LOSS_INPUTS[loss_fn], accept_extra=False, what=loss_fn)
+        batch = self._prepare_batch(
+            data,
+            LOSS_INPUTS[loss_fn],
+            accept_extra=False,
+            what=loss_fn,
+            optional=OPTIONAL_INPUTS.get(loss_fn, ()),
+            allow_top_k=loss_fn == "cross_entropy",
+        )
         return batch, config
 
     def _prepare_batch(
-        self, data: list[types.Datum], required: tuple[str, ...], accept_extra: bool, what: str
+        self,
+        data: list[types.Datum],
+        required: tuple[str, ...],
+        accept_extra: bool,
+        what: str,
+        optional: tuple[str, ...] = (),
+        allow_top_k: bool = False,
     ) -> PreparedBatch:
+        if not isinstance(data, list | tuple):
+            raise BadRequestError(
+                f"{what}: data must be a list of Datum, got {type(data).__name__}"
+            )
         m = self._model
         return prepare_batch(
             data,
             required,
+            optional=optional,
             accept_extra=accept_extra,
             vocab_size=m.vocab_size,
             context_length=m.context_length,
             pad_token_id=m.pad_token_id,
             what=what,
+            allow_top_k=allow_top_k,
         )
 
     def _target_logprobs(self, batch: PreparedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Target logprobs `[B, T]` (with graph when grad is enabled) and the mask on device."""
+        """Target logprobs `[B, T]` (`[B, T, K]` for top-K targets; with graph when grad is
+        enabled) and the mask `[B, T]`, on the model's device."""
         device = self._model.device
         tokens = torch.from_numpy(batch.tokens_B_T).to(device, non_blocking=True)
-        targets = torch.from_numpy(batch.targets_B_T).to(device, non_blocking=True)
+        targets_B_T_K = torch.from_numpy(batch.targets_B_T_K).to(device, non_blocking=True)
         logits = self._model.logits(tokens)
         mask = torch.from_numpy(batch.mask_B_T).to(device, non_blocking=True)
-        return target_logprobs(logits, targets), mask
+        if batch.top_k is None:
+            return target_logprobs(logits, targets_B_T_K[..., 0]), mask
+        logp_B_T_V = torch.log_softmax(logits.float(), dim=-1)
+        return logp_B_T_V.gather(-1, targets_B_T_K), mask
 
     def _run(
         self, batch: PreparedBatch, loss_fn: str, config: dict[str, float], backward: bool
@@ -139,7 +228,9 @@ class LocalTrainingClient:
         with torch.set_grad_enabled(backward):
             lp_B_T, mask_B_T = self._target_logprobs(batch)
             fields = {k: torch.from_numpy(v).to(device) for k, v in batch.fields.items()}
-            per_token = per_token_loss(loss_fn, lp_B_T, fields, config)
+            per_token = per_token_loss(loss_fn, lp_B_T, fields, config, mask_B_T)
+            if per_token.dim() == 3:  # top-K cross-entropy: sum the K candidates
+                per_token = per_token.sum(dim=-1)
             loss = torch.where(mask_B_T, per_token, torch.zeros_like(per_token)).sum()
         loss_value = float(loss.detach())
         if backward:
@@ -179,10 +270,34 @@ class LocalTrainingClient:
 
     # --- optimizer ----------------------------------------------------------------------------
 
-    def optim_step(self, adam_params: types.AdamParams) -> LocalFuture[types.OptimStepResponse]:
+    def optim_step(
+        self,
+        optim_params: types.OptimParams | None = None,
+        *,
+        adam_params: types.AdamParams | None = None,
+    ) -> LocalFuture[types.OptimStepResponse]:
         """One AdamW step on the accumulated gradient, then clear it."""
-        _check_adam(adam_params)
-        return self._executor.submit(lambda: self._optim_step(adam_params))
+        if optim_params is not None and adam_params is not None:
+            raise BadRequestError("Specify optim_params or legacy adam_params, not both")
+        params = optim_params if optim_params is not None else adam_params
+        if not isinstance(params, types.AdamParams):
+            if params is None:
+                raise BadRequestError("optim_step needs AdamParams (types.AdamParams(...))")
+            raise UnsupportedError(
+                f"optim_step: the local backend has AdamW only, got {type(params).__name__}; "
+                "pass types.AdamParams"
+            )
+        _check_adam(params)
+        return self._executor.submit(lambda: self._optim_step(params))
+
+    async def optim_step_async(
+        self,
+        optim_params: types.OptimParams | None = None,
+        *,
+        adam_params: types.AdamParams | None = None,
+    ) -> LocalFuture[types.OptimStepResponse]:
+        """`optim_step` from a coroutine: returns the same future (await it too)."""
+        return self.optim_step(optim_params, adam_params=adam_params)
 
     def _optim_step(self, adam: types.AdamParams) -> types.OptimStepResponse:
         grads = [p.grad for p in self._params if p.grad is not None]
@@ -220,29 +335,65 @@ class LocalTrainingClient:
 
     # --- checkpoints --------------------------------------------------------------------------
 
-    def save_state(self, name: str) -> LocalFuture[types.SaveWeightsResponse]:
-        """Weights, optimizer state and step count; the response's path is what `load_state`
-        (and `LocalServiceClient.create_training_client_from_state`) takes."""
-        path = checkpoints.resolve_path(name, self._base_dir, checkpoints.STATE)
+    def save_state(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
+    ) -> LocalFuture[types.SaveWeightsResponse]:
+        """Weights, optimizer state and step count; the response's path is what
+        `load_state[_with_optimizer]` and `create_training_client_from_state[_with_optimizer]`
+        take. `ttl_seconds` and `user_metadata` are recorded in the checkpoint (local files do
+        not expire). Saving a name this client saved before needs `overwrite=True`."""
+        path = self._checkpoint_path(name, checkpoints.STATE, ttl_seconds, overwrite)
 
-        def save() -> types.SaveWeightsResponse:
+        def save() -> types.SaveWeightsResponse:  # on the worker: the step count is current
+            meta = self._meta("state", ttl_seconds, user_metadata)
             checkpoints.save_checkpoint(
-                path,
-                self._meta("state"),
-                self._model.trainable_state_dict(),
-                self._optimizer.state_dict(),
+                path, meta, self._model.trainable_state_dict(), self._optimizer.state_dict()
             )
             return types.SaveWeightsResponse(path=str(path), type="save_weights")
 
         return self._executor.submit(save)
 
-    def load_state(self, path: str) -> LocalFuture[types.LoadWeightsResponse]:
-        """Restore weights, optimizer state and step count saved by `save_state`."""
+    async def save_state_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
+    ) -> LocalFuture[types.SaveWeightsResponse]:
+        """`save_state` from a coroutine: returns the same future."""
+        return self.save_state(name, ttl_seconds, overwrite, user_metadata)
+
+    def load_state(
+        self, path: str, weights_access_token: str | None = None
+    ) -> LocalFuture[types.LoadWeightsResponse]:
+        """Load the weights saved at `path` (a `save_state` or sampler checkpoint); the
+        optimizer state and step count stay as they are (the SDK's semantics)."""
+        _no_access_token(weights_access_token)
+        return self._executor.submit(lambda: self._load(path, with_optimizer=False))
+
+    async def load_state_async(
+        self, path: str, weights_access_token: str | None = None
+    ) -> LocalFuture[types.LoadWeightsResponse]:
+        """`load_state` from a coroutine: returns the same future."""
+        return self.load_state(path, weights_access_token)
+
+    def load_state_with_optimizer(
+        self, path: str, weights_access_token: str | None = None
+    ) -> LocalFuture[types.LoadWeightsResponse]:
+        """Restore weights, optimizer state and step count saved by `save_state`: training
+        continues as if it had never stopped."""
+        _no_access_token(weights_access_token)
         return self._executor.submit(lambda: self._load(path, with_optimizer=True))
 
-    def load_state_with_optimizer(self, path: str) -> LocalFuture[types.LoadWeightsResponse]:
-        """Same as `load_state` (the SDK's name for it)."""
-        return self.load_state(path)
+    async def load_state_with_optimizer_async(
+        self, path: str, weights_access_token: str | None = None
+    ) -> LocalFuture[types.LoadWeightsResponse]:
+        """`load_state_with_optimizer` from a coroutine: returns the same future."""
+        return self.load_state_with_optimizer(path, weights_access_token)
 
     def load_weights(self, path: str, with_optimizer: bool) -> types.LoadWeightsResponse:
         """Synchronous load, for building a client from a checkpoint before any request."""
@@ -267,43 +418,151 @@ class LocalTrainingClient:
         return types.LoadWeightsResponse(path=path, model_id=self.model_id, type="load_weights")
 
     def save_weights_for_sampler(
-        self, name: str
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        user_metadata: dict[str, str] | None = None,
     ) -> LocalFuture[types.SaveWeightsForSamplerResponse]:
         """Weights only; the response's path is what `create_sampling_client` takes."""
-        path = checkpoints.resolve_path(name, self._base_dir, checkpoints.SAMPLER)
-        return self._executor.submit(lambda: self._save_sampler(path))
-
-    def _save_sampler(self, path: Path) -> types.SaveWeightsForSamplerResponse:
-        checkpoints.save_checkpoint(
-            path, self._meta("sampler"), self._model.trainable_state_dict(), None
+        path = self._checkpoint_path(name, checkpoints.SAMPLER, ttl_seconds, overwrite=True)
+        return self._executor.submit(
+            lambda: self._save_sampler(path, self._meta("sampler", ttl_seconds, user_metadata))
         )
+
+    async def save_weights_for_sampler_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        user_metadata: dict[str, str] | None = None,
+    ) -> LocalFuture[types.SaveWeightsForSamplerResponse]:
+        """`save_weights_for_sampler` from a coroutine: returns the same future."""
+        return self.save_weights_for_sampler(name, ttl_seconds, user_metadata)
+
+    def _save_sampler(
+        self, path: Path, meta: dict[str, object]
+    ) -> types.SaveWeightsForSamplerResponse:
+        checkpoints.save_checkpoint(path, meta, self._model.trainable_state_dict(), None)
         return types.SaveWeightsForSamplerResponse(path=str(path), type="save_weights_for_sampler")
 
-    def save_weights_and_get_sampling_client(self, name: str | None = None) -> LocalSamplingClient:
-        """A sampling client on the weights as they are after every request submitted so far.
-        With `name` the weights are also saved for later; without, the snapshot stays in memory.
-        Blocks until the earlier requests are done."""
-        path = checkpoints.resolve_path(name, self._base_dir, checkpoints.SAMPLER) if name else None
-
-        def snap() -> LocalModel:
-            if path is not None:
-                self._save_sampler(path)
-            return self._model.snapshot()
-
-        snapshot = self._executor.submit(snap).result()
-        self._samplers_made += 1
-        return LocalSamplingClient(
-            snapshot,
-            seed=self._seed * 1_000_003 + self._samplers_made,
-            model_path=str(path) if path else None,
+    def save_weights_external(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        age_encryption_recipients: list[str] | None = None,
+    ) -> LocalFuture[types.SaveWeightsExternalResponse]:
+        """Not on the local backend: its checkpoints are files already (`save_state`)."""
+        raise UnsupportedError(
+            "save_weights_external is a Tinker service feature; locally, save_state and "
+            "save_weights_for_sampler already write files you can copy"
         )
 
-    def create_sampling_client(self, model_path: str) -> LocalSamplingClient:
+    async def save_weights_external_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        age_encryption_recipients: list[str] | None = None,
+    ) -> LocalFuture[types.SaveWeightsExternalResponse]:
+        """Not on the local backend (see `save_weights_external`)."""
+        return self.save_weights_external(name, ttl_seconds, age_encryption_recipients)
+
+    def save_weights_and_get_sampling_client(
+        self,
+        name: str | None = None,
+        retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+        kind: types.SamplingClientKind = "snapshot",
+    ) -> LocalSamplingClient:
+        """A sampling client on the weights as they are after every request submitted so far
+        (a snapshot; also its own finished future). With `name` the weights are also saved.
+        `retry_config` has nothing to retry locally; `record_stability_info` needs no
+        recording (the sampler's logprobs are the stability data). Blocks until the earlier
+        requests are done."""
+        if kind != "snapshot":
+            raise UnsupportedError(
+                f"save_weights_and_get_sampling_client(kind={kind!r}): the local backend makes "
+                "snapshot samplers only; call it again after training to get newer weights"
+            )
+        return self.submit_sampling_snapshot(name).result()
+
+    def submit_sampling_snapshot(self, name: str | None = None) -> LocalFuture[LocalSamplingClient]:
+        """Queue a snapshot of the weights (as of every request submitted before it) and
+        return the future of a sampling client on it, without blocking: what
+        `save_weights_and_get_sampling_client` waits for (and `cookbook serve` orders)."""
+        path = checkpoints.resolve_path(name, self._base_dir, checkpoints.SAMPLER) if name else None
+        self._samplers_made += 1
+        seed = self._seed * 1_000_003 + self._samplers_made
+
+        def snap() -> LocalSamplingClient:
+            if path is not None:
+                self._save_sampler(path, self._meta("sampler", None, None))
+            return LocalSamplingClient(
+                self._model.snapshot(), seed=seed, model_path=str(path) if path else None
+            )
+
+        return self._executor.submit(snap)
+
+    async def save_weights_and_get_sampling_client_async(
+        self,
+        name: str | None = None,
+        retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+        kind: types.SamplingClientKind = "snapshot",
+    ) -> LocalSamplingClient:
+        """`save_weights_and_get_sampling_client` from a coroutine (waits off the event loop
+        for the earlier requests)."""
+        await self._executor.submit(lambda: None)  # the earlier requests, waited for off-loop
+        return self.save_weights_and_get_sampling_client(
+            name, retry_config, record_stability_info, kind
+        )
+
+    def create_sampling_client(
+        self,
+        model_path: str,
+        retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+    ) -> LocalSamplingClient:
         """A sampling client on weights saved by `save_weights_for_sampler` (or `save_state`)."""
         return load_sampling_client(self._factory, model_path, seed=self._seed)
 
-    def _meta(self, kind: str) -> dict[str, object]:
-        return {**self._model.metadata(), "kind": kind, "step": self._step, "seed": self._seed}
+    async def create_sampling_client_async(
+        self,
+        model_path: str,
+        retry_config: RetryConfig | None = None,
+        record_stability_info: bool = False,
+    ) -> LocalSamplingClient:
+        """`create_sampling_client` from a coroutine."""
+        return self.create_sampling_client(model_path, retry_config, record_stability_info)
+
+    def _checkpoint_path(
+        self, name: str, kind: str, ttl_seconds: int | None, overwrite: bool
+    ) -> Path:
+        if ttl_seconds is not None and (
+            isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1
+        ):
+            raise BadRequestError(f"ttl_seconds must be a positive int or None, got {ttl_seconds}")
+        path = checkpoints.resolve_path(name, self._base_dir, kind)
+        if not overwrite and path in self._saved_paths:
+            raise BadRequestError(
+                f"a checkpoint named {name!r} was already saved by this client; pick another "
+                "name or pass overwrite=True"
+            )
+        self._saved_paths.add(path)
+        return path
+
+    def _meta(
+        self, kind: str, ttl_seconds: int | None, user_metadata: Mapping[str, str] | None
+    ) -> dict[str, object]:
+        return {
+            **self._model.metadata(),
+            "kind": kind,
+            "step": self._step,
+            "seed": self._seed,
+            "model_id": self.model_id,
+            "run_user_metadata": self.user_metadata,
+            "user_metadata": dict(user_metadata or {}),
+            "saved_at": time.time(),
+            "ttl_seconds": ttl_seconds,
+        }
 
     # --- info ---------------------------------------------------------------------------------
 
@@ -327,6 +586,10 @@ class LocalTrainingClient:
             model_name=self._model.base_model,
         )
 
+    async def get_info_async(self) -> types.GetInfoResponse:
+        """`get_info` from a coroutine."""
+        return self.get_info()
+
     @property
     def model(self) -> LocalModel:
         """The model being trained (for benchmarks and debugging: using it while requests are
@@ -335,7 +598,7 @@ class LocalTrainingClient:
 
     @property
     def step(self) -> int:
-        """Optimizer steps taken (restored by `load_state`)."""
+        """Optimizer steps taken (restored by `load_state_with_optimizer`)."""
         return self._step
 
     # --- inspection (local only: tests and debugging) -----------------------------------------
@@ -356,6 +619,14 @@ class LocalTrainingClient:
             }
 
         return self._executor.submit(grads).result()
+
+
+def _no_access_token(token: str | None) -> None:
+    if token is not None:
+        raise UnsupportedError(
+            "weights_access_token is for checkpoints on the Tinker service; local checkpoints "
+            "are files, so pass their path without a token"
+        )
 
 
 def load_sampling_client(factory: ModelFactory, path: str, seed: int = 0) -> LocalSamplingClient:

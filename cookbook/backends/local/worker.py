@@ -22,21 +22,38 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future as ConcurrentFuture
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
-from tinker.lib.public_interfaces import AwaitableConcurrentFuture
+from tinker.lib.public_interfaces import APIFuture, AwaitableConcurrentFuture
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 LocalFuture = AwaitableConcurrentFuture
 """The future every local client method returns (the SDK's class: `.result()` and `await`)."""
 
 
-def completed_future(value: T) -> AwaitableConcurrentFuture[T]:
-    """A future that is already done (for requests with nothing to wait for)."""
-    fut: ConcurrentFuture[T] = ConcurrentFuture()
-    fut.set_result(value)
-    return AwaitableConcurrentFuture(fut)
+class ReadyFuture(APIFuture[C]):
+    """A client that is also the finished future of itself.
+
+    The SDK's client-creating methods return a future of the client (`.result()` or `await`
+    it). Local clients are built at call time, so the client is that future, already done:
+    `service.create_lora_training_client(...)`, its `.result()` and `await` of it are the same
+    object, and code written either way runs unchanged."""
+
+    def result(self, timeout: float | None = None) -> C:
+        """This client (nothing to wait for)."""
+        return cast("C", self)
+
+    async def result_async(self, timeout: float | None = None) -> C:
+        """This client (nothing to wait for)."""
+        return cast("C", self)
+
+    def future(self) -> ConcurrentFuture[C]:
+        """A finished `concurrent.futures.Future` holding this client."""
+        done: ConcurrentFuture[C] = ConcurrentFuture()
+        done.set_result(cast("C", self))
+        return done
 
 
 class Job(Protocol):

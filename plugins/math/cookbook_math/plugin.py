@@ -19,7 +19,7 @@ ARITHMETIC_RECOMMENDED = {
     # that: from the ~10% plateau it did not move. RL at 3e-4 then took the sampled held-out
     # accuracy from 41% to 86% (seed 1) and from 75% to 94-98% (seed 0) in 1500 steps; at 1e-3
     # it first collapsed.
-    "model": "tiny",
+    "model_name": "tiny",
     "learning_rate": "3e-4",
     "group_size": "8",
     "groups_per_batch": "16",
@@ -29,9 +29,9 @@ ARITHMETIC_RECOMMENDED = {
     "max_steps": "1500",
     "eval_every": "50",
     "save_every": "100",
-    "warm_start_steps": "400",
-    "warm_start_learning_rate": "3e-3",
-    "warm_start_batch_size": "64",
+    "warm_start.steps": "400",
+    "warm_start.learning_rate": "3e-3",
+    "warm_start.batch_size": "64",
 }
 """Run overrides for `cookbook rl --env arithmetic` (the user's own arguments win)."""
 

@@ -113,7 +113,7 @@ class ArithmeticSFTDataset(SupervisedDataset):
     def get_batch(self, index: int) -> list[tinker_types.Datum]:
         """Examples `[index * batch_size, (index + 1) * batch_size)` of the current order."""
         chunk = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        from cookbook.supervised.data import datum_from_tokens
+        from cookbook.supervised.datums import datum_from_tokens
 
         data: list[tinker_types.Datum] = []
         for i in chunk:

@@ -20,12 +20,6 @@ from cookbook.supervised.types import SupervisedDatasetBuilder
 ENVS = {"arithmetic", "gsm8k-file", "math-file"}
 DATASETS = {"arithmetic-sft"}
 EVALS = {"arithmetic", "gsm8k-file", "math-file"}
-RUN_FIELDS = {
-    "model", "backend", "learning_rate", "group_size", "groups_per_batch", "max_tokens",
-    "temperature", "loss_fn", "max_steps", "kl_penalty_coef", "seed", "eval_every",
-    "save_every", "warm_start_steps", "warm_start_learning_rate", "warm_start_batch_size",
-    "evals",
-}  # fmt: skip
 
 
 def test_entry_point_is_published() -> None:
@@ -66,14 +60,15 @@ def test_arithmetic_warm_start_and_recommended_settings(catalog: Catalog) -> Non
     assert spec.warm_start_dataset == "arithmetic-sft"
     assert catalog.get_dataset(f"cookbook-env-math:{spec.warm_start_dataset}")
     assert spec.recommended == ARITHMETIC_RECOMMENDED
-    assert set(spec.recommended) <= RUN_FIELDS
 
 
-def test_recommended_settings_are_accepted_by_the_rl_cli() -> None:
-    train_cli = pytest.importorskip("cookbook.rl.train_cli")
-    argv = [f"{key}={value}" for key, value in ARITHMETIC_RECOMMENDED.items()]
-    cli = chz.Blueprint(train_cli.CLIConfig).apply_from_argv(argv).make()
-    assert cli.max_tokens == int(ARITHMETIC_RECOMMENDED["max_tokens"])
+def test_recommended_settings_are_fields_of_the_rl_config() -> None:
+    from cookbook.rl.train import Config
+
+    config = Config.for_env("cookbook-env-math:arithmetic")
+    assert config.max_tokens == int(ARITHMETIC_RECOMMENDED["max_tokens"])
+    assert config.warm_start is not None
+    assert config.warm_start.steps == int(ARITHMETIC_RECOMMENDED["warm_start.steps"])
 
 
 def test_listing_imports_nothing_heavy() -> None:

@@ -26,7 +26,7 @@ RECOMMENDED_RUN: dict[str, str] = {
     "loss_fn": "importance_sampling",
     # 200 steps left the tiny model at chance (83% illegal games at RL start); 600 (about 12 s on
     # a quiet 2-core machine) brought legal replies to about 0.9 per move.
-    "warm_start_steps": "600",
+    "warm_start.steps": "600",
     # about 4-5 minutes on 2 CPU cores (3 steps/s once games are short), past the 90% mark
     "max_steps": "800",
     # an eval (100 games) costs about half a step and a checkpoint (2.7 MB) a third of one: every

@@ -36,8 +36,8 @@ def test_cookbook_rl_tictactoe_trains_and_writes_metrics(
             "--env",
             "tictactoe",
             "max_steps=2",
-            "warm_start_steps=40",  # enough for some legal games, so a group varies
-            "warm_start_batch_size=16",
+            "warm_start.steps=40",  # enough for some legal games, so a group varies
+            "warm_start.batch_size=16",
             "groups_per_batch=4",
             f"log_dir={log_dir}",
         ]

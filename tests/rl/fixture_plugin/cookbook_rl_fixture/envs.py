@@ -2,8 +2,9 @@
 
 The prompt asks for a letter; the reward of a reply is the fraction of its tokens that are ASCII
 bytes, so even an untrained tiny model gets varied rewards within a group. Knobs make groups fail
-(`fail_groups`), hang past the runner's timeout (`slow_groups`), take longer (`step_delay_s`) or
-last several turns whose observations extend each other (`turns`).
+(`fail_groups`), hang past the runner's timeout (`slow_groups`), take longer (`step_delay_s`),
+last several turns whose observations extend each other (`turns`), or crash the process when a
+training batch is asked for (`crash_at_batch`, once: see `cookbook_rl_fixture.crash`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cookbook.rl.types import (
     StopCondition,
     Trajectory,
 )
+from cookbook_rl_fixture.crash import crash_once
 
 
 @dataclass
@@ -137,6 +139,8 @@ class LettersDataset(RLDataset):
 
     def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]:
         b = self.builder
+        if self.offset == 0 and index == b.crash_at_batch and b.crash_marker:
+            crash_once(b.crash_marker)  # the training split only
         out: list[EnvGroupBuilder] = []
         for p in range(self.ctx.groups_per_batch):
             letter = chr(ord("a") + (self.offset + index * 7 + p) % 26)
@@ -177,6 +181,10 @@ class LettersBuilder(RLDatasetBuilder):
     """How long a slow group sleeps."""
     step_delay_s: float = 0.0
     """Every step sleeps this long (makes runs slow enough to kill mid-way)."""
+    crash_at_batch: int = -1
+    """SIGKILL the process when training batch N is asked for (-1: never)..."""
+    crash_marker: str = ""
+    """... unless this file exists (it is created at the crash, so a rerun goes on)."""
 
     def __call__(self, ctx: BuildContext) -> tuple[RLDataset, RLDataset | None]:
         train = LettersDataset(self, ctx, self.num_batches, offset=0)

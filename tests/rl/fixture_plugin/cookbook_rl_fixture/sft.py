@@ -8,14 +8,25 @@ from tinker import types as tinker_types
 from cookbook.build_context import BuildContext
 from cookbook.renderers.base import TrainOnWhat
 from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
+from cookbook_rl_fixture.crash import crash_once
 
 
 class ReplyDataset(SupervisedDataset):
-    def __init__(self, data: list[tinker_types.Datum], batch_size: int) -> None:
+    def __init__(
+        self, data: list[tinker_types.Datum], batch_size: int, builder: ReplyDatasetBuilder
+    ) -> None:
         self.data = data
         self.batch_size = batch_size
+        self.builder = builder
+        self.epoch = 0
+
+    def set_epoch(self, seed: int = 0) -> None:
+        self.epoch = seed
 
     def get_batch(self, index: int) -> list[tinker_types.Datum]:
+        b = self.builder
+        if b.crash_marker and self.epoch * len(self) + index == b.crash_at_batch:
+            crash_once(b.crash_marker)
         return self.data[index * self.batch_size : (index + 1) * self.batch_size]
 
     def __len__(self) -> int:
@@ -28,6 +39,10 @@ class ReplyDatasetBuilder(SupervisedDatasetBuilder):
 
     num_examples: int = 16
     """Examples in the dataset."""
+    crash_at_batch: int = -1
+    """SIGKILL the process when batch N (counted over epochs) is asked for (-1: never)..."""
+    crash_marker: str = ""
+    """... unless this file exists (it is created at the crash, so a rerun goes on)."""
 
     def __call__(self, ctx: BuildContext) -> tuple[SupervisedDataset, SupervisedDataset | None]:
         data = []
@@ -49,4 +64,4 @@ class ReplyDatasetBuilder(SupervisedDatasetBuilder):
                     },
                 )
             )
-        return ReplyDataset(data, ctx.groups_per_batch), None
+        return ReplyDataset(data, ctx.groups_per_batch, self), None

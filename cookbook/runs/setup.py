@@ -1,0 +1,150 @@
+"""Run set-up shared by every loop (`cookbook rl`, `sft`, `eval`): the run directory opened and
+checked, the service and training clients, the `BuildContext` builders get, where the starting
+weights come from, and checkpoint save and load.
+
+    run_dir = start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=...)
+    service = make_service(config.backend, config.device, config.base_url)
+    training_client = make_training_client(service, config.model_name, config.lora_rank, seed)
+    ctx = build_context(config.model_name, training_client, seed=..., log_dir=run_dir.path)
+    load_starting_weights(training_client, run_dir, config.load_checkpoint_path)  # a future
+    ...
+    await save_checkpoint(training_client, run_dir, step)  # SFT: asyncio.run(...)
+
+Loading a checkpoint is submitted here and returned as the backend's future: the RL loop awaits
+it, the synchronous SFT loop calls `.result()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cookbook.errors import UserError
+from cookbook.runs.checkpoints import Checkpoint, resolve_checkpoint
+from cookbook.runs.run_dir import RunDir, open_run_dir
+
+if TYPE_CHECKING:
+    from tinker import types as tinker_types
+
+    from cookbook.backends.protocol import Future, ServiceClient, TrainingClient
+    from cookbook.build_context import BuildContext
+
+CHANGEABLE_ON_RESUME = frozenset(
+    {"log_dir", "max_steps", "eval_every", "save_every", "evals", "show_progress", "base_url"}
+)
+"""Config fields any resumed run may change: a moved run directory, a longer run, other eval and
+checkpoint cadences, other evals (they do not touch the weights), the display, a server's
+address. A loop adds its own (`cookbook.rl.train`: time limits, threads, env fault limits)."""
+
+
+def start_run(
+    config: object,
+    log_dir: str | Path,
+    *,
+    fresh: bool = False,
+    argv: list[str] | None = None,
+    changeable: Collection[str] = CHANGEABLE_ON_RESUME,
+) -> RunDir:
+    """Open `log_dir` for the run `config` describes (resuming what is there unless `fresh`),
+    refuse to resume it with settings other than the stored ones (fields in `changeable` may
+    differ), and write `config.json`. Every loop starts here; a run lock belongs here too."""
+    run_dir = open_run_dir(log_dir, fresh=fresh)
+    if run_dir.resume_from is not None:
+        run_dir.check_resumable(config, changeable)
+    run_dir.write_config(config, argv)
+    return run_dir
+
+
+def make_service(backend: str, device: str | None, base_url: str | None = None) -> ServiceClient:
+    """The service client of `backend`; `base_url` points the `tinker` backend at a server (a
+    `cookbook serve` or another Tinker-compatible endpoint) when set."""
+    from cookbook.backends import make_service_client
+
+    return make_service_client(backend, device, base_url)
+
+
+def make_training_client(
+    service: ServiceClient, model_name: str, lora_rank: int, seed: int
+) -> TrainingClient:
+    """A LoRA training client (the tiny model trains all its weights); a model that cannot be
+    loaded is a `UserError` saying what to pass instead."""
+    try:
+        return service.create_lora_training_client(base_model=model_name, rank=lora_rank, seed=seed)
+    except UserError:
+        raise
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise UserError(
+            f"cannot load model {model_name!r} ({e}); use model_name=tiny or a local Hugging Face "
+            "model directory"
+        ) from None
+
+
+def build_context(
+    model_name: str,
+    training_client: TrainingClient,
+    *,
+    seed: int,
+    group_size: int = 8,
+    groups_per_batch: int = 16,
+    log_dir: str | Path | None = None,
+) -> BuildContext:
+    """The context builders get: the client's tokenizer, the model's renderer, the run's seed
+    and batch shape, and its log directory."""
+    from cookbook.build_context import BuildContext
+
+    return BuildContext.for_model(
+        model_name,
+        training_client.get_tokenizer(),
+        seed=seed,
+        group_size=group_size,
+        groups_per_batch=groups_per_batch,
+        log_dir=None if log_dir is None else str(log_dir),
+    )
+
+
+def load_starting_weights(
+    training_client: TrainingClient, run_dir: RunDir, load_checkpoint_path: str | None
+) -> Future[tinker_types.LoadWeightsResponse] | None:
+    """Where a run's weights come from: its own newest checkpoint (weights and optimizer state,
+    found again if the run directory was moved) when it resumes, else `load_checkpoint_path`
+    (weights only: a new run keeps its own optimizer schedule), else the base model (`None`)."""
+    if run_dir.resume_from is not None:
+        path = run_dir.relocate(run_dir.resume_from.state_path)
+        return training_client.load_state_with_optimizer(path)
+    if load_checkpoint_path is not None:
+        return training_client.load_state(resolve_checkpoint(load_checkpoint_path))
+    return None
+
+
+async def save_checkpoint(
+    training_client: TrainingClient,
+    run_dir: RunDir,
+    step: int,
+    *,
+    with_sampler: bool = True,
+    subdir: str | None = None,
+    extra: Mapping[str, float | int | str] | None = None,
+) -> Checkpoint:
+    """Save weights + optimizer state (and sampler weights) as the checkpoint to resume at
+    `step`, and list it in the index once everything is written. `subdir` names a directory
+    under the step's own (several saves at one step: the warm start's)."""
+    directory = run_dir.checkpoints.state_dir(step)
+    if subdir is not None:
+        directory = directory / subdir
+    directory.mkdir(parents=True, exist_ok=True)
+    # Both saves are submitted before waiting on either: the backend runs them back to back.
+    state = training_client.save_state(str(directory / "state"))
+    sampler = (
+        training_client.save_weights_for_sampler(str(directory / "sampler"))
+        if with_sampler
+        else None
+    )
+    checkpoint = Checkpoint(
+        step=step,
+        state_path=(await state).path,
+        sampler_path=None if sampler is None else (await sampler).path,
+        extra=dict(extra or {}),
+    )
+    run_dir.checkpoints.add(checkpoint)
+    return checkpoint

@@ -1,0 +1,282 @@
+"""What `cookbook serve` keeps: sessions, training runs, samplers, pending futures, and where
+`tinker://` checkpoint paths live on disk. No HTTP here (`app.py` is the HTTP side).
+
+Every request that does work returns a request id at once and is settled through a future the
+SDK polls (`retrieve_future`), as on the Tinker service. Requests of one training run carry
+increasing `seq_id`s and are handed to the local backend in that order, whatever order they
+arrive in; a repeated `seq_id` (an SDK retry) gets the first request's id back.
+
+Checkpoints: `tinker://RUN/weights/NAME` (save_state) and `tinker://RUN/sampler_weights/NAME`
+are the directories `ROOT/RUN/weights/NAME` and `ROOT/RUN/sampler_weights/NAME` under the
+server's checkpoint root, so they outlive the server and a restarted server resumes from them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future as ConcurrentFuture
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from tinker import types
+
+from cookbook.backends.local.rest import training_run_of
+from cookbook.backends.local.sampling import LocalSamplingClient
+from cookbook.backends.local.service import LocalServiceClient
+from cookbook.backends.local.training import LocalTrainingClient
+from cookbook.errors import UserError
+
+T = TypeVar("T")
+
+ResultKind = Literal["proto_fwdbwd", "proto_sample", "json"]
+
+FINISHED_KEEP_S = 600.0
+"""How long a finished future's result stays retrievable (the SDK may retry a retrieve)."""
+SESSION_EXPIRY_S = 900.0
+"""A session whose client stopped heartbeating (every 10 s) for this long is released."""
+
+
+class NotFoundError(UserError, KeyError):
+    """An unknown session, model, sampler, future or checkpoint (HTTP 404)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass
+class Pending:
+    """A submitted request: its future, and how to send its result."""
+
+    future: ConcurrentFuture[Any]  # results of every kind of request; `kind` says which
+    kind: ResultKind
+    created: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
+
+
+@dataclass
+class Run:
+    """A training run (one training client) and the order of its requests."""
+
+    client: LocalTrainingClient
+    session_id: str
+    next_seq: int = 1
+    waiting: dict[int, Callable[[], None]] = field(default_factory=dict)
+    seen: dict[int, str] = field(default_factory=dict)
+    """seq_id -> request id, so an SDK retry of a request gets the same future."""
+
+
+@dataclass
+class Sampler:
+    """A sampling session."""
+
+    client: LocalSamplingClient
+    session_id: str
+    base_model: str
+    model_path: str | None
+
+
+@dataclass
+class Session:
+    """A client session: what it created, and when it last heartbeated."""
+
+    user_metadata: dict[str, str]
+    last_seen: float = field(default_factory=time.monotonic)
+    finished: bool = False
+
+
+class ServerState:
+    """Everything the server knows, guarded by one lock (handlers run on one event loop; the
+    lock covers callbacks from the backend's worker threads)."""
+
+    def __init__(self, service: LocalServiceClient, root: Path) -> None:
+        self.service = service
+        self.root = root
+        self.sessions: dict[str, Session] = {}
+        self.runs: dict[str, Run] = {}
+        self.samplers: dict[str, Sampler] = {}
+        self.pending: dict[str, Pending] = {}
+        self._lock = threading.Lock()
+
+    # --- sessions -----------------------------------------------------------------------------
+
+    def create_session(self, user_metadata: dict[str, str]) -> str:
+        session_id = f"local-session-{uuid.uuid4().hex[:16]}"
+        self.sessions[session_id] = Session(user_metadata)
+        return session_id
+
+    def session(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise NotFoundError(f"unknown session {session_id!r}")
+        return session
+
+    def heartbeat(self, session_id: str) -> None:
+        self.session(session_id).last_seen = time.monotonic()
+
+    def finish_session(self, session_id: str) -> None:
+        self.session(session_id).finished = True
+        self._release(session_id)
+
+    def expire(self, now: float | None = None) -> None:
+        """Release sessions that stopped heartbeating and results nobody fetched."""
+        now = time.monotonic() if now is None else now
+        for session_id, session in list(self.sessions.items()):
+            if now - session.last_seen > SESSION_EXPIRY_S:
+                self._release(session_id)
+                del self.sessions[session_id]
+        with self._lock:
+            for request_id, pending in list(self.pending.items()):
+                done_for = now - (pending.finished_at or now)
+                if done_for > FINISHED_KEEP_S or now - pending.created > 24 * 3600:
+                    del self.pending[request_id]
+
+    def _release(self, session_id: str) -> None:
+        for model_id in [m for m, r in self.runs.items() if r.session_id == session_id]:
+            del self.runs[model_id]
+        for sampler_id in [s for s, x in self.samplers.items() if x.session_id == session_id]:
+            del self.samplers[sampler_id]
+
+    # --- futures ------------------------------------------------------------------------------
+
+    def register(self, future: ConcurrentFuture[Any], kind: ResultKind) -> str:
+        request_id = f"req-{uuid.uuid4().hex}"
+        pending = Pending(future, kind)
+        with self._lock:
+            self.pending[request_id] = pending
+
+        def mark(_: ConcurrentFuture[Any]) -> None:
+            pending.finished_at = time.monotonic()
+
+        future.add_done_callback(mark)
+        return request_id
+
+    def get_pending(self, request_id: str) -> Pending:
+        with self._lock:
+            pending = self.pending.get(request_id)
+        if pending is None:
+            raise NotFoundError(f"unknown or expired request {request_id!r}")
+        return pending
+
+    # --- training runs ------------------------------------------------------------------------
+
+    def add_run(self, model_id: str, client: LocalTrainingClient, session_id: str) -> None:
+        client.model_id = model_id
+        self.runs[model_id] = Run(client, session_id)
+        self.run_dir(model_id).mkdir(parents=True, exist_ok=True)
+
+    def run(self, model_id: str) -> Run:
+        run = self.runs.get(model_id)
+        if run is None:
+            raise NotFoundError(f"unknown model {model_id!r} (its session may have ended)")
+        return run
+
+    def in_order(
+        self,
+        model_id: str,
+        seq_id: int | None,
+        kind: ResultKind,
+        submit: Callable[[], ConcurrentFuture[T]],
+    ) -> str:
+        """Run `submit` (which queues work on the run's client and returns its future) once
+        every earlier `seq_id` of the run has been submitted; return the request id."""
+        run = self.run(model_id)
+        if seq_id is not None and seq_id in run.seen:
+            return run.seen[seq_id]
+        outer: ConcurrentFuture[T] = ConcurrentFuture()
+        request_id = self.register(outer, kind)
+
+        def go() -> None:
+            try:
+                inner = submit()
+            except Exception as exc:  # refused at submission: the future carries it
+                outer.set_exception(exc)
+                return
+            _chain(inner, outer)
+
+        if seq_id is None:
+            go()
+            return request_id
+        if seq_id < run.next_seq:
+            raise UserError(
+                f"seq_id {seq_id} of model {model_id} comes after {run.next_seq - 1} was "
+                "already run; requests of a training client are numbered in order"
+            )
+        run.seen[seq_id] = request_id
+        run.waiting[seq_id] = go
+        while run.next_seq in run.waiting:
+            run.waiting.pop(run.next_seq)()
+            run.next_seq += 1
+        return request_id
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def run_dir(self, model_id: str) -> Path:
+        return self.root / _safe(model_id)
+
+    def checkpoint_dir(self, model_id: str, kind: str, name: str) -> tuple[Path, str]:
+        """The directory for checkpoint `name` of `kind` (`weights` / `sampler_weights`) and
+        its `tinker://` path."""
+        if not name or "/" in name or name in (".", ".."):
+            raise UserError(f"bad checkpoint name {name!r}; use a name such as '000010'")
+        return self.run_dir(model_id) / kind / name, f"tinker://{model_id}/{kind}/{name}"
+
+    def local_path(self, tinker_path: str) -> str:
+        """The directory of a `tinker://RUN/KIND/NAME` path (a plain path passes through)."""
+        if not tinker_path.startswith("tinker://"):
+            return tinker_path
+        try:
+            parsed = types.ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
+        except ValueError:
+            raise UserError(
+                f"bad tinker path {tinker_path!r}; want tinker://RUN/weights/NAME"
+            ) from None
+        kind, _, name = parsed.checkpoint_id.partition("/")
+        directory, _ = self.checkpoint_dir(parsed.training_run_id, kind, name)
+        if not (directory / "meta.json").is_file():
+            raise NotFoundError(f"no checkpoint at {tinker_path}")
+        return str(directory)
+
+    def training_run(self, model_id: str) -> types.TrainingRun:
+        """A live run, or one known from its checkpoints on disk."""
+        run = self.runs.get(model_id)
+        if run is not None:
+            info = run.client.get_info()
+            return types.TrainingRun(
+                training_run_id=model_id,
+                base_model=info.model_data.model_name or "",
+                model_owner="local",
+                is_lora=bool(info.is_lora),
+                lora_rank=info.lora_rank,
+                last_request_time=datetime.now(UTC),
+                user_metadata=dict(run.client.user_metadata) or None,
+            )
+        directory = self.run_dir(model_id)
+        for meta in sorted(directory.glob("*/*/meta.json")):
+            return training_run_of(str(meta.parent), run_id=model_id)
+        raise NotFoundError(f"unknown training run {model_id!r}")
+
+
+def _chain(inner: ConcurrentFuture[T], outer: ConcurrentFuture[T]) -> None:
+    def copy(done: ConcurrentFuture[T]) -> None:
+        if outer.done():
+            return
+        exc = done.exception()
+        if exc is not None:
+            outer.set_exception(exc)
+        else:
+            outer.set_result(done.result())
+
+    inner.add_done_callback(copy)
+
+
+def _safe(model_id: str) -> str:
+    """A model id as one directory name."""
+    cleaned = "".join(c if c.isalnum() or c in "-_.:" else "_" for c in model_id)
+    if not cleaned or cleaned in (".", ".."):
+        raise UserError(f"bad model id {model_id!r}")
+    return cleaned
