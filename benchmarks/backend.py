@@ -196,8 +196,8 @@ def local_sampling(
     max_tokens: Sequence[int],
     num_samples: int = 1,
 ) -> int:
-    """One concurrent `sample` call per prompt (as an RL runner fires them), `max_tokens[i]` new
-    tokens each, no stop; returns the tokens sampled."""
+    """One concurrent `sample` call per prompt (as an RL runner fires them, from one event
+    loop), `max_tokens[i]` new tokens each, no stop; returns the tokens sampled."""
 
     async def run() -> int:
         futures = [
@@ -211,9 +211,14 @@ def local_sampling(
         responses = await asyncio.gather(*futures)
         return sum(len(s.tokens) for r in responses for s in r.sequences)
 
-    n = asyncio.run(run())
+    n = _LOOP.run_until_complete(run())
     sync(sampler.model.device)
     return n
+
+
+_LOOP = asyncio.new_event_loop()
+"""One event loop for every run, as an RL runner keeps one (creating a loop per call would
+charge its set-up to the sampler)."""
 
 
 # --- sampling: the contenders -----------------------------------------------------------------

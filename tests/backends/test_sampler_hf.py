@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_sampler_engine import _check, _run_in_waves
 
-from cookbook.backends.local.generation import DecodeEngine, GenRow
+from cookbook.backends.local.generation import DecodeEngine, GenRow, StopStrings
 from cookbook.backends.local.models import LocalModel
 from cookbook.backends.local.service import LocalServiceClient
 
@@ -74,3 +74,17 @@ def test_hf_engine_matches_a_plain_loop(
     out = _run_in_waves(engine, [(0, rows[:4]), (2, rows[4:])])
     _check(model, rows[:4], out[0])
     _check(model, rows[4:], out[2])
+
+
+def test_stop_strings_with_a_bpe_tokenizer(hf_model_dirs: dict[str, Path]) -> None:
+    """Incremental checks find a stop string at the same token as decoding the whole text."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(hf_model_dirs["llama"]), local_files_only=True)
+    text = "the quick brown fox jumps over the lazy dog, hello world"
+    tokens = tok.encode(text, add_special_tokens=False)
+    for stop in ("fox ju", "o", "dog, h", "lazy", "world", "absent"):
+        watch = StopStrings((stop,), tok.decode)
+        seen = next((i for i, t in enumerate(tokens) if watch.push(t)), None)
+        whole = next((i for i in range(len(tokens)) if stop in tok.decode(tokens[: i + 1])), None)
+        assert seen == whole, stop
