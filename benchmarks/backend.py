@@ -87,7 +87,9 @@ class Figure:
 
     def line(self) -> str:
         """One printed line."""
-        text = f"  {self.label:<14} ours {self.ours:>10,.0f} {self.unit}"
+        text = f"  {self.label:<14}"
+        if self.ours == self.ours:  # NaN: a share, no rate of its own
+            text += f" ours {self.ours:>10,.0f} {self.unit}"
         if self.theirs is not None:
             text += f" | {self.contender} {self.theirs:>10,.0f}"
         if self.ratio is not None:
