@@ -69,6 +69,10 @@ class Figure:
     ratio: float | None = None
     """Median of the per-round ratios ours/theirs (or the figure's own ratio, e.g. a speed-up)."""
     ratio_range: tuple[float, float] | None = None
+    cpu_ratio: float | None = None
+    """The same median ratio from CPU times (less noisy on a shared machine: time spent
+    descheduled is not counted)."""
+    cpu_ratio_range: tuple[float, float] | None = None
     target: float | None = None
     """The ratio to reach, if any."""
     targeted: bool = True
@@ -93,13 +97,24 @@ class Figure:
         if self.theirs is not None:
             text += f" | {self.contender} {self.theirs:>10,.0f}"
         if self.ratio is not None:
-            text += f" | {self.format_ratio(self.ratio)}"
-            if self.ratio_range is not None:
-                lo, hi = self.ratio_range
-                text += f" ({self.format_ratio(lo)}-{self.format_ratio(hi)})"
+            text += f" | {self.ratio_text()}"
+        if self.cpu_ratio is not None:
+            text += f" | cpu {self.ratio_text(cpu=True)}"
         if self.target is not None:
             text += f" | target {self.target_text()} {self.status()}"
         return text + f" | load {self.load[0]:.1f}->{self.load[1]:.1f}"
+
+    def ratio_text(self, cpu: bool = False) -> str:
+        """`1.23x (1.10x-1.30x)`: the median ratio and the range over rounds."""
+        ratio, spread = (
+            (self.cpu_ratio, self.cpu_ratio_range) if cpu else (self.ratio, self.ratio_range)
+        )
+        if ratio is None:
+            return ""
+        text = self.format_ratio(ratio)
+        if spread is not None:
+            text += f" ({self.format_ratio(spread[0])}-{self.format_ratio(spread[1])})"
+        return text
 
     def format_ratio(self, value: float) -> str:
         """`1.23x`, or `12.3%` for a share."""
@@ -122,25 +137,46 @@ def load_avg() -> float:
     return os.getloadavg()[0]
 
 
-def abba(
-    ours: Callable[[], object], theirs: Callable[[], object], rounds: int
-) -> tuple[list[float], list[float]]:
-    """Wall seconds of each run of `ours` and `theirs`: one warm-up each, then `rounds` rounds
-    of ours, theirs, theirs, ours. Returns (per-round seconds of ours, of theirs), each the sum
-    of the round's two runs."""
+@dataclass
+class Timings:
+    """Per-round seconds of each contender (the sum of its two runs in the round), by the wall
+    clock and by this process's CPU time."""
+
+    wall_ours: list[float]
+    wall_theirs: list[float]
+    cpu_ours: list[float]
+    cpu_theirs: list[float]
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall and process CPU seconds of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def abba(ours: Callable[[], object], theirs: Callable[[], object], rounds: int) -> Timings:
+    """One warm-up run each, then `rounds` rounds of ours, theirs, theirs, ours."""
     ours()
     theirs()
-    t_ours: list[float] = []
-    t_theirs: list[float] = []
+    out = Timings([], [], [], [])
     for _ in range(rounds):
-        spent = {"ours": 0.0, "theirs": 0.0}
+        spent = {"ours": [0.0, 0.0], "theirs": [0.0, 0.0]}
         for name, fn in (("ours", ours), ("theirs", theirs), ("theirs", theirs), ("ours", ours)):
-            start = time.perf_counter()
-            fn()
-            spent[name] += time.perf_counter() - start
-        t_ours.append(spent["ours"])
-        t_theirs.append(spent["theirs"])
-    return t_ours, t_theirs
+            wall, cpu = timed(fn)
+            spent[name][0] += wall
+            spent[name][1] += cpu
+        out.wall_ours.append(spent["ours"][0])
+        out.wall_theirs.append(spent["theirs"][0])
+        out.cpu_ours.append(spent["ours"][1])
+        out.cpu_theirs.append(spent["theirs"][1])
+    return out
+
+
+def ratio_stats(ours_s: list[float], theirs_s: list[float]) -> tuple[float, tuple[float, float]]:
+    """Median and range of the per-round speed ratios ours/theirs (their time over ours)."""
+    ratios = [b / a for a, b in zip(ours_s, theirs_s, strict=True)]
+    return statistics.median(ratios), (min(ratios), max(ratios))
 
 
 def compare(
@@ -155,20 +191,25 @@ def compare(
     rounds: int,
     target: float | None,
     targeted: bool = True,
+    cpu: bool = True,
 ) -> Figure:
-    """Run `ours` and `theirs` in ABBA rounds; each does `work` units (tokens) per run."""
+    """Run `ours` and `theirs` in ABBA rounds; each does `work` units (tokens) per run. `cpu`:
+    also report the ratio of CPU times (off for GPU work, which CPU time does not see)."""
     before = load_avg()
-    t_ours, t_theirs = abba(ours, theirs, rounds)
-    ratios = [b / a for a, b in zip(t_ours, t_theirs, strict=True)]
+    t = abba(ours, theirs, rounds)
+    ratio, ratio_range = ratio_stats(t.wall_ours, t.wall_theirs)
+    cpu_ratio, cpu_range = ratio_stats(t.cpu_ours, t.cpu_theirs) if cpu else (None, None)
     figure = Figure(
         section,
         label,
         unit,
-        ours=2 * work / statistics.median(t_ours),
-        theirs=2 * work / statistics.median(t_theirs),
+        ours=2 * work / statistics.median(t.wall_ours),
+        theirs=2 * work / statistics.median(t.wall_theirs),
         contender=contender,
-        ratio=statistics.median(ratios),
-        ratio_range=(min(ratios), max(ratios)),
+        ratio=ratio,
+        ratio_range=ratio_range,
+        cpu_ratio=cpu_ratio,
+        cpu_ratio_range=cpu_range,
         target=target,
         targeted=targeted,
         load=(before, load_avg()),
@@ -308,32 +349,34 @@ def concurrency(
     )
     sampler = service.create_sampling_client(base_model=base_model, seed=0)
     work = {}
+    tokens: dict[int, int] = {}  # the same every run: no stop, every row uses its budget
     for g in groups:
         prompts = [random_prompts(1000 + i, 1, 24 + (7 * i) % 16, 256)[0] for i in range(g)]
         work[g] = (prompts, [8 + (17 * i) % 57 for i in range(g)])
-        local_sampling(sampler, *work[g], num_samples=group_size)  # warm-up
+        tokens[g] = local_sampling(sampler, *work[g], num_samples=group_size)  # warm-up
     before = load_avg()
     rates: dict[int, list[float]] = {g: [] for g in groups}
+    cpu_rates: dict[int, list[float]] = {g: [] for g in groups}
     for r in range(rounds):
         for g in groups if r % 2 == 0 else groups[::-1]:
-            start = time.perf_counter()
-            n = local_sampling(sampler, *work[g], num_samples=group_size)
-            rates[g].append(n / (time.perf_counter() - start))
+            wall, cpu = timed(lambda g=g: local_sampling(sampler, *work[g], num_samples=group_size))
+            rates[g].append(tokens[g] / wall)
+            cpu_rates[g].append(tokens[g] / cpu)
     load = (before, load_avg())
     figures = []
     for prev, g in zip([None, *groups], groups, strict=False):
-        ratios = [a / b for a, b in zip(rates[g], rates[prev], strict=True)] if prev else None
         figure = Figure(
             "concurrency",
             f"{g} groups",
             "tok/s",
             ours=statistics.median(rates[g]),
             contender=f"{prev} groups" if prev else "",
-            ratio=statistics.median(ratios) if ratios else None,
-            ratio_range=(min(ratios), max(ratios)) if ratios else None,
             target=1.0 if prev else None,
             load=load,
         )
+        if prev:  # rates, so the ratio is ours over the previous G's
+            figure.ratio, figure.ratio_range = ratio_stats(rates[prev], rates[g])
+            figure.cpu_ratio, figure.cpu_ratio_range = ratio_stats(cpu_rates[prev], cpu_rates[g])
         print(figure.line() + (f" (vs {prev} groups)" if prev else ""), flush=True)
         figures.append(figure)
     return figures
@@ -418,6 +461,7 @@ def hf_sampling_vs_generate(
                 contender="generate",
                 rounds=rounds,
                 target=target(batch),
+                cpu=sampler.model.device.type != "cuda",
             )
         )
     return figures
@@ -562,6 +606,7 @@ def hf_training_vs_peft(
             rounds=rounds,
             target=target,
             targeted=False,
+            cpu=device.type != "cuda",
         )
     ]
 

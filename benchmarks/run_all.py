@@ -69,21 +69,19 @@ def runner_share(groups: int, group_size: int, steps: int) -> Figure | None:
 
 def summary(figures: list[Figure]) -> None:
     """The one table the closing note quotes."""
-    print("\n== summary (ratios: median of per-round ratios, range in brackets)")
-    header = f"{'section':<13} {'figure':<15} {'ours':>10} {'contender':>20} {'ratio':>22}"
-    print(header + f" {'target':>10} {'status':<26} load")
+    print("\n== summary (ratios: median of per-round ratios, range in brackets; cpu: the same")
+    print("   from process CPU time, which does not count time spent descheduled)")
+    print(
+        f"{'section':<13} {'figure':<15} {'ours':>10} {'contender':>20} {'ratio':>22} "
+        f"{'cpu ratio':>22} {'target':>9} {'status':<26} load"
+    )
     for f in figures:
         ours = "" if f.ours != f.ours else f"{f.ours:,.0f}"  # NaN: no rate of its own
         theirs = f"{f.contender} {f.theirs:,.0f}" if f.theirs is not None else f.contender
-        ratio = ""
-        if f.ratio is not None:
-            ratio = f.format_ratio(f.ratio)
-            if f.ratio_range is not None:
-                lo, hi = f.ratio_range
-                ratio += f" ({f.format_ratio(lo)}-{f.format_ratio(hi)})"
         print(
-            f"{f.section:<13} {f.label:<15} {ours:>10} {theirs:>20} {ratio:>22} "
-            f"{f.target_text():>10} {f.status():<26} {f.load[0]:.1f}->{f.load[1]:.1f}"
+            f"{f.section:<13} {f.label:<15} {ours:>10} {theirs:>20} {f.ratio_text():>22} "
+            f"{f.ratio_text(cpu=True):>22} {f.target_text():>9} {f.status():<26} "
+            f"{f.load[0]:.1f}->{f.load[1]:.1f}"
         )
 
 

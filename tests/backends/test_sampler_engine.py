@@ -217,3 +217,21 @@ def test_stop_strings_are_found_across_tokens_and_multibyte_characters() -> None
     assert _watch(("é!",), TOK.decode, "olé olé!") == len("olé olé!".encode())
     assert _watch(("zz",), TOK.decode, "no stop here") is None
     assert _watch(("a", "quick"), TOK.decode, "the quick") == len(b"the quick")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_replays_match_eager_decoding() -> None:
+    sampler = LocalServiceClient(device="cuda").create_sampling_client(base_model="tiny", seed=3)
+    with torch.no_grad():
+        head = sampler.model.module.head.weight
+        head.copy_(torch.randn(head.shape, generator=torch.Generator().manual_seed(0)).cuda())
+    results = {}
+    for graphs in (False, True):
+        engine = DecodeEngine(sampler.model, TOK.decode, max_rows=5, cuda_graphs=graphs)
+        results[graphs] = _run_in_waves(engine, [(0, ROWS[:5]), (3, ROWS[5:])])
+        if graphs:
+            assert engine._graphs is not None and engine._graphs.captures > 0
+    for at in (0, 3):
+        for eager, graphed in zip(results[False][at], results[True][at], strict=True):
+            assert graphed.tokens == eager.tokens
+            np.testing.assert_allclose(graphed.logprobs, eager.logprobs, atol=1e-4)
