@@ -359,6 +359,7 @@ class DecodeEngine:
             raise RuntimeError("DecodeEngine.release: rows are still running")
         self._cache = None
         self._state = {}
+        self._views = {}
         self._graphs = None
 
     @torch.inference_mode()
