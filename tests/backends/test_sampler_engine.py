@@ -143,12 +143,15 @@ def test_a_row_gets_the_same_tokens_alone_or_in_a_crowd(model: LocalModel) -> No
         engine.submit([row], lambda r, i=i: alone.__setitem__(i, r[0]))
         engine.run()
     crowd = DecodeEngine(model, TOK.decode, max_rows=3)
-    got: list[GenResult] = []
-    crowd.submit(ROWS[::-1], got.extend)
-    crowd.run()
-    for i, result in enumerate(got[::-1]):
-        assert result.tokens == alone[i].tokens
-        assert result.stop_reason == alone[i].stop_reason
+    for _ in range(2):  # the second time on buffers allocated again after release()
+        got: list[GenResult] = []
+        crowd.submit(ROWS[::-1], got.extend)
+        crowd.run()
+        for i, result in enumerate(got[::-1]):
+            assert result.tokens == alone[i].tokens
+            assert result.stop_reason == alone[i].stop_reason
+        crowd.release()
+        assert crowd.buffer_bytes == 0
 
 
 def test_a_prompt_shared_by_many_samples_is_prefilled_once(
