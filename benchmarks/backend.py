@@ -6,7 +6,10 @@
 Every comparison runs both contenders in one process, in ABBA rounds (A B B A, repeated, after
 one warm-up run each), and reports the median of the per-round ratios with their range and the
 load average before and after: the cores are shared, so only ratios measured side by side mean
-anything, and the order within a round biases them. No assertion is made on any figure.
+anything, and the order within a round biases them. Each ratio is given twice: from wall time,
+and from the process's CPU time (`cpu`), which leaves out time spent descheduled (the local
+client hands work to a worker thread and back, and on a loaded machine every hand-off can wait
+for a core). No assertion is made on any figure.
 
 Sections:
 
