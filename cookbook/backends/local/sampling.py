@@ -88,8 +88,11 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
         *,
         seed: int = 0,
         model_path: str | None = None,
-        max_batch_rows: int = 512,
+        max_batch_rows: int = 1024,
     ) -> None:
+        """`max_batch_rows`: sequences decoded together at most (more wait for a free slot).
+        Per token, larger batches are cheaper (measured on the tiny model up to 1024 rows);
+        1024 holds 128 RL groups of 8 in one batch."""
         self._model = model
         self._tokenizer = model.tokenizer
         self._seed_rng = random.Random(seed)
