@@ -11,6 +11,7 @@ import torch
 from test_sampler_engine import _check, _run_in_waves
 
 from cookbook.backends.local.generation import DecodeEngine, GenRow, StopStrings
+from cookbook.backends.local.hf_model import HFSlotDecoder
 from cookbook.backends.local.models import LocalModel
 from cookbook.backends.local.service import LocalServiceClient
 
@@ -66,6 +67,8 @@ def test_hf_engine_matches_a_plain_loop(
         else hf_model_dirs[arch]
     )
     model = _model(path)
+    # Llama and Qwen2 decode layer by layer; sliding windows take the model's own forward.
+    assert HFSlotDecoder(model.module, model.vocab_size).layer_by_layer == (arch != "qwen2-sliding")
     tok = model.tokenizer
     texts = ["hello", "the quick brown fox jumps over", "what is 23+45? the answer", "tic"]
     prompts = [tok.encode(t) for t in texts]

@@ -5,21 +5,28 @@ Weights are bf16 on CUDA and fp32 on CPU. The base stays frozen; LoRA adapters (
 dropout) go on the attention, MLP and/or output projections as asked. transformers and peft are
 imported inside the functions, so importing this module is cheap.
 
-Generation (`HFSlotDecoder`) runs the model's own forward over a `SlotCache`: the cache object it
-receives answers `update()` as transformers' attention layers call it, and the attention mask is
-passed ready-made (4-D, additive), so every row keeps its own positions.
+Generation (`HFSlotDecoder`) runs over a `SlotCache`. Llama and Qwen2 models without sliding
+windows are run layer by layer from their own submodules (norms, projections with any LoRA
+adapters, MLP, rotary embedding), with one `scaled_dot_product_attention` per layer: the same
+operations as their forward, without its per-call bookkeeping (a sizeable share of a decode step
+on CPU at small batches). Other models run their own forward: the cache object it receives
+answers `update()` as transformers' attention layers call it, and the attention mask is passed
+ready-made (4-D, additive), so every row keeps its own positions.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cookbook.backends.local.kv_cache import SlotCache
@@ -299,6 +306,17 @@ class HFSlotDecoder:
         weight = next(module.parameters())
         self._dtype, self._device = weight.dtype, weight.device
         self._checked = False
+        self._direct = (
+            _LlamaParts.of(module, self._kv_heads * self._head_dim)
+            if self._window is None
+            else None
+        )
+
+    @property
+    def layer_by_layer(self) -> bool:
+        """Whether decoding runs the model's layers directly (Llama and Qwen2 without sliding
+        windows) rather than its forward."""
+        return self._direct is not None
 
     def new_cache(self, slots: int, length: int) -> SlotCache:
         """An empty static cache of `slots` sequences of `length` positions."""
@@ -309,6 +327,8 @@ class HFSlotDecoder:
     def __call__(self, tokens_B_T: torch.Tensor, cache: SlotCache) -> torch.Tensor:
         """Logits `[B, V]` after the last of `T` new tokens per row, as `cache`'s plan says.
         Call it under `torch.inference_mode()`."""
+        if self._direct is not None:
+            return self._direct.forward(tokens_B_T, cache)
         plan = cache.plan
         s = plan.read_length or tokens_B_T.shape[1]
         allowed = plan.mask
@@ -362,3 +382,101 @@ class HFSlotDecoder:
         take an additive 4-D mask as given)."""
         zero = torch.zeros((), dtype=self._dtype, device=allowed.device)
         return torch.where(allowed, zero, torch.finfo(self._dtype).min)
+
+
+_DIRECT_ARCHS = ("LlamaForCausalLM", "Qwen2ForCausalLM")
+"""Models `HFSlotDecoder` runs layer by layer (their decoder layers have the same structure)."""
+
+
+@dataclass
+class _LlamaLayer:
+    """The submodules of one Llama-structured decoder layer (LoRA adapters included)."""
+
+    input_norm: nn.Module
+    q_proj: nn.Module
+    k_proj: nn.Module
+    v_proj: nn.Module
+    o_proj: nn.Module
+    post_norm: nn.Module
+    mlp: nn.Module
+    scaling: float
+
+    @classmethod
+    def of(cls, layer: nn.Module) -> _LlamaLayer | None:
+        """The parts of `layer`, or None when one is missing."""
+        attn = getattr(layer, "self_attn", None)
+        scaling = getattr(attn, "scaling", None)
+        parts = [getattr(layer, "input_layernorm", None)]
+        parts += [getattr(attn, n, None) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        parts += [getattr(layer, n, None) for n in ("post_attention_layernorm", "mlp")]
+        modules = [p for p in parts if isinstance(p, nn.Module)]
+        if len(modules) != len(parts) or not isinstance(scaling, float):
+            return None
+        norm_1, q, k, v, o, norm_2, mlp = modules
+        return cls(norm_1, q, k, v, o, norm_2, mlp, scaling)
+
+
+@dataclass
+class _LlamaParts:
+    """The submodules of a Llama-structured causal LM that a decode step calls."""
+
+    embed: nn.Module
+    layers: list[_LlamaLayer]
+    norm: nn.Module
+    rotary: nn.Module
+    head: nn.Module
+    apply_rotary: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    """The model's own `apply_rotary_pos_emb`."""
+    grouped: bool
+    """Fewer key/value heads than query heads."""
+
+    @classmethod
+    def of(cls, module: nn.Module, kv_width: int) -> _LlamaParts | None:
+        """The parts of `module` (keys and values `kv_width` wide), or None when it is not of
+        a known Llama structure."""
+        if type(module).__name__ not in _DIRECT_ARCHS:
+            return None
+        inner = getattr(module, "model", None)
+        blocks = getattr(inner, "layers", None)
+        if not isinstance(blocks, nn.ModuleList) or not len(blocks):
+            return None
+        layers = [_LlamaLayer.of(block) for block in blocks]
+        named = [getattr(inner, n, None) for n in ("embed_tokens", "norm", "rotary_emb")]
+        named.append(getattr(module, "lm_head", None))
+        modules = [p for p in named if isinstance(p, nn.Module)]
+        rope = getattr(sys.modules[type(blocks[0]).__module__], "apply_rotary_pos_emb", None)
+        full = [layer for layer in layers if layer is not None]
+        if len(full) != len(layers) or len(modules) != len(named) or not callable(rope):
+            return None
+        embed, norm, rotary, head = modules
+        q_width = getattr(full[0].q_proj, "out_features", kv_width)
+        return cls(embed, full, norm, rotary, head, rope, grouped=q_width != kv_width)
+
+    def forward(self, tokens_B_T: torch.Tensor, cache: SlotCache) -> torch.Tensor:
+        """Logits `[B, V]` after the last of `T` new tokens per row, as `cache`'s plan says
+        (what the model's forward computes, its attention over the cache)."""
+        plan = cache.plan
+        b, t = tokens_B_T.shape
+        d = cache.head_dim
+        x = self.embed(tokens_B_T)
+        cos, sin = self.rotary(x, plan.query_positions)
+        for i, layer in enumerate(self.layers):
+            h = layer.input_norm(x)
+            q = layer.q_proj(h).view(b, t, -1, d).transpose(1, 2)
+            k = layer.k_proj(h).view(b, t, -1, d).transpose(1, 2)
+            v = layer.v_proj(h).view(b, t, -1, d)
+            q, k = self.apply_rotary(q, k, cos, sin)
+            k_all, v_all = cache.update(i, k.transpose(1, 2), v)
+            y = F.scaled_dot_product_attention(
+                q,
+                k_all.transpose(1, 2),
+                v_all.transpose(1, 2),
+                attn_mask=plan.mask,
+                scale=layer.scaling,
+                enable_gqa=self.grouped,
+            )
+            x = x + layer.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+            x = x + layer.mlp(layer.post_norm(x))
+        last = x if t == 1 else x[:, -1:]
+        logits: torch.Tensor = self.head(self.norm(last))
+        return logits[:, -1]
