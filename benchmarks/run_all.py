@@ -5,12 +5,17 @@
 
 Runs, in one process:
 
-- `backend.py` on CPU: the sampler against a bare KV-cache loop (batch 1-128), the RL pattern's
-  throughput against concurrency, the Hugging Face path against `generate`, and, for reference
-  (not worked on yet), LoRA training against transformers+peft and the tiny model's training
-  against a bare loop;
-- the RL runner's own share of step time (`rl_overhead.py`, 8 x 16 groups), for reference;
+- sampling (`sampling_figures`, `backend.py` on CPU): the sampler against a bare KV-cache loop
+  (batch 1-128), the RL pattern's throughput against concurrency, the Hugging Face path against
+  `generate`;
+- training (`training_figures`, `backend.py` on CPU): LoRA training against transformers+peft and
+  the tiny model's training against a bare loop;
+- the RL runner's own share of step time (`runner_figures`, `rl_overhead.py`, 8 x 16 groups);
 - `gpu.py` when CUDA is available (else one line says the GPU figures were not measured).
+
+Training and runner figures are the training side's (issue 16 items 2 and 3's training half):
+they plug in through `training_figures` and `runner_figures`, and show "(not yet targeted)" until
+their `Figure`s are made with `targeted=True`.
 
 Then prints one summary table: figure, our rate, the contender's, the median of per-round
 ratios with their range, the target and whether it is met, and the load average. Ratios come from
@@ -32,6 +37,31 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from backend import QUICK, SECTIONS, Figure, Sizes, load_avg, run_sections
+
+SAMPLING = ("sampler", "concurrency", "hf-sampling")
+TRAINING = ("hf-training", "training")
+assert set(SAMPLING + TRAINING) == set(SECTIONS)
+
+
+def sampling_figures(wanted: list[str], sizes: Sizes) -> list[Figure]:
+    """The sampler, concurrency and Hugging Face sampling figures (issue 16 items 1 and 3)."""
+    return run_sections([s for s in SAMPLING if s in wanted], sizes)
+
+
+# --- the training side's figures: training and runner-share measurements plug in here ---------
+
+
+def training_figures(wanted: list[str], sizes: Sizes) -> list[Figure]:
+    """LoRA training against transformers+peft and the tiny model's training against a bare
+    loop (issue 16 item 3, training half)."""
+    return run_sections([s for s in TRAINING if s in wanted], sizes)
+
+
+def runner_figures(quick: bool) -> list[Figure]:
+    """The RL runner's own share of step time (issue 16 item 2)."""
+    print("\n== runner: the RL loop's own share of step time (rl_overhead.py)")
+    share = runner_share(16, 8, 6 if quick else 20)
+    return [] if share is None else [share]
 
 
 def runner_share(groups: int, group_size: int, steps: int) -> Figure | None:
@@ -95,12 +125,10 @@ def main() -> None:
     sizes = QUICK if args.quick else Sizes()
     wanted = args.only or [*SECTIONS, "runner", "gpu"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s) on CPU")
-    figures = run_sections([s for s in SECTIONS if s in wanted], sizes)
+    figures = sampling_figures(wanted, sizes)
+    figures += training_figures(wanted, sizes)
     if "runner" in wanted:
-        print("\n== runner: the RL loop's own share of step time (rl_overhead.py)")
-        share = runner_share(16, 8, 6 if args.quick else 20)
-        if share is not None:
-            figures.append(share)
+        figures += runner_figures(args.quick)
     if "gpu" in wanted:
         if torch.cuda.is_available():
             import gpu
