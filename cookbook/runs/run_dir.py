@@ -7,22 +7,28 @@
 <log_dir>/warm_start_metrics.jsonl   RL: one line per step of the supervised warm start
 <log_dir>/reference.json             RL: where the frozen reference policy of the KL penalty is
                                      (its weights under reference/)
+<log_dir>/trackers.json              with `log_to`: the tracker runs metrics are mirrored to
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import sys
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cookbook.errors import UserError
 from cookbook.runs.checkpoints import Checkpoint, CheckpointIndex
 from cookbook.runs.config_io import config_to_json
 from cookbook.runs.files import atomic_write_json
 from cookbook.runs.metrics import MetricsLog
+
+if TYPE_CHECKING:
+    from cookbook.trackers import MetricsSink
 
 
 @dataclass
@@ -34,6 +40,25 @@ class RunDir:
     checkpoints: CheckpointIndex
     resume_from: Checkpoint | None
     """The checkpoint to resume from, or `None` for a new run."""
+    _trackers: MetricsSink | None = field(default=None, repr=False)
+
+    def open_trackers(self, names: Sequence[str], config: object) -> None:
+        """Mirror every metrics line to the trackers `names` (`cookbook.trackers`) until
+        `close()`; a resumed run continues its tracker runs."""
+        from cookbook.trackers import open_trackers
+
+        self.close()
+        sink = open_trackers(names, self.path.name, config_to_json(config), self.path)
+        self._trackers = self.metrics.mirror = sink
+        atexit.register(sink.close)  # a run that ends by an exception still flushes them
+
+    def close(self) -> None:
+        """Close the run's trackers, if any (the files need no closing)."""
+        sink, self._trackers = self._trackers, None
+        if sink is not None:
+            self.metrics.mirror = None
+            atexit.unregister(sink.close)
+            sink.close()
 
     @property
     def config_path(self) -> Path:

@@ -31,11 +31,20 @@ if TYPE_CHECKING:
     from cookbook.build_context import BuildContext
 
 CHANGEABLE_ON_RESUME = frozenset(
-    {"log_dir", "max_steps", "eval_every", "save_every", "evals", "show_progress", "base_url"}
+    {
+        "log_dir",
+        "max_steps",
+        "eval_every",
+        "save_every",
+        "evals",
+        "show_progress",
+        "base_url",
+        "log_to",
+    }
 )
 """Config fields any resumed run may change: a moved run directory, a longer run, other eval and
 checkpoint cadences, other evals (they do not touch the weights), the display, a server's
-address. A loop adds its own (`cookbook.rl.train`: time limits, threads, env fault limits)."""
+address, the trackers metrics are mirrored to. A loop adds its own (`cookbook.rl.train`: time limits, threads, env fault limits)."""
 
 
 def start_run(
@@ -48,11 +57,19 @@ def start_run(
 ) -> RunDir:
     """Open `log_dir` for the run `config` describes (resuming what is there unless `fresh`),
     refuse to resume it with settings other than the stored ones (fields in `changeable` may
-    differ), and write `config.json`. Every loop starts here; a run lock belongs here too."""
+    differ), and write `config.json`. Every loop starts here; a run lock belongs here too.
+
+    A config with `log_to` (tracker names, `cookbook.trackers`) gets its metrics lines mirrored
+    there from here on; `RunDir.close()` (or interpreter exit) closes the trackers."""
+    from cookbook.trackers import parse_tracker_names
+
+    log_to = parse_tracker_names(getattr(config, "log_to", None))  # a bad name fails first
     run_dir = open_run_dir(log_dir, fresh=fresh)
     if run_dir.resume_from is not None:
         run_dir.check_resumable(config, changeable)
     run_dir.write_config(config, argv)
+    if log_to:
+        run_dir.open_trackers(log_to, config)
     return run_dir
 
 
