@@ -307,7 +307,7 @@ class HFSlotDecoder:
         self._dtype, self._device = weight.dtype, weight.device
         self._checked = False
         self._direct = (
-            _LlamaParts.of(module, self._kv_heads * self._head_dim)
+            _LlamaParts.of(module, grouped=self._kv_heads != heads)
             if self._window is None
             else None
         )
@@ -431,9 +431,9 @@ class _LlamaParts:
     """Fewer key/value heads than query heads."""
 
     @classmethod
-    def of(cls, module: nn.Module, kv_width: int) -> _LlamaParts | None:
-        """The parts of `module` (keys and values `kv_width` wide), or None when it is not of
-        a known Llama structure."""
+    def of(cls, module: nn.Module, grouped: bool) -> _LlamaParts | None:
+        """The parts of `module` (`grouped`: it has fewer key/value heads than query heads),
+        or None when it is not of a known Llama structure."""
         if type(module).__name__ not in _DIRECT_ARCHS:
             return None
         inner = getattr(module, "model", None)
@@ -449,8 +449,7 @@ class _LlamaParts:
         if len(full) != len(layers) or len(modules) != len(named) or not callable(rope):
             return None
         embed, norm, rotary, head = modules
-        q_width = getattr(full[0].q_proj, "out_features", kv_width)
-        return cls(embed, full, norm, rotary, head, rope, grouped=q_width != kv_width)
+        return cls(embed, full, norm, rotary, head, rope, grouped)
 
     def forward(self, tokens_B_T: torch.Tensor, cache: SlotCache) -> torch.Tensor:
         """Logits `[B, V]` after the last of `T` new tokens per row, as `cache`'s plan says
