@@ -29,9 +29,17 @@ from cookbook.registry.errors import (
     PluginError,
     close_matches,
     did_you_mean,
+    label,
     normalize_distribution,
 )
-from cookbook.registry.specs import DatasetSpec, EnvSpec, EvalSpec, Kind, Spec
+from cookbook.registry.specs import (
+    DatasetSpec,
+    EnvSpec,
+    EvalSpec,
+    Kind,
+    PreferenceModelSpec,
+    Spec,
+)
 
 ENTRY_POINT_GROUP = "cookbook"
 """The entry-point group plugins publish their hook modules under."""
@@ -53,6 +61,7 @@ _HOOKS: dict[Kind, tuple[str, type[Spec]]] = {
     "env": ("register_envs", EnvSpec),
     "dataset": ("register_datasets", DatasetSpec),
     "eval": ("register_evals", EvalSpec),
+    "preference_model": ("register_preference_models", PreferenceModelSpec),
 }
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _BUILDER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -220,7 +229,7 @@ def load_source(source: PluginSource) -> LoadedPlugin:
         def register(spec: Spec) -> None:
             _check_spec(spec, spec_cls, hook_name)
             if (kind, spec.name) in seen:
-                raise PluginError(f"{hook_name} registered the {kind} '{spec.name}' twice")
+                raise PluginError(f"{hook_name} registered the {label(kind)} '{spec.name}' twice")
             seen.add((kind, spec.name))
             specs.append(replace(spec, distribution=source.distribution))
 
@@ -326,6 +335,6 @@ def _check_spec(spec: object, expected: type[Spec], hook_name: str) -> None:
         )
     if not _BUILDER_RE.match(spec.builder):
         raise PluginError(
-            f"{hook_name}: {spec.kind} '{spec.name}' has builder '{spec.builder}'; "
+            f"{hook_name}: {label(spec.kind)} '{spec.name}' has builder '{spec.builder}'; "
             "write it as 'package.module:ClassName'"
         )

@@ -8,8 +8,9 @@ position i predicts token i+1. Prompt tokens carry advantage 0 and therefore no 
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -66,56 +67,90 @@ def trajectory_to_sequences(trajectory: Trajectory, advantage: float) -> list[Tr
     """The sequences of one trajectory. A turn whose observation starts with everything seen so far
     (the previous observation and action) extends the current sequence; any other turn starts a
     new one."""
-    sequences: list[TrainSequence] = []
-    tokens: list[int] = []
-    logprobs: list[float] = []
-    advantages: list[float] = []
-    mask: list[float] = []
-
-    def flush() -> None:
-        if len(tokens) >= 2:
-            sequences.append(
-                TrainSequence(
-                    tokens=list(tokens),
-                    logprobs_T=np.asarray(logprobs, dtype=np.float32),
-                    advantages_T=np.asarray(advantages, dtype=np.float32),
-                    mask_T=np.asarray(mask, dtype=np.float32),
-                )
-            )
-
-    for transition in trajectory.transitions:
-        ob_tokens = transition.ob.to_ints()
-        n = len(tokens)
-        if n and len(ob_tokens) >= n and ob_tokens[:n] == tokens:
-            new_prompt = ob_tokens[n:]
-        else:
-            flush()
-            tokens, logprobs, advantages, mask = [], [], [], []
-            new_prompt = ob_tokens
-        zeros = [0.0] * len(new_prompt)
-        tokens += new_prompt
-        logprobs += zeros
-        advantages += zeros
-        mask += zeros
-        n_ac = len(transition.ac_tokens)
-        tokens += transition.ac_tokens
-        logprobs += transition.ac_logprobs
-        advantages += [advantage] * n_ac
-        mask += [1.0] * n_ac
-    flush()
-    return sequences
+    return _sequences([(trajectory, advantage)])
 
 
 def groups_to_sequences(
     groups_P: Sequence[TrajectoryGroup], advantages_P_G: Sequence[Sequence[float]]
 ) -> list[TrainSequence]:
     """The sequences of every trajectory of every group, in order."""
-    return [
-        sequence
+    return _sequences(
+        (trajectory, advantage)
         for group, advantages_G in zip(groups_P, advantages_P_G, strict=True)
         for trajectory, advantage in zip(group.trajectories_G, advantages_G, strict=True)
-        for sequence in trajectory_to_sequences(trajectory, advantage)
+    )
+
+
+def _sequences(trajectories: Iterable[tuple[Trajectory, float]]) -> list[TrainSequence]:
+    """`trajectory_to_sequences` of many trajectories at once: token lists turn by turn in
+    Python, then the logprobs, advantages and mask of the whole batch in a few numpy operations
+    (each sequence's arrays are views of them), not three small arrays per sequence."""
+    tokens_D: list[list[int]] = []
+    offsets_D: list[int] = []
+    # Action spans of the kept sequences, as offsets into the batch's flat arrays.
+    starts_A: list[int] = []
+    lengths_A: list[int] = []
+    advantages_A: list[float] = []
+    logprobs: list[float] = []
+    total = 0
+
+    def flush(tokens: list[int], spans: list[tuple[int, list[float]]], advantage: float) -> None:
+        nonlocal total
+        if len(tokens) < 2:  # nothing to predict
+            return
+        tokens_D.append(tokens)
+        offsets_D.append(total)
+        for start, span_logprobs in spans:
+            starts_A.append(total + start)
+            lengths_A.append(len(span_logprobs))
+            advantages_A.append(advantage)
+            logprobs.extend(span_logprobs)
+        total += len(tokens)
+
+    for trajectory, advantage in trajectories:
+        tokens: list[int] = []
+        spans: list[tuple[int, list[float]]] = []  # (start in the sequence, logprobs)
+        for transition in trajectory.transitions:
+            ob_tokens = transition.ob.to_ints()
+            n = len(tokens)
+            if n and len(ob_tokens) >= n and ob_tokens[:n] == tokens:
+                tokens += ob_tokens[n:]
+            else:
+                flush(tokens, spans, advantage)
+                tokens, spans = list(ob_tokens), []
+            if len(transition.ac_logprobs) != len(transition.ac_tokens):
+                raise ValueError(
+                    f"a transition has {len(transition.ac_tokens)} action tokens but "
+                    f"{len(transition.ac_logprobs)} logprobs"
+                )
+            spans.append((len(tokens), transition.ac_logprobs))
+            tokens += transition.ac_tokens
+        flush(tokens, spans, advantage)
+
+    logprobs_N = np.zeros(total, dtype=np.float32)
+    advantages_N = np.zeros(total, dtype=np.float32)
+    mask_N = np.zeros(total, dtype=np.float32)
+    if logprobs:
+        lengths = np.asarray(lengths_A, dtype=np.int64)
+        positions = _ranges(np.asarray(starts_A, dtype=np.int64), lengths)
+        logprobs_N[positions] = np.asarray(logprobs, dtype=np.float32)
+        advantages_N[positions] = np.repeat(np.asarray(advantages_A, dtype=np.float32), lengths)
+        mask_N[positions] = 1.0
+    return [
+        TrainSequence(
+            tokens=tokens,
+            logprobs_T=logprobs_N[o : o + len(tokens)],
+            advantages_T=advantages_N[o : o + len(tokens)],
+            mask_T=mask_N[o : o + len(tokens)],
+        )
+        for tokens, o in zip(tokens_D, offsets_D, strict=True)
     ]
+
+
+def _ranges(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """`concat(arange(s, s + n) for s, n in zip(starts, lengths))`, vectorised."""
+    ends = np.cumsum(lengths)
+    return np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(starts - (ends - lengths), lengths)
 
 
 def apply_kl_penalty(
@@ -143,18 +178,34 @@ def apply_kl_penalty(
 
 def sequence_to_datum(sequence: TrainSequence) -> tinker_types.Datum:
     """The tinker datum of `sequence` (inputs shifted by one against the targets)."""
+    return sequences_to_data([sequence])[0]
+
+
+def sequences_to_data(sequences_D: Sequence[TrainSequence]) -> list[tinker_types.Datum]:
+    """`sequence_to_datum` of every sequence; the target ids of all of them are converted in
+    one pass (each datum's are a view)."""
     from tinker import types as tinker_types
 
-    return tinker_types.Datum(
-        model_input=tinker_types.ModelInput.from_ints(sequence.tokens[:-1]),
-        loss_fn_inputs={
-            "target_tokens": tinker_types.TensorData.from_numpy(
-                np.asarray(sequence.tokens[1:], dtype=np.int64)
-            ),
-            "logprobs": tinker_types.TensorData.from_numpy(sequence.logprobs_T[1:]),
-            "advantages": tinker_types.TensorData.from_numpy(sequence.advantages_T[1:]),
-        },
+    total = sum(len(s.tokens) for s in sequences_D)
+    tokens_N = np.fromiter(
+        itertools.chain.from_iterable(s.tokens for s in sequences_D), dtype=np.int64, count=total
     )
+    data_D = []
+    offset = 0
+    for sequence in sequences_D:
+        end = offset + len(sequence.tokens)
+        data_D.append(
+            tinker_types.Datum(
+                model_input=tinker_types.ModelInput.from_ints(sequence.tokens[:-1]),
+                loss_fn_inputs={
+                    "target_tokens": tinker_types.TensorData.from_numpy(tokens_N[offset + 1 : end]),
+                    "logprobs": tinker_types.TensorData.from_numpy(sequence.logprobs_T[1:]),
+                    "advantages": tinker_types.TensorData.from_numpy(sequence.advantages_T[1:]),
+                },
+            )
+        )
+        offset = end
+    return data_D
 
 
 def all_advantages_zero(sequences_D: Sequence[TrainSequence]) -> bool:

@@ -22,9 +22,10 @@ class _Means:
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
 
-    def add(self, key: str, value: float) -> None:
-        self.sums[key] += value
-        self.counts[key] += 1
+    def add(self, key: str, total: float, count: int = 1) -> None:
+        """Add `count` values whose sum is `total`."""
+        self.sums[key] += total
+        self.counts[key] += count
 
     def add_all(self, prefix: str, metrics: Mapping[str, float]) -> None:
         for key, value in metrics.items():
@@ -43,18 +44,25 @@ def group_metrics(groups_P: Sequence[TrajectoryGroup], prefix: str = "") -> dict
     for group in groups_P:
         totals_G = group.get_total_rewards()
         rewards.extend(totals_G)
+        size = len(totals_G)
         scopes = ["", *(f"tag/{tag}/" for tag in group.tags)]
-        for trajectory, total, group_m in zip(
-            group.trajectories_G, totals_G, group.metrics_G, strict=True
-        ):
-            n_ac = sum(len(t.ac_tokens) for t in trajectory.transitions)
-            for scope in scopes:
-                means.add(f"{scope}reward/mean", total)
+        # Sums per group, not adds per trajectory: a batch has thousands of trajectories.
+        reward_sum = sum(totals_G)
+        for scope in scopes:
+            means.add(f"{scope}reward/mean", reward_sum, size)
+        transitions_G = [trajectory.transitions for trajectory in group.trajectories_G]
+        means.add("episode/turns", sum(len(turns) for turns in transitions_G), size)
+        means.add(
+            "episode/action_tokens",
+            sum(len(t.ac_tokens) for turns in transitions_G for t in turns),
+            size,
+        )
+        for group_m in group.metrics_G:
+            for scope in scopes if group_m else ():
                 means.add_all(f"{scope}env/", group_m)
-            means.add("episode/turns", len(trajectory.transitions))
-            means.add("episode/action_tokens", n_ac)
-            for transition in trajectory.transitions:
-                for scope in scopes:
+        for turns in transitions_G:
+            for transition in turns:
+                for scope in scopes if transition.metrics else ():
                     means.add_all(f"{scope}env/", transition.metrics)
     out.update(means.means())
     if rewards:
@@ -94,20 +102,18 @@ def train_metrics(
     `train_logprobs_D` are the learner's logprobs of each datum's targets (aligned with
     `tokens[1:]`), as returned by `forward_backward`. Entropy is estimated as the mean negative
     sampling logprob; `kl_sample_train_v1` is mean(sample - train), `v2` half the mean square."""
-    sample_lp: list[FloatArray] = []
-    train_lp: list[FloatArray] = []
-    for sequence, train_T in zip(sequences_D, train_logprobs_D, strict=True):
-        mask_T = sequence.mask_T[1:] > 0
-        sample_lp.append(sequence.logprobs_T[1:][mask_T])
-        train_lp.append(np.asarray(train_T, dtype=np.float32).reshape(-1)[mask_T])
     out = {
         "optim/datums": float(len(sequences_D)),
         "optim/tokens": float(sum(len(s.tokens) for s in sequences_D)),
     }
-    if not sample_lp:
+    if not sequences_D:
         return out
-    sample_all = np.concatenate(sample_lp)
-    train_all = np.concatenate(train_lp)
+    # One pass over the whole batch: the per-sequence arrays concatenated once.
+    mask_N = np.concatenate([s.mask_T[1:] for s in sequences_D]) > 0
+    sample_all = np.concatenate([s.logprobs_T[1:] for s in sequences_D])[mask_N]
+    train_all = np.concatenate(
+        [np.asarray(t, dtype=np.float32).reshape(-1) for t in train_logprobs_D]
+    )[mask_N]
     out["optim/action_tokens"] = float(sample_all.size)
     if sample_all.size:
         diff = sample_all - train_all

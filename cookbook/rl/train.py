@@ -12,9 +12,11 @@ one from a registered env exactly as the command line does (recommended settings
 
 One step, in `train`: (1) make sure the batches this step may use are being sampled, every env of
 every group concurrently; (2) wait for this step's batch; (3) advantages, datums,
-`forward_backward` + `optim_step`; (4) new sampler weights; (5) evals, transcripts, the metrics
-line, a checkpoint. With `max_steps_off_policy = k > 0`, batches up to k steps ahead are sampled
-with the weights of the moment while the current one trains.
+`forward_backward` + `optim_step`, while the next batch's envs are made and observed; (4) new
+sampler weights, with which that batch starts sampling; (5) evals, the step's metrics,
+transcript and progress handed to a worker thread (`step_log.py`), a checkpoint. With
+`max_steps_off_policy = k > 0`, batches up to k steps ahead are sampled with the weights of the
+moment while the current one trains.
 """
 
 from __future__ import annotations
@@ -42,8 +44,14 @@ if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient, ServiceClient, TrainingClient
     from cookbook.eval.types import Evaluator
     from cookbook.rl.data import FloatArray, TrainSequence
-    from cookbook.rl.rollouts import BatchRollout, BusyTimer
-    from cookbook.rl.types import RLDataset
+    from cookbook.rl.rollouts import (
+        BatchRollout,
+        BusyTimer,
+        SampledTokens,
+        SamplingPolicy,
+        TokenPolicy,
+    )
+    from cookbook.rl.types import Observation, RLDataset, StopCondition
     from cookbook.runs.run_dir import RunDir
 
 
@@ -251,9 +259,8 @@ async def train(
 async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str) -> RunSummary:
     from cookbook.eval.runner import run_evaluators
     from cookbook.rl.evaluators import RLTestSetEvaluator
-    from cookbook.rl.metrics import rollout_metrics
     from cookbook.rl.rollouts import BusyTimer
-    from cookbook.rl.transcripts import TranscriptWriter
+    from cookbook.rl.step_log import StepLog, StepRecord
     from cookbook.rl.warm_start import WARM_START_DONE, run_warm_start, warm_start_steps_done
     from cookbook.runs.progress import RunProgress
     from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
@@ -326,44 +333,62 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
     adam = _adam_params(config)
     sampler = _Sampler(training_client, timer, sampler_step=start_step)
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
-    transcripts = TranscriptWriter(run_dir.transcripts_dir, ctx.tokenizer, config.transcript_groups)
-    last_metrics: dict[str, float] = {}
     deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
     out_of_time = False
     steps_run = 0
-    try:
-        with RunProgress(
+    with (
+        RunProgress(
             label,
             num_steps,
             start_step=start_step,
             headline=("reward/mean",),
             enabled=config.show_progress,
-        ) as progress:
+        ) as progress,
+        _loop_gc(),
+    ):
+        log = StepLog(
+            run_dir.metrics,
+            run_dir.transcripts_dir,
+            ctx.tokenizer,
+            config.transcript_groups,
+            progress,
+        )
+        try:
             for step in range(start_step, num_steps):
                 t_step = time.perf_counter()
                 # (1) this step's batch, and up to max_steps_off_policy later ones, sampling now.
                 for s in range(step, min(step + config.max_steps_off_policy + 1, num_steps)):
                     if s not in pending:
-                        pending[s] = _launch_batch(config, train_ds, s, sampler)
+                        pending[s] = _launch_batch(
+                            config, train_ds, s, sampler.policy(config), sampler.sampler_step
+                        )
                 # (2) wait for it; a step that lost too many groups ends the run.
                 batch = await pending.pop(step)
                 t_sampled = time.perf_counter()
                 _check_lost_groups(config, batch, step, label)
-                metrics = rollout_metrics(batch, train_step=step)
-                # (3) train.
+                # (3) train. Meanwhile the envs of the next batch to launch get ready; it
+                # samples with the weights this step makes, once they exist.
+                upcoming: _UpcomingWeights | None = None
+                later = step + config.max_steps_off_policy + 1
+                if later < num_steps and later not in pending:
+                    upcoming = _UpcomingWeights(config, timer)
+                    pending[later] = _launch_batch(config, train_ds, later, upcoming, step + 1)
                 train_out = await _train_on_batch(
                     config, training_client, batch, adam, reference_client, timer
                 )
-                metrics.update(train_out.metrics)
                 t_trained = time.perf_counter()
                 # (4) weights for the next samples (unchanged weights: keep the sampler).
                 if train_out.skipped:
                     sampler.sampler_step = step + 1  # same weights as after step + 1
                 else:
                     sampler.refresh(step + 1)
-                # (5) evals, transcripts, metrics line, checkpoint.
+                if upcoming is not None:
+                    upcoming.ready(sampler.client)
+                # (5) evals; the step's metrics line, transcript and progress go to the log's
+                # worker; a checkpoint.
                 out_of_time = deadline is not None and time.perf_counter() >= deadline
                 last = step + 1 == num_steps or out_of_time
+                metrics = dict(train_out.metrics)
                 eval_time = 0.0
                 if evaluators and (
                     last or (config.eval_every and (step + 1) % config.eval_every == 0)
@@ -373,15 +398,8 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
                     eval_time = outcome.time_s
                     for name, error in outcome.failures.items():
                         print(f"warning: step {step}: eval {name} failed: {error}", file=sys.stderr)
-                transcripts.write(
-                    step,
-                    batch.groups_P,
-                    batch.group_indices_P,
-                    train_out.advantages_P_G,
-                    header=f"# step {step}: sampled by the policy of step {batch.sampler_step}",
-                )
                 # Step time runs from the previous step's snapshot to this one, so the previous
-                # metrics line, checkpoint and progress update are counted too.
+                # step's checkpoint is counted too.
                 t_now = time.perf_counter()
                 backend_s = timer.take()
                 step_s, t_mark = t_now - t_mark, t_now
@@ -397,29 +415,40 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
                         "time/runner": max(step_s - backend_s - eval_time, 0.0),
                     }
                 )
-                # The line goes in before the checkpoint: a kill between the two reruns the step
-                # (its line is dropped on resume), never skips its line.
-                run_dir.metrics.log(step, metrics)
+                log.submit(
+                    StepRecord(
+                        step,
+                        batch,
+                        train_out.advantages_P_G,
+                        metrics,
+                        train_out.sequences_D,
+                        train_out.train_logprobs_D,
+                        transcript_header=(
+                            f"# step {step}: sampled by the policy of step {batch.sampler_step}"
+                        ),
+                    )
+                )
                 if last or (config.save_every and (step + 1) % config.save_every == 0):
+                    log.flush()  # the step's line goes in before its checkpoint
                     await timer.track(
                         save_checkpoint(
                             training_client, run_dir, step + 1, extra={WARM_START_DONE: warm_done}
                         )
                     )
-                progress.update(step, metrics)
-                last_metrics = metrics
                 steps_run += 1
                 if last:
                     break
-    finally:
-        for task in pending.values():
-            task.cancel()
-        transcripts.close()
-        run_dir.close()
+        finally:
+            for task in pending.values():
+                task.cancel()
+            try:
+                log.close()  # its last lines reach the trackers before they close
+            finally:
+                run_dir.close()
     return RunSummary(
         log_dir=run_dir.path,
         steps_run=steps_run,
-        last_metrics=last_metrics,
+        last_metrics=log.last_metrics,
         time_s=time.perf_counter() - t_start,
         stopped_by_time=out_of_time and start_step + steps_run < num_steps,
     )
@@ -438,6 +467,34 @@ def _num_threads(config: Config) -> int | None:
     from cookbook.backends.local.tiny_model import is_tiny_name
 
     return 1 if is_tiny_name(config.model_name) else None
+
+
+GC_YOUNG_THRESHOLD = 100_000
+"""Net new container objects between the cyclic collector's young passes while the loop runs
+(Python's default is 700)."""
+
+
+@contextlib.contextmanager
+def _loop_gc() -> Iterator[None]:
+    """The cyclic garbage collector, set for the loop (and restored afterwards).
+
+    A step at 1024 trajectories makes ~70k short-lived container objects (requests, futures,
+    trajectories, datums); with the default thresholds they set off ~100 young passes and about
+    one full pass per step, and a full pass also walks everything alive before the loop (torch,
+    the model, the env: ~350k objects, measured at ~1.8 s on a busy 2-core machine, holding the
+    GIL). So the objects alive before the loop are frozen (no pass visits them; none of them is
+    garbage the loop could free), and a young pass waits for 100k net new objects: reference
+    counting frees a step's objects anyway, the collector is left with real cycles."""
+    import gc
+
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 @contextlib.contextmanager
@@ -506,24 +563,57 @@ class _Sampler:
         self.client = self._save()
         self.sampler_step = sampler_step
 
+    def policy(self, config: Config) -> SamplingPolicy:
+        """A policy sampling with the current weights."""
+        from cookbook.rl.rollouts import SamplingPolicy
+
+        return SamplingPolicy(self.client, config.max_tokens, config.temperature, self.timer)
+
+
+class _UpcomingWeights:
+    """A policy for a batch launched before its weights exist: its envs are made and observed
+    while the step trains (env code off the critical path), and its first sample waits for
+    `ready`. The samples are those a launch after the step would draw (same weights, same
+    seeds)."""
+
+    def __init__(self, config: Config, timer: BusyTimer) -> None:
+        self.config = config
+        self.timer = timer
+        self._policy: SamplingPolicy | None = None
+        self._ready = asyncio.Event()
+
+    def ready(self, client: SamplingClient) -> None:
+        """The weights are there: sampling may start."""
+        from cookbook.rl.rollouts import SamplingPolicy
+
+        config = self.config
+        self._policy = SamplingPolicy(client, config.max_tokens, config.temperature, self.timer)
+        self._ready.set()
+
+    async def __call__(self, ob: Observation, stop: StopCondition, seed: int) -> SampledTokens:
+        await self._ready.wait()
+        assert self._policy is not None  # set before the event
+        return await self._policy(ob, stop, seed)
+
 
 def _launch_batch(
-    config: Config, train_ds: RLDataset, step: int, sampler: _Sampler
+    config: Config, train_ds: RLDataset, step: int, policy: TokenPolicy, sampler_step: int
 ) -> asyncio.Task[BatchRollout]:
-    """Start rolling out batch `step` with the weights current now (read here, not when the task
-    first runs, so a sampler refreshed in between cannot leak into an off-policy batch)."""
-    from cookbook.rl.rollouts import SamplingPolicy, do_batch_rollout, mix_seed
+    """Start rolling out batch `step` with `policy`, whose weights are those of `sampler_step`
+    (fixed here, not when the task first runs, so a sampler refreshed in between cannot leak
+    into an off-policy batch). The env's `get_batch` runs in the task too."""
+    from cookbook.rl.rollouts import do_batch_rollout, mix_seed
 
-    policy = SamplingPolicy(sampler.client, config.max_tokens, config.temperature, sampler.timer)
-    return asyncio.create_task(
-        do_batch_rollout(
+    async def rollout() -> BatchRollout:
+        return await do_batch_rollout(
             train_ds.get_batch(step % len(train_ds)),
             policy,
             seed=mix_seed(config.seed, step),
-            sampler_step=sampler.sampler_step,
+            sampler_step=sampler_step,
             step_timeout_s=config.env_step_timeout_s,
         )
-    )
+
+    return asyncio.create_task(rollout())
 
 
 def _check_lost_groups(config: Config, batch: BatchRollout, step: int, label: str) -> None:
@@ -548,6 +638,10 @@ class _TrainOutput:
     metrics: dict[str, float]
     advantages_P_G: list[list[float]]
     skipped: bool
+    sequences_D: list[TrainSequence] = field(default_factory=list)
+    """What was trained on (empty when skipped)."""
+    train_logprobs_D: list[FloatArray] = field(default_factory=list)
+    """The learner's logprobs of each sequence's targets (for the train metrics)."""
 
 
 async def _train_on_batch(
@@ -564,9 +658,8 @@ async def _train_on_batch(
         compute_advantages,
         groups_to_sequences,
         is_constant_reward_group,
-        sequence_to_datum,
+        sequences_to_data,
     )
-    from cookbook.rl.metrics import train_metrics
 
     t0 = time.perf_counter()
     groups_P = batch.groups_P
@@ -589,29 +682,34 @@ async def _train_on_batch(
         # signal would then take an outsized step.
         metrics["optim/skipped"] = 1.0
         return _TrainOutput(metrics, advantages_P_G, skipped=True)
-    data_D = [sequence_to_datum(s) for s in sequences_D]
+    data_D = sequences_to_data(sequences_D)
     metrics["time/data"] = time.perf_counter() - t0
     loss_config = dict(config.loss_fn_config) if config.loss_fn_config else None
     loss_fn = cast("tinker_types.LossFnType", config.loss_fn)
     # Submit every substep before waiting: requests run in order and the backend never idles.
+    # The backend is busy from the first submission (its synchronous part, checking and laying
+    # out the batch, is backend work, as with `sample`).
     bounds = [round(i * len(data_D) / config.num_substeps) for i in range(config.num_substeps + 1)]
-    futures = []
-    for lo, hi in itertools.pairwise(bounds):
-        if hi > lo:
-            fwd_bwd = training_client.forward_backward(data_D[lo:hi], loss_fn, loss_config)
-            optim = training_client.optim_step(adam)
-            futures.append((fwd_bwd, optim))
     train_logprobs_D: list[FloatArray] = []
     loss_sum = 0.0
-    for fwd_bwd, optim in futures:
-        out = await timer.track(fwd_bwd)
-        await timer.track(optim)
-        loss_sum += out.metrics.get("loss:sum", 0.0)
-        train_logprobs_D.extend(o["logprobs"].to_numpy() for o in out.loss_fn_outputs)
-    metrics.update(train_metrics(sequences_D, train_logprobs_D))
+    timer.enter()
+    try:
+        futures = []
+        for lo, hi in itertools.pairwise(bounds):
+            if hi > lo:
+                fwd_bwd = training_client.forward_backward(data_D[lo:hi], loss_fn, loss_config)
+                optim = training_client.optim_step(adam)
+                futures.append((fwd_bwd, optim))
+        for fwd_bwd, optim in futures:
+            out = await fwd_bwd
+            await optim
+            loss_sum += out.metrics.get("loss:sum", 0.0)
+            train_logprobs_D.extend(o["logprobs"].to_numpy() for o in out.loss_fn_outputs)
+    finally:
+        timer.exit()
     metrics["optim/loss_sum"] = loss_sum
     metrics["optim/skipped"] = 0.0
-    return _TrainOutput(metrics, advantages_P_G, skipped=False)
+    return _TrainOutput(metrics, advantages_P_G, False, sequences_D, train_logprobs_D)
 
 
 async def _kl_penalty(

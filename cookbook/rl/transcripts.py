@@ -5,7 +5,6 @@ One text file per step under `<log_dir>/transcripts/`; a resumed step overwrites
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cookbook.rl.types import TrajectoryGroup
@@ -73,58 +72,3 @@ def write_step_transcript(
     # Plain write (no fsync): a transcript torn by a kill is rewritten when the step reruns.
     path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     return path
-
-
-class TranscriptWriter:
-    """Writes step transcripts on a worker thread.
-
-    Creating a file costs milliseconds on some filesystems, a real share of a 0.2 s step; the
-    worker does it (and the formatting) while the loop waits on the backend. At most one write is
-    outstanding: the next `write` (or `close`) waits for it and re-raises its error."""
-
-    def __init__(self, directory: Path, tokenizer: Tokenizer, max_groups: int) -> None:
-        self.directory = directory
-        self.tokenizer = tokenizer
-        self.max_groups = max_groups
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: Future[Path | None] | None = None
-
-    def write(
-        self,
-        step: int,
-        groups_P: Sequence[TrajectoryGroup],
-        group_indices_P: Sequence[int],
-        advantages_P_G: Sequence[Sequence[float]] | None,
-        header: str = "",
-    ) -> None:
-        """Queue the transcript of `step` (the groups must not change afterwards)."""
-        if self.max_groups <= 0 or not groups_P:
-            return
-        self._wait()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="cookbook-transcripts")
-        self._pending = self._executor.submit(
-            write_step_transcript,
-            self.directory,
-            step,
-            list(groups_P[: self.max_groups]),
-            list(group_indices_P[: self.max_groups]),
-            advantages_P_G,
-            self.tokenizer,
-            self.max_groups,
-            header,
-        )
-
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self) -> None:
-        """Finish the outstanding write and stop the worker."""
-        try:
-            self._wait()
-        finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None

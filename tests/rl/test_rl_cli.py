@@ -45,16 +45,17 @@ def test_a_crash_mid_run_then_the_same_command_resumes(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The run SIGKILLs itself when it asks for batch 5 (steps 0-4 logged, checkpoint at step
-    4); the same command then reruns step 4 (its line dropped) and finishes. The crash happens
-    in a subprocess, the rerun in this one."""
+    """The run SIGKILLs itself when it asks for batch 5, which it does while step 4 trains (the
+    next batch's envs are made meanwhile): steps 0-3 logged, checkpoint at step 4. The same
+    command then reruns step 4 and finishes. The crash happens in a subprocess, the rerun in
+    this one."""
     log_dir = tmp_path / "run"
     command = _rl_command(
         log_dir, "env.crash_at_batch=5", f"env.crash_marker={tmp_path / 'crashed'}"
     )
     first = subprocess.run(command, env=rl_plugin_env, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
-    assert _steps(log_dir) == [0, 1, 2, 3, 4]
+    assert _steps(log_dir) == [0, 1, 2, 3]
     assert [c.step for c in CheckpointIndex(log_dir).all()] == [2, 4]
     line3 = MetricsLog(log_dir / "metrics.jsonl").read()[3]
 

@@ -13,6 +13,7 @@ from cookbook.rl.data import (
     groups_to_sequences,
     is_constant_reward_group,
     sequence_to_datum,
+    sequences_to_data,
     trajectory_to_sequences,
 )
 from cookbook.rl.types import Trajectory, TrajectoryGroup, Transition
@@ -89,6 +90,67 @@ def test_datum_shifts_targets_by_one() -> None:
     assert inputs["target_tokens"].to_numpy().tolist() == [8, 9, 4]
     assert inputs["advantages"].to_numpy().tolist() == [0.0, 1.5, 1.5]
     assert inputs["logprobs"].to_numpy().tolist() == pytest.approx([0.0, -0.5, -0.6])
+
+
+def test_a_batch_lays_out_every_trajectory_as_alone() -> None:
+    """groups_to_sequences lays the whole batch out at once (shared arrays underneath): each
+    sequence is what its trajectory gives alone, and changing one leaves the others alone."""
+    multi = Trajectory(
+        [_transition([10, 11], [12, 13]), _transition([10, 11, 12, 13, 14], [15])],
+        tinker_types.ModelInput.empty(),
+    )
+    split = Trajectory(
+        [_transition([10, 11], [12]), _transition([99, 11, 12, 5], [6])],
+        tinker_types.ModelInput.empty(),
+    )
+    single = Trajectory([_transition([7, 8], [9, 4])], tinker_types.ModelInput.empty())
+    empty_action = Trajectory([_transition([5], [])], tinker_types.ModelInput.empty())
+    groups = [
+        TrajectoryGroup([multi, split], [0.0, 0.0], [{}, {}]),
+        TrajectoryGroup([empty_action, single], [0.0, 0.0], [{}, {}]),
+    ]
+    advantages = [[2.0, -1.0], [3.0, 1.5]]
+    batch = groups_to_sequences(groups, advantages)
+    alone = [
+        *trajectory_to_sequences(multi, 2.0),
+        *trajectory_to_sequences(split, -1.0),
+        # empty_action has one token: nothing to predict, no sequence.
+        *trajectory_to_sequences(single, 1.5),
+    ]
+    assert [s.tokens for s in batch] == [
+        [10, 11, 12, 13, 14, 15],
+        [10, 11, 12],
+        [99, 11, 12, 5, 6],
+        [7, 8, 9, 4],
+    ]
+    for got, want in zip(batch, alone, strict=True):
+        assert got.tokens == want.tokens
+        assert got.mask_T.tolist() == want.mask_T.tolist()
+        assert got.advantages_T.tolist() == want.advantages_T.tolist()
+        assert got.logprobs_T.tolist() == pytest.approx(want.logprobs_T.tolist())
+    batch[0].advantages_T[:] = 0.0
+    assert batch[1].advantages_T.tolist() == [0, 0, -1]
+    data = sequences_to_data(batch)
+    for datum, sequence in zip(data, batch, strict=True):
+        one = sequence_to_datum(sequence)
+        assert datum.model_input.to_ints() == one.model_input.to_ints()
+        for key in ("target_tokens", "logprobs", "advantages"):
+            assert (
+                datum.loss_fn_inputs[key].to_numpy().tolist()
+                == one.loss_fn_inputs[key].to_numpy().tolist()
+            )
+
+
+def test_a_transition_with_mismatched_logprobs_is_refused() -> None:
+    bad = Transition(
+        ob=tinker_types.ModelInput.from_ints([1, 2]),
+        ac_tokens=[3, 4],
+        ac_logprobs=[-0.5],
+        reward=0.0,
+        episode_done=True,
+    )
+    with pytest.raises(ValueError, match="2 action tokens but 1 logprobs"):
+        trajectory_to_sequences(Trajectory([bad], tinker_types.ModelInput.empty()), 1.0)
 
 
 def test_kl_penalty_moves_advantages_towards_the_reference() -> None:

@@ -5,10 +5,14 @@ the field. Arrays are right-padded: padding sits after each row's tokens, so cau
 alone keeps it away from real positions and the mask only has to drop it from the loss.
 Cross-entropy also takes top-K targets: `target_tokens` and `weights` of shape `[N, K]` (K
 candidate tokens per position, each with its weight); the batch then carries `[B, T, K]`.
+
+`pack_rows` lays the datums out for the model: several short datums share a row (back to
+back, positions restarting at 0 at each) so the forward pass does not compute padding.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -238,3 +242,74 @@ def _check_ids(ids_B_T: np.ndarray, mask_B_T: np.ndarray, vocab: int, what: str,
             f"{what}: datum {i}: {name} has token id {int(ids_B_T[where])} at position {j}, "
             f"outside the vocabulary [0, {vocab})"
         )
+
+
+PACK_WHEN_SAVING = 0.1
+"""Pack only when it removes at least this share of the padded positions (a packed row needs
+an attention mask where a padded one has plain causal attention)."""
+
+
+@dataclass
+class RowLayout:
+    """Where the real positions of a padded `[B, T]` batch go in the rows the model runs on."""
+
+    rows: int
+    width: int
+    source_N: np.ndarray
+    """Flat index into the padded `[B, T]` arrays of every real position, datum by datum."""
+    dest_N: np.ndarray
+    """Flat index of the same positions in the `[rows, width]` layout."""
+    packed: bool
+    """Rows hold several datums (else row i is datum i, as in the padded arrays)."""
+
+    def tokens_and_positions(self, tokens_B_T: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's input ids `[rows, width]` and, when packed, positions (restarting at 0
+        where a datum begins; 0 on padding, so a padding position starts a sequence of its
+        own and sees nothing but itself)."""
+        if not self.packed:
+            return tokens_B_T, None
+        tokens = np.zeros(self.rows * self.width, dtype=np.int64)
+        tokens[self.dest_N] = tokens_B_T.reshape(-1)[self.source_N]
+        positions = np.zeros(self.rows * self.width, dtype=np.int64)
+        positions[self.dest_N] = self.source_N % tokens_B_T.shape[1]
+        shape = (self.rows, self.width)
+        return tokens.reshape(shape), positions.reshape(shape)
+
+
+def pack_rows(lengths_B: Sequence[int], width: int) -> RowLayout:
+    """Datums of `lengths_B` tokens in rows of `width` (at least the longest): best-fit
+    decreasing, each datum whole in one row; unpacked when packing saves little."""
+    lengths = np.asarray(lengths_B, dtype=np.int64)
+    b = len(lengths)
+    starts_B = np.arange(b, dtype=np.int64) * width
+    source_N = _ranges(starts_B, lengths)
+    real = int(lengths.sum())
+    # A lower bound on the packed rows first: when even it saves too little, skip the search.
+    if b < 2 or -(-real // width) * width > (1 - PACK_WHEN_SAVING) * b * width:
+        return RowLayout(b, width, source_N, source_N, packed=False)
+    free: list[tuple[int, int]] = []  # (room left, row), sorted
+    row_B = np.empty(b, dtype=np.int64)
+    offset_B = np.empty(b, dtype=np.int64)
+    rows = 0
+    for i in sorted(range(b), key=lambda j: -lengths_B[j]):
+        n = int(lengths[i])
+        k = bisect.bisect_left(free, (n, -1))
+        if k == len(free):
+            row, room = rows, width
+            rows += 1
+        else:
+            room, row = free.pop(k)
+        row_B[i], offset_B[i] = row, width - room
+        if room - n > 0:
+            bisect.insort(free, (room - n, row))
+    if rows * width > (1 - PACK_WHEN_SAVING) * b * width:
+        return RowLayout(b, width, source_N, source_N, packed=False)
+    dest_N = _ranges(row_B * width + offset_B, lengths)
+    return RowLayout(rows, width, source_N, dest_N, packed=True)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """`concat(arange(s, s + n) for s, n in zip(starts, lengths))`, vectorised."""
+    ends = np.cumsum(lengths)
+    offsets = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
+    return offsets + np.repeat(starts - (ends - lengths), lengths)

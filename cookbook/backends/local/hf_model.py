@@ -12,6 +12,11 @@ operations as their forward, without its per-call bookkeeping (a sizeable share 
 on CPU at small batches). Other models run their own forward: the cache object it receives
 answers `update()` as transformers' attention layers call it, and the attention mask is passed
 ready-made (4-D, additive), so every row keeps its own positions.
+
+Training splits the model into its decoder (`final_hidden`) and its output head
+(`training_head`, for the chunked logprobs of `head.py`), once a probe has shown that the
+model's logits are exactly the head applied to the decoder's output (no softcapping or scaling
+after the head); other models train on their full logits.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cookbook.backends.local.head import OutputHead
 from cookbook.backends.local.kv_cache import SlotCache
 from cookbook.backends.local.models import GenerationCache, LocalModel, LoraSpec
 from cookbook.errors import UserError
@@ -209,6 +215,8 @@ class HFLocalModel(LocalModel):
         # transformers 5 renamed `past_key_values` to `cache`.
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._config = config
+        self._split_checked: bool | None = None
+        """Whether the probe showed logits == head(decoder(...)) (None: not probed yet)."""
 
     def logits(
         self,
@@ -236,6 +244,68 @@ class HFLocalModel(LocalModel):
             cache.length += tokens_B_T.shape[1]
         logits: torch.Tensor = out.logits
         return logits
+
+    def training_head(self) -> OutputHead | None:
+        head = _head_tensors(self._head_module())
+        if head is None:
+            return None
+        if self._split_checked is None:
+            self._split_checked = self._probe_split()
+        return head if self._split_checked else None
+
+    def final_hidden(
+        self, tokens_R_W: torch.Tensor, positions_R_W: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # With positions and no attention mask, transformers reads packed rows from the
+        # positions (a sequence starts where they do not continue) and masks accordingly.
+        kwargs: dict[str, object] = {"input_ids": tokens_R_W, "use_cache": False}
+        if positions_R_W is not None:
+            kwargs["position_ids"] = positions_R_W
+        hidden: torch.Tensor = self._decoder()(**kwargs).last_hidden_state
+        return hidden
+
+    def _decoder(self) -> nn.Module:
+        get_decoder = getattr(self.module, "get_decoder", None)
+        decoder = get_decoder() if callable(get_decoder) else None
+        if not isinstance(decoder, nn.Module) or decoder is self.module:
+            raise RuntimeError(f"{type(self.module).__name__} has no separate decoder")
+        return decoder
+
+    def _head_module(self) -> nn.Module | None:
+        get_head = getattr(self.module, "get_output_embeddings", None)
+        head = get_head() if callable(get_head) else None
+        return head if isinstance(head, nn.Module) else None
+
+    def _probe_split(self) -> bool:
+        """Run a few tokens through the whole model and through decoder + head: the split is
+        exact when the model's logits are the head's own output and the head's input is the
+        decoder's output."""
+        head = self._head_module()
+        if head is None:
+            return False
+        try:
+            decoder = self._decoder()
+        except RuntimeError:
+            return False
+        seen: dict[str, torch.Tensor] = {}
+
+        def record(_: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            seen["in"], seen["out"] = args[0], out
+
+        ids = torch.arange(8, device=self.device)[None] % self.vocab_size
+        handle = head.register_forward_hook(record)
+        try:
+            with torch.no_grad():
+                logits = self.module(input_ids=ids, use_cache=False).logits
+                hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state
+        finally:
+            handle.remove()
+        return (
+            seen.get("out") is logits
+            and "in" in seen
+            and seen["in"].shape == hidden.shape
+            and torch.allclose(seen["in"], hidden)
+        )
 
     def new_cache(self, batch_size: int, max_length: int) -> GenerationCache:
         from transformers import DynamicCache
@@ -479,3 +549,32 @@ class _LlamaParts:
         last = x if t == 1 else x[:, -1:]
         logits: torch.Tensor = self.head(self.norm(last))
         return logits[:, -1]
+
+
+def _head_tensors(head: nn.Module | None) -> OutputHead | None:
+    """A plain `nn.Linear` head, or peft's LoRA `Linear` around one with a single active
+    adapter, no dropout, no DoRA and no bias on the adapter; None for anything else."""
+    if type(head) is nn.Linear:
+        return OutputHead(head.weight, head.bias)
+    base = getattr(head, "base_layer", None)
+    if head is None or type(base) is not nn.Linear:
+        return None
+    adapters = getattr(head, "active_adapters", None)
+    if not isinstance(adapters, list) or len(adapters) != 1:
+        return None
+    name = adapters[0]
+    try:
+        lora_a = head.get_submodule(f"lora_A.{name}")
+        lora_b = head.get_submodule(f"lora_B.{name}")
+        dropout = head.get_submodule(f"lora_dropout.{name}")
+        scale = float(getattr(head, "scaling")[name])  # noqa: B009  # typed as Module attr
+        dora = bool(getattr(head, "use_dora", {}).get(name, False))
+    except (AttributeError, KeyError, TypeError):
+        return None
+    if not (isinstance(lora_a, nn.Linear) and isinstance(lora_b, nn.Linear)):
+        return None
+    plain = lora_a.bias is None and lora_b.bias is None and type(dropout) is nn.Identity
+    flags = ("merged", "disable_adapters", "fan_in_fan_out")
+    if not plain or dora or any(getattr(head, flag, True) for flag in flags):
+        return None
+    return OutputHead(base.weight, base.bias, lora_a.weight, lora_b.weight, scale)

@@ -21,6 +21,7 @@ from torch import nn
 from cookbook.errors import UserError
 
 if TYPE_CHECKING:
+    from cookbook.backends.local.head import OutputHead
     from cookbook.tokenizers import Tokenizer
 
 
@@ -98,6 +99,22 @@ class LocalModel(ABC):
         says which cache positions hold real tokens, `positions_B_T` are per-row positions.
         """
 
+    def training_head(self) -> OutputHead | None:
+        """The output layer as tensors, for training's chunked logprobs (`head.py`), or None
+        where the model cannot be split into `final_hidden` and a plain head (training then
+        takes the full `logits`)."""
+        return None
+
+    def final_hidden(
+        self, tokens_R_W: torch.Tensor, positions_R_W: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The hidden states `[R, W, H]` that `training_head` turns into logits (no cache).
+
+        Without positions each row is one sequence, right-padded. With `positions_R_W` a row
+        may hold several sequences back to back (packed): positions restart at 0 where one
+        begins, and each attends only within itself."""
+        raise NotImplementedError(f"{type(self).__name__} has no training_head")
+
     @abstractmethod
     def new_cache(self, batch_size: int, max_length: int) -> GenerationCache:
         """An empty cache for `batch_size` rows of up to `max_length` positions."""
@@ -152,3 +169,14 @@ def target_logprobs(logits_B_T_V: torch.Tensor, targets_B_T: torch.Tensor) -> to
         logits_B_T_V.reshape(b * t, v).float(), targets_B_T.reshape(b * t), reduction="none"
     )
     return -nll.view(b, t)
+
+
+def packed_causal_mask(positions_B_T: torch.Tensor) -> torch.Tensor:
+    """`[B, 1, T, T]` booleans for packed rows: query i sees key j <= i of its own sequence (a
+    sequence starts where the position is 0)."""
+    t = positions_B_T.shape[1]
+    seq_B_T = (positions_B_T == 0).cumsum(dim=1)
+    idx = torch.arange(t, device=positions_B_T.device)
+    causal_T_T = idx[None, :] <= idx[:, None]
+    same_B_T_T = seq_B_T[:, :, None] == seq_B_T[:, None, :]
+    return (same_B_T_T & causal_T_T).unsqueeze(1)

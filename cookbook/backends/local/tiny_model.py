@@ -26,8 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cookbook.backends.local.head import OutputHead
 from cookbook.backends.local.kv_cache import KVCache, SlotCache
-from cookbook.backends.local.models import GenerationCache, LocalModel, LoraSpec
+from cookbook.backends.local.models import (
+    GenerationCache,
+    LocalModel,
+    LoraSpec,
+    packed_causal_mask,
+)
 from cookbook.errors import UserError
 from cookbook.model_names import is_tiny_model as is_tiny_name  # noqa: F401 (factory.py)
 from cookbook.tokenizers import ByteTokenizer
@@ -102,9 +108,11 @@ class CausalSelfAttention(nn.Module):
         b, t, c = x_B_T_C.shape
         qkv = self.qkv(x_B_T_C).view(b, t, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, T, D]
-        if cache is None:
+        if cache is None and attn_mask_B_1_T_S is None:
             # Training and scoring: right-padded rows, so plain causal masking is exact.
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif cache is None:  # packed training rows: the mask keeps each sequence to itself
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask_B_1_T_S)
         else:
             k_all, v_all = cache.append(layer, k, v)
             y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=attn_mask_B_1_T_S)
@@ -214,6 +222,24 @@ class TinyGPT(nn.Module):
         if last_only:
             x = x[:, -1:]
         return self.head(self.ln_f(x))
+
+    def final_hidden(
+        self, tokens_B_T: torch.Tensor, positions_B_T: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The final layer norm's output `[B, T, C]` without a cache (training: `head` maps it
+        to logits). With `positions_B_T`, rows are packed: a sequence starts where the position
+        is 0 and attends only within itself."""
+        b, t = tokens_B_T.shape
+        mask = None
+        if positions_B_T is None:
+            positions_B_T = torch.arange(t, device=tokens_B_T.device).expand(b, t)
+        else:
+            mask = packed_causal_mask(positions_B_T)
+        x = self.tok_emb(tokens_B_T) + self.pos_emb(positions_B_T)
+        for i, block in enumerate(self.blocks):
+            x = block(x, i, None, mask)
+        out: torch.Tensor = self.ln_f(x)
+        return out
 
     def new_cache(self, batch_size: int, max_length: int, device: torch.device) -> KVCache:
         """An empty cache for generation."""
@@ -357,6 +383,14 @@ class TinyLocalModel(LocalModel):
 
     def new_cache(self, batch_size: int, max_length: int) -> GenerationCache:
         return self.module.new_cache(batch_size, max_length, self.device)
+
+    def training_head(self) -> OutputHead:
+        return OutputHead(self.module.head.weight, self.module.head.bias)
+
+    def final_hidden(
+        self, tokens_R_W: torch.Tensor, positions_R_W: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.module.final_hidden(tokens_R_W, positions_R_W)
 
     def metadata(self) -> dict[str, object]:
         return {

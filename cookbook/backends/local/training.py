@@ -31,10 +31,12 @@ import torch
 from tinker import types
 
 from cookbook.backends.local import checkpoints
+from cookbook.backends.local import head as output_head
 from cookbook.backends.local.batch import (
     BadRequestError,
     PreparedBatch,
     UnsupportedError,
+    pack_rows,
     prepare_batch,
     resolve_loss_config,
 )
@@ -89,6 +91,11 @@ class LocalTrainingClient(ReadyFuture["LocalTrainingClient"]):
         """The run's metadata (`create_lora_training_client(user_metadata=...)`), recorded in
         every checkpoint so `RestClient.get_training_run_by_tinker_path` can read it back."""
         self._executor = SerialExecutor(f"cookbook-train-{self.model_id}")
+        self.fast_training = True
+        """Logprobs through the model's `training_head` on packed rows (`head.py`,
+        `batch.pack_rows`); False takes the full logits of padded rows. Both give the same
+        losses, logprobs and gradients to float rounding; False is the reference that tests
+        and benchmarks compare against."""
         self._samplers_made = 0
         self._saved_paths: set[Path] = set()
 
@@ -212,14 +219,38 @@ class LocalTrainingClient(ReadyFuture["LocalTrainingClient"]):
         """Target logprobs `[B, T]` (`[B, T, K]` for top-K targets; with graph when grad is
         enabled) and the mask `[B, T]`, on the model's device."""
         device = self._model.device
+        mask = torch.from_numpy(batch.mask_B_T).to(device, non_blocking=True)
+        head = self._model.training_head() if self.fast_training else None
+        if head is None:
+            return self._target_logprobs_plain(batch), mask
+        b, t, k = batch.targets_B_T_K.shape
+        layout = pack_rows(batch.lengths_B, t)
+        tokens_R_W, positions_R_W = layout.tokens_and_positions(batch.tokens_B_T)
+        hidden_R_W_H = self._model.final_hidden(
+            torch.from_numpy(tokens_R_W).to(device, non_blocking=True),
+            None if positions_R_W is None else torch.from_numpy(positions_R_W).to(device),
+        )
+        # Only real positions reach the head: padding costs no logits.
+        hidden_N_H = hidden_R_W_H.flatten(0, 1)[torch.from_numpy(layout.dest_N).to(device)]
+        source_N = torch.from_numpy(layout.source_N).to(device)
+        targets_N_K = torch.from_numpy(batch.targets_B_T_K).to(device).view(b * t, k)[source_N]
+        lp_N_K = output_head.target_logprobs(hidden_N_H, targets_N_K, head)
+        lp_BT_K = lp_N_K.new_zeros((b * t, k)).index_put((source_N,), lp_N_K)
+        lp = lp_BT_K.view(b, t, k)
+        return (lp if batch.top_k is not None else lp[..., 0]), mask
+
+    def _target_logprobs_plain(self, batch: PreparedBatch) -> torch.Tensor:
+        """`_target_logprobs` through the full logits (padded rows, log-softmax over the whole
+        vocabulary): what the fast path is checked against, and the path for models without a
+        `training_head`."""
+        device = self._model.device
         tokens = torch.from_numpy(batch.tokens_B_T).to(device, non_blocking=True)
         targets_B_T_K = torch.from_numpy(batch.targets_B_T_K).to(device, non_blocking=True)
         logits = self._model.logits(tokens)
-        mask = torch.from_numpy(batch.mask_B_T).to(device, non_blocking=True)
         if batch.top_k is None:
-            return target_logprobs(logits, targets_B_T_K[..., 0]), mask
+            return target_logprobs(logits, targets_B_T_K[..., 0])
         logp_B_T_V = torch.log_softmax(logits.float(), dim=-1)
-        return logp_B_T_V.gather(-1, targets_B_T_K), mask
+        return logp_B_T_V.gather(-1, targets_B_T_K)
 
     def _run(
         self, batch: PreparedBatch, loss_fn: str, config: dict[str, float], backward: bool
