@@ -2,12 +2,12 @@
 # The release path as a user meets it, from the wheels of scripts/build.sh (run that first;
 # .ci/run runs both): in a fresh virtual environment,
 #
-#     pip install --find-links dist cookbook-env-tictactoe
+#     pip install --find-links dist cookbook-env-tictactoe cookbook-envs-contrib
 #
-# must install this repository's core, textarena layer and plugin (and nothing named `cookbook`
-# from elsewhere: that name belongs to an unrelated project on the public index), and then
-# `cookbook rl --env tictactoe` must train. The environment is removed afterwards; pip's cache
-# is used as usual.
+# must install this repository's core, textarena layer and plugins (and nothing named `cookbook`
+# from elsewhere: that name belongs to an unrelated project on the public index), then
+# `cookbook rl --env tictactoe` must train and the contrib envs must pass `cookbook check`. The
+# environment is removed afterwards; pip's cache is used as usual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -25,12 +25,13 @@ if ! command -v nvidia-smi >/dev/null 2>&1; then
     echo "== fresh venv: torch==2.13.0 (CPU)"
     "${pip[@]}" torch==2.13.0
 fi
-echo "== fresh venv: pip install --find-links dist cookbook-env-tictactoe"
-"${pip[@]}" --find-links dist --report "$work/report.json" cookbook-env-tictactoe
+echo "== fresh venv: pip install --find-links dist cookbook-env-tictactoe cookbook-envs-contrib"
+"${pip[@]}" --find-links dist --report "$work/report.json" \
+    cookbook-env-tictactoe cookbook-envs-contrib
 
 echo "== where every cookbook distribution came from"
 "$work/venv/bin/python" - "$work/report.json" "$repo/dist" <<'PY'
-"""Every installed distribution named cookbook* is a file of dist/, the three the plugin needs
+"""Every installed distribution named cookbook* is a file of dist/, the four the plugins need
 are there, and none is the foreign `cookbook`."""
 import json
 import sys
@@ -46,7 +47,8 @@ for item in report["install"]:
 problems = []
 if "cookbook" in installed:
     problems.append(f"installed 'cookbook' {installed['cookbook'][0]} from {installed['cookbook'][1]}")
-for name in ("cookbook-core", "cookbook-textarena", "cookbook-env-tictactoe"):
+needed = ("cookbook-core", "cookbook-textarena", "cookbook-env-tictactoe", "cookbook-envs-contrib")
+for name in needed:
     if name not in installed:
         problems.append(f"{name} was not installed")
 for name, (version, url) in sorted(installed.items()):
@@ -69,5 +71,12 @@ echo "== cookbook rl --env tictactoe max_steps=2 warm_start.steps=5 (in the fres
     "$work/venv/bin/cookbook" rl --env tictactoe max_steps=2 warm_start.steps=5 log_dir=run
     steps="$(wc -l <run/metrics.jsonl)"
     [ "$steps" -ge 2 ] || { echo "error: run/metrics.jsonl has $steps lines" >&2; exit 1; }
+    echo "== cookbook check kuhn-poker, guess-number, calculator --kind env (in the fresh venv)"
+    for env in kuhn-poker guess-number calculator; do
+        # the summary line when it passes, the whole table when it does not
+        "$work/venv/bin/cookbook" check "$env" --kind env >"$work/check.txt" ||
+            { cat "$work/check.txt"; exit 1; }
+        grep -E "^env $env: " "$work/check.txt"
+    done
 )
 echo "release check passed"

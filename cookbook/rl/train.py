@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import sys
 import time
@@ -284,16 +285,21 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
 
     # --- model, env, evaluators
     service = make_service(config.backend, config.device, config.base_url)
-    training_client = make_training_client(
-        service, config.model_name, config.lora_rank, config.seed
+    # Blocking set-up calls run off the event loop (the tinker SDK warns about, and may stall
+    # on, its synchronous methods called from async code).
+    training_client = await asyncio.to_thread(
+        make_training_client, service, config.model_name, config.lora_rank, config.seed
     )
-    ctx = build_context(
-        config.model_name,
-        training_client,
-        seed=config.seed,
-        group_size=config.group_size,
-        groups_per_batch=config.groups_per_batch,
-        log_dir=run_dir.path,
+    ctx = await asyncio.to_thread(
+        functools.partial(
+            build_context,
+            config.model_name,
+            training_client,
+            seed=config.seed,
+            group_size=config.group_size,
+            groups_per_batch=config.groups_per_batch,
+            log_dir=run_dir.path,
+        )
     )
     train_ds, test_ds = config.env(ctx)
     if len(train_ds) == 0:

@@ -87,7 +87,11 @@ def make_training_client(
     """A LoRA training client (the tiny model trains all its weights); a model that cannot be
     loaded is a `UserError` saying what to pass instead."""
     try:
-        return service.create_lora_training_client(base_model=model_name, rank=lora_rank, seed=seed)
+        # The SDK returns a future of the client (its use as the client is deprecated there).
+        future = service.create_lora_training_client(
+            base_model=model_name, rank=lora_rank, seed=seed
+        )
+        return future.result()
     except UserError:
         raise
     except (FileNotFoundError, OSError, ValueError) as e:

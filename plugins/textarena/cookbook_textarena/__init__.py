@@ -15,12 +15,15 @@ Everything else is shared by every game and lives here, one concern per module:
 - `game`: the contract a game implements (`TwoPlayerGame`) and one game in progress
   (`GameSession`, textarena as the referee), outcomes and prompt styles;
 - `players`: who sits across the board (random, optimal, a frozen checkpoint);
+- `opponents`: weighted mixtures of opponents chosen per group, and the pool of the run's own
+  frozen snapshots;
 - `seats`: which seat the policy takes, in training and in evals;
 - `envs`: the RL envs (against an opponent, or self-play), groups and the dataset of groups;
 - `demos`: demonstration games for supervised training and the RL warm start;
 - `evaluate`: win / draw / loss / illegal-move rates over seeded games;
 - `builders`: the chz configs (the user's `env.*`, `dataset.*` and `eval.*` options);
-- `seeding`: per-game seeds, so every game replays exactly;
+- `seeding`: per-game seeds, so every game replays exactly (deals of games of chance too);
+- `catalog`: games by textarena id (`Nim-v0-large`) or by `module:Class`;
 - `testing`: scripted text policies that drive a game's envs and evals in tests.
 
 Importing this package is light (chz and cookbook's contracts); textarena, torch and tinker are

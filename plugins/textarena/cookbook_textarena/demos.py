@@ -39,7 +39,7 @@ def demonstration_game(
     game: TwoPlayerGame, style: PromptStyle, rng: random.Random, optimal_fraction: float
 ) -> list[Demonstration]:
     """Play one game (legal moves only) and return every position with its move."""
-    session = GameSession(game)
+    session = GameSession(game, rng.getrandbits(63) if game.chance else None)
     demos: list[Demonstration] = []
     while not session.done:
         player = session.current_player

@@ -1,5 +1,5 @@
 """Win / draw / loss / illegal-move rates of a model against a scripted opponent over seeded
-games, half of them in each seat (or all in one)."""
+games, half of them in each seat (or all in one), and the mean score of a scored game."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cookbook.eval.types import Evaluator
-from cookbook_textarena.game import GameSession, Outcome
+from cookbook_textarena.game import GameSession, Outcome, score_metric
 from cookbook_textarena.players import ModelPlayer, Player, scripted_player
 from cookbook_textarena.seeding import derive_seed
 
@@ -29,13 +29,16 @@ class GameRecord:
     """How it went for the model."""
     length: int
     """Legal moves played."""
+    score: float | None = None
+    """The game's score for the model (`TwoPlayerGame.score`; `None` for unscored games)."""
 
 
 async def play_game(
     game: TwoPlayerGame, players: tuple[Player, Player], rng: random.Random
 ) -> GameSession:
-    """Play one game to the end; `players[i]` moves for player `i`."""
-    session = GameSession(game)
+    """Play one game to the end; `players[i]` moves for player `i`. A game of chance deals from
+    a stream seeded by `rng`."""
+    session = GameSession(game, rng.getrandbits(63) if game.chance else None)
     while not session.done:
         mover = players[session.current_player]
         session.play(await mover.reply(session, rng))
@@ -56,6 +59,9 @@ def rates(records: list[GameRecord]) -> dict[str, float]:
                 seated
             )
     metrics["mean_game_length"] = sum(r.length for r in records) / n
+    scores = [r.score for r in records if r.score is not None]
+    if scores:
+        metrics["mean_score"] = sum(scores) / len(scores)
     return metrics
 
 
@@ -91,7 +97,9 @@ class TwoPlayerEvaluator(Evaluator):
         opponent = scripted_player(self.opponent)
         players: tuple[Player, Player] = (model, opponent) if seat == 0 else (opponent, model)
         session = await play_game(self.game, players, random.Random(derive_seed(self.seed, index)))
-        return GameRecord(seat, session.outcome(seat), session.num_moves)
+        outcome = session.outcome(seat)
+        score = score_metric(outcome, session.score(seat)) if self.game.has_score else None
+        return GameRecord(seat, outcome, session.num_moves, score)
 
     async def __call__(self, sampling_client: SamplingClient) -> dict[str, float]:
         """Rates over the seeded games (the same games for every checkpoint)."""

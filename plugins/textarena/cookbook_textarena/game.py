@@ -7,16 +7,22 @@ in the sibling modules.
 
 textarena is the referee: each session plays a fresh textarena env, which validates every move
 and decides the outcome. Players are textarena's ids: player 0 moves first.
+
+Games with chance (cards, dice: textarena draws them from Python's global `random`) set
+`TwoPlayerGame.chance`; each session then gives textarena a random stream of its own, seeded,
+so such games replay exactly too (`seeding.ChanceStream`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
 from cookbook.errors import UserError
+from cookbook_textarena.seeding import ChanceStream
 
 if TYPE_CHECKING:
     from textarena.core import Env as TextarenaEnv
@@ -51,6 +57,14 @@ class Outcome(StrEnum):
     """This player made an illegal move, which ended the game."""
     OPPONENT_ILLEGAL = "opponent_illegal"
     """The other player's illegal move ended the game (only in self-play)."""
+
+
+def score_metric(outcome: Outcome, score: float | None) -> float:
+    """The `score` metric of a scored game for one player: its score, or -1 / +1 when an
+    illegal move (its own / the other seat's) ended the game."""
+    if score is not None:
+        return score
+    return {Outcome.ILLEGAL: -1.0, Outcome.OPPONENT_ILLEGAL: 1.0}.get(outcome, 0.0)
 
 
 @dataclass(frozen=True)
@@ -90,10 +104,22 @@ class TwoPlayerGame(ABC):
     - `parse_reply` never raises: an unreadable reply is a `ParsedReply` with a reason, which
       the session plays as an illegal move; `parse_reply(format_reply(a, style)).action == a`
       for every legal `a`;
-    - `optimal_actions`, when implemented, is a non-empty subset of `legal_actions`."""
+    - `optimal_actions`, when implemented, is a non-empty subset of `legal_actions`; an action
+      listed k times is k times as likely (how a mixed strategy, such as Kuhn poker's, is
+      written: `["[check]", "[check]", "[bet]"]` bets one time in three);
+    - `score`, when implemented, is a finished game's result in [-1, 1] beyond win / draw / loss
+      (chips won at poker); it then is the reward of every game that ends without an illegal
+      move, and is reported as the `score` metric.
+
+    Games with hidden information show each player only what it may see in `compact_prompt`;
+    textarena keeps the text observations apart itself."""
 
     name: str = ""
     """Registered env name and logging tag (`tictactoe`)."""
+
+    chance: bool = False
+    """Whether textarena draws chance events (deals, rolls) from Python's global `random`: each
+    session then runs textarena on a seeded random stream of its own, so games replay exactly."""
 
     @abstractmethod
     def make_textarena_env(self) -> TextarenaEnv:
@@ -124,6 +150,16 @@ class TwoPlayerGame(ABC):
         a solver leave this unimplemented and cannot use the `optimal` opponent."""
         raise UserError(f"{self.name} has no optimal policy; use another opponent")
 
+    def score(self, env: TextarenaEnv, player: int) -> float | None:
+        """A finished game's score for `player` in [-1, 1], for games scored in more than win /
+        draw / loss; `None` (the default): the outcome alone is the result."""
+        return None
+
+    @property
+    def has_score(self) -> bool:
+        """Whether this game implements `score` (rewards and metrics then use it)."""
+        return type(self).score is not TwoPlayerGame.score
+
     @property
     def has_optimal_policy(self) -> bool:
         """Whether this game implements `optimal_actions` (the builders check it up front)."""
@@ -140,20 +176,29 @@ class TwoPlayerGame(ABC):
 
 class GameSession:
     """One game in progress on a fresh textarena env. Illegal moves end the game at once (the
-    env's retry allowance is set to zero), scored by textarena as a loss for the mover."""
+    env's retry allowance is set to zero), scored by textarena as a loss for the mover.
 
-    def __init__(self, game: TwoPlayerGame) -> None:
+    `chance_seed` seeds the chance events of a game with `chance` (None: fresh entropy); games
+    without chance ignore it."""
+
+    def __init__(self, game: TwoPlayerGame, chance_seed: int | None = None) -> None:
         from textarena.wrappers import GameBoardObservationWrapper
 
         self.game = game
+        self._chance = ChanceStream(chance_seed) if game.chance else None
         self.raw_env = game.make_textarena_env()
         # textarena's own text: the game prompt and the latest board, one turn at a time.
         self._text_env = GameBoardObservationWrapper(self.raw_env)
-        # seed=None: textarena would otherwise reseed Python's global `random`.
-        self._text_env.reset(num_players=2, seed=None)
+        with self._textarena_turn():
+            # seed=None: textarena would otherwise reseed Python's global `random`.
+            self._text_env.reset(num_players=2, seed=None)
         self.raw_env.state.error_allowance = 0
         self.history: list[MoveResult] = []
         """Every reply played, in order."""
+
+    def _textarena_turn(self) -> AbstractContextManager[None]:
+        """Around every call into textarena: this game's own random stream, if it has chance."""
+        return self._chance.active() if self._chance is not None else nullcontext()
 
     @property
     def current_player(self) -> int:
@@ -196,10 +241,12 @@ class GameSession:
         state = self.raw_env.state
         if parsed.action is None:
             state.set_invalid_move(reason=parsed.reason)
-            state.step()
+            with self._textarena_turn():
+                state.step()
             result = MoveResult(player, reply, False, parsed.reason, None)
         else:
-            self.raw_env.step(parsed.action)
+            with self._textarena_turn():
+                self.raw_env.step(parsed.action)
             info = state.game_info[player]
             if info["invalid_move"]:
                 result = MoveResult(player, reply, False, str(info["reason"]), parsed.action)
@@ -223,6 +270,15 @@ class GameSession:
         if reward < 0:
             return Outcome.LOSS
         return Outcome.DRAW
+
+    def score(self, player: int) -> float | None:
+        """The game's own score for `player` (`TwoPlayerGame.score`) once it is over, or `None`
+        when the game has none or an illegal move ended it."""
+        if not self.done:
+            raise RuntimeError("the game is not over yet")
+        if any(not m.legal for m in self.history):
+            return None
+        return self.game.score(self.raw_env, player)
 
     def legal_actions(self) -> list[str]:
         """The current player's legal actions."""

@@ -88,7 +88,9 @@ class _Done(Generic[T]):
 
 class ScriptedSamplingClient:
     """A sampling client whose 'model' is a text policy: lets evals and checkpoint opponents be
-    checked against known play without a trained model. Records every prompt it was shown."""
+    checked against known play without a trained model, also evals that play an env through the
+    RL runner's rollouts (`cookbook.rl.evaluators.RLTestSetEvaluator`). Records every prompt it
+    was shown."""
 
     def __init__(self, policy: TextPolicy) -> None:
         self.policy = policy
@@ -101,14 +103,20 @@ class ScriptedSamplingClient:
         num_samples: int,
         sampling_params: SamplingParams,
         include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
     ) -> _Done[SampleResponse]:
-        """`num_samples` copies of the policy's reply to the prompt."""
+        """`num_samples` copies of the policy's reply to the prompt (no prompt logprobs)."""
         text = user_text(prompt.to_ints())
         self.prompts.append(text)
         tokens = reply_tokens(self.policy(text))
         sequences = [
             SampledSequence(
-                stop_reason="stop", sequence_id=f"s{len(self.prompts)}-{i}", _tokens_list=tokens
+                stop_reason="stop",
+                sequence_id=f"s{len(self.prompts)}-{i}",
+                _tokens_list=tokens,
+                # a scripted reply is certain: logprob 0 per token (what the runner's rollouts,
+                # and so the evals that play an env through them, require)
+                _logprobs_list=[0.0] * len(tokens),
             )
             for i in range(num_samples)
         ]
