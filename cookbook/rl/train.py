@@ -239,13 +239,23 @@ async def train(
     config: Config, *, fresh: bool = False, argv: list[str] | None = None, label: str | None = None
 ) -> RunSummary:
     """The RL loop (see the module docstring), on `config.num_threads` torch threads (the
-    previous setting is restored afterwards)."""
+    previous setting is restored afterwards), holding the run directory's lock."""
+    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
+    from cookbook.runs.setup import start_run
+
+    t_start = time.perf_counter()
     validate_config(config)
-    with _torch_threads(_num_threads(config)):
-        return await _train(config, fresh, argv, label or type(config.env).__name__)
+    changeable = ANY_LOOP | CHANGEABLE_ON_RESUME
+    with (
+        start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=changeable) as run,
+        _torch_threads(_num_threads(config)),
+    ):
+        return await _train(config, run, argv, label or type(config.env).__name__, t_start)
 
 
-async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str) -> RunSummary:
+async def _train(
+    config: Config, run_dir: RunDir, argv: list[str] | None, label: str, t_start: float
+) -> RunSummary:
     from cookbook.eval.runner import run_evaluators
     from cookbook.rl.evaluators import RLTestSetEvaluator
     from cookbook.rl.metrics import rollout_metrics
@@ -253,23 +263,12 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
     from cookbook.rl.transcripts import TranscriptWriter
     from cookbook.rl.warm_start import WARM_START_DONE, run_warm_start, warm_start_steps_done
     from cookbook.runs.progress import RunProgress
-    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
     from cookbook.runs.setup import (
         build_context,
         load_starting_weights,
         make_service,
         make_training_client,
         save_checkpoint,
-        start_run,
-    )
-
-    t_start = time.perf_counter()
-    run_dir = start_run(
-        config,
-        config.log_dir,
-        fresh=fresh,
-        argv=argv,
-        changeable=ANY_LOOP | CHANGEABLE_ON_RESUME,
     )
 
     # --- model, env, evaluators
@@ -316,8 +315,12 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
     num_steps = config.max_steps if config.max_steps is not None else len(train_ds)
     start_step = run_dir.start_step
     if start_step >= num_steps:
-        print(f"{run_dir.path}: run already complete ({num_steps} steps)", file=sys.stderr)
+        done = f"{start_step} steps" + (
+            f"; max_steps={num_steps} is lower" if start_step > num_steps else ""
+        )
+        print(f"{run_dir.path}: run already complete ({done}); nothing to do", file=sys.stderr)
         return RunSummary(log_dir=run_dir.path, steps_run=0)
+    run_dir.start_steps(config, argv)
     timer = BusyTimer()
     t_mark = time.perf_counter()
     adam = _adam_params(config)

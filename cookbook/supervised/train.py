@@ -375,6 +375,25 @@ def _hint_max_length(config: Config) -> Iterator[None]:
         raise
 
 
+def _already_complete(run_dir: RunDir, final: Checkpoint, total_steps: int) -> SFTResult:
+    """A run that got to `final.step` >= `total_steps`: say so and change nothing (a run never
+    trains backwards; its checkpoint at `final.step` stays its last)."""
+    lower = f"; max_steps={total_steps} is lower" if final.step > total_steps else ""
+    print(
+        f"sft: {run_dir.path}: run already complete ({final.step} steps{lower}); nothing to do",
+        file=sys.stderr,
+    )
+    last = run_dir.metrics.read()
+    metrics = {k: v for k, v in last[-1].items() if isinstance(v, float)} if last else {}
+    return SFTResult(
+        log_dir=run_dir.path,
+        steps=final.step,
+        final_checkpoint=final.state_path,
+        final_sampler_path=final.sampler_path,
+        last_metrics=metrics,
+    )
+
+
 def total_steps_of(config: Config, batches_per_epoch: int) -> int:
     """Steps of the whole run: `max_steps`, else `num_epochs` passes."""
     if config.max_steps is not None:
@@ -387,22 +406,26 @@ def total_steps_of(config: Config, batches_per_epoch: int) -> int:
 
 def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) -> SFTResult:
     """Run (or resume) the supervised run `config` describes; returns where its results are."""
-    from cookbook.runs.progress import RunProgress
     from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
+    from cookbook.runs.setup import start_run
+
+    _validate(config)
+    changeable = ANY_LOOP | CHANGEABLE_ON_RESUME
+    with start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=changeable) as run:
+        return _train(config, run, argv)
+
+
+def _train(config: Config, run_dir: RunDir, argv: list[str] | None) -> SFTResult:
+    from cookbook.runs.progress import RunProgress
     from cookbook.runs.setup import (
         build_context,
         load_starting_weights,
         make_service,
         make_training_client,
-        start_run,
     )
     from cookbook.supervised.datasets import all_datums
     from cookbook.supervised.nll_eval import NLLEvaluator
 
-    _validate(config)
-    run_dir = start_run(
-        config, config.log_dir, fresh=fresh, argv=argv, changeable=ANY_LOOP | CHANGEABLE_ON_RESUME
-    )
     service = make_service(config.backend, config.device, config.base_url)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
@@ -423,9 +446,15 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
     evaluators = {name: builder(ctx) for name, builder in config.evals.items()}
 
     total_steps = total_steps_of(config, len(train_ds))
-    start_step = min(run_dir.start_step, total_steps)
+    start_step = run_dir.start_step
+    resume = run_dir.resume_from
+    if resume is not None and (
+        resume.step > total_steps or (resume.step == total_steps and resume.sampler_path)
+    ):
+        return _already_complete(run_dir, resume, total_steps)
     if run_dir.resume_from is not None:
         print(f"sft: resuming {run_dir.path} at step {start_step}/{total_steps}", file=sys.stderr)
+    run_dir.start_steps(config, argv)
     loading = load_starting_weights(training_client, run_dir, config.load_checkpoint_path)
     if loading is not None:
         loading.result()
