@@ -167,7 +167,7 @@ def _check_spec(spec: object, expected: type[Spec], hook_name: str) -> None:
         raise PluginError(
             f"{hook_name} got {type(spec).__name__}, expected {expected.__name__}(name=..., builder=...)"
         )
-    if not _NAME_RE.match(spec.name):
+    if not _NAME_RE.fullmatch(spec.name):
         raise PluginError(
             f"{hook_name}: bad name '{spec.name}' (use lower-case letters, digits, '-' and '_')"
         )

@@ -187,8 +187,17 @@ class RunSummary:
 
 
 def validate_config(config: Config) -> None:
-    """Raise `UserError` for settings that cannot work."""
+    """Raise `UserError` for settings that cannot work: before anything heavy, the run directory
+    included (`cookbook.runs.checks`)."""
     from cookbook.backends.protocol import loss_fn_names
+    from cookbook.runs.checks import (
+        check_episodes_fit,
+        check_lora_rank,
+        check_seed,
+        check_start_inputs,
+        finite_numbers,
+        require,
+    )
 
     rl_losses = [name for name in loss_fn_names() if name != "cross_entropy"]
     checks = [
@@ -197,10 +206,15 @@ def validate_config(config: Config) -> None:
         (config.max_tokens >= 1, "max_tokens must be at least 1"),
         (config.temperature >= 0, "temperature must be >= 0"),
         (config.learning_rate > 0, "learning_rate must be > 0"),
+        (0 <= config.adam_beta1 < 1, "adam_beta1 must be in [0, 1)"),
+        (0 <= config.adam_beta2 < 1, "adam_beta2 must be in [0, 1)"),
+        (config.adam_eps > 0, "adam_eps must be > 0"),
+        (config.grad_clip_norm >= 0, "grad_clip_norm must be >= 0 (0: no clipping)"),
         (config.num_substeps >= 1, "num_substeps must be at least 1"),
         (config.max_steps is None or config.max_steps >= 0, "max_steps must be >= 0"),
         (config.max_steps_off_policy >= 0, "max_steps_off_policy must be >= 0"),
         (config.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)"),
+        (config.env_step_timeout_s >= 0, "env_step_timeout_s must be >= 0 (0: no limit)"),
         (
             config.num_threads is None or config.num_threads >= 1,
             "num_threads must be at least 1 (or None for the default)",
@@ -222,9 +236,18 @@ def validate_config(config: Config) -> None:
             (warm.batch_size >= 1, "warm_start.batch_size must be at least 1"),
             (warm.save_every >= 0, "warm_start.save_every must be >= 0 (0: only at the end)"),
         ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
+    require(finite_numbers(config, "warm_start"), checks)
+    check_seed(config.seed)
+    check_lora_rank(config.lora_rank)
+    check_episodes_fit(
+        config.group_size * config.groups_per_batch * (config.max_steps_off_policy + 1),
+        "group_size x groups_per_batch x (max_steps_off_policy + 1)",
+    )
+    check_start_inputs(
+        config.model_name, config.backend, config.load_checkpoint_path, config.log_dir
+    )
+    if warm is not None and warm.steps > 0:
+        warm.dataset.check_inputs()
 
 
 def main(

@@ -5,6 +5,7 @@ cookbook sft --dataset jsonl dataset.path=my.jsonl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,16 @@ class JsonlDatasetBuilder(SupervisedDatasetBuilder):
 
             return CHAT_DEMO_PATH
         return Path(self.path).expanduser()
+
+    def check_inputs(self) -> None:
+        """The file exists and is a file (before any model loads)."""
+        path = self.resolved_path()
+        if not path.exists():
+            raise UserError(f"dataset file {path} does not exist; check dataset.path")
+        if not path.is_file():
+            raise UserError(f"dataset path {path} is not a file; give a .jsonl file")
+        if not os.access(path, os.R_OK):
+            raise UserError(f"dataset file {path} is not readable; check its permissions")
 
     def load_split(
         self, ctx: BuildContext

@@ -233,7 +233,16 @@ def train_steps(
 
 
 def _validate(config: Config) -> None:
-    """One clear line for each impossible setting."""
+    """One clear line for each impossible setting, and for a model or dataset file that is not
+    there: before anything heavy, the run directory included (`cookbook.runs.checks`)."""
+    from cookbook.runs.checks import (
+        check_lora_rank,
+        check_seed,
+        check_start_inputs,
+        finite_numbers,
+        require,
+    )
+
     checks: list[tuple[bool, str]] = [
         (config.batch_size >= 1, f"batch_size must be at least 1, got {config.batch_size}"),
         (config.num_epochs >= 1, f"num_epochs must be at least 1, got {config.num_epochs}"),
@@ -242,6 +251,14 @@ def _validate(config: Config) -> None:
             f"max_steps must be at least 1 (or unset), got {config.max_steps}",
         ),
         (config.learning_rate > 0, f"learning_rate must be positive, got {config.learning_rate}"),
+        (0 <= config.adam_beta1 < 1, f"adam_beta1 must be in [0, 1), got {config.adam_beta1}"),
+        (0 <= config.adam_beta2 < 1, f"adam_beta2 must be in [0, 1), got {config.adam_beta2}"),
+        (config.adam_eps > 0, f"adam_eps must be > 0, got {config.adam_eps}"),
+        (config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}"),
+        (
+            config.grad_clip_norm >= 0,
+            f"grad_clip_norm must be >= 0 (0: no clipping), got {config.grad_clip_norm}",
+        ),
         (config.warmup_steps >= 0, f"warmup_steps must be >= 0, got {config.warmup_steps}"),
         (config.eval_every >= 0, f"eval_every must be >= 0, got {config.eval_every}"),
         (config.save_every >= 0, f"save_every must be >= 0, got {config.save_every}"),
@@ -254,15 +271,19 @@ def _validate(config: Config) -> None:
             f"lr_schedule={config.lr_schedule!r} is not one of: constant, linear, cosine",
         ),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
+    require(finite_numbers(config), checks)
     try:
         LongExamples(config.long_examples)
     except ValueError:
         raise UserError(
             f"long_examples={config.long_examples!r} is not one of: truncate, drop"
         ) from None
+    check_seed(config.seed)
+    check_lora_rank(config.lora_rank)
+    check_start_inputs(
+        config.model_name, config.backend, config.load_checkpoint_path, config.log_dir
+    )
+    config.dataset.check_inputs()
 
 
 CHANGEABLE_ON_RESUME = frozenset({"num_epochs"})
