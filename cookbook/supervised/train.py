@@ -16,6 +16,7 @@ them too).
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -223,10 +224,29 @@ def train_steps(
     for step in range(start_step, end_step):
         epoch, index = batch_at(dataset, step, epoch)
         adam_params = adam_params_at(step)
-        metrics = sft_step(training_client, dataset.get_batch(index), adam_params)
+        try:
+            metrics = sft_step(training_client, dataset.get_batch(index), adam_params)
+        except UserError as e:
+            raise UserError(_name_sources(str(e), dataset, index)) from e
         metrics["epoch"] = float(epoch)
         metrics["learning_rate"] = adam_params.learning_rate
         yield step, metrics
+
+
+def _name_sources(message: str, dataset: SupervisedDataset, index: int) -> str:
+    """A backend error about `datum K` of batch `index`, with `datum K` replaced by where that
+    datum came from (`file:line`) when the dataset knows."""
+    from cookbook.supervised.datasets import DatumDataset
+
+    sources = dataset.batch_sources(index) if isinstance(dataset, DatumDataset) else None
+    if not sources:
+        return message
+
+    def source(match: re.Match[str]) -> str:
+        k = int(match.group(1))
+        return sources[k] if k < len(sources) else match.group(0)
+
+    return re.sub(r"\bdatum (\d+)\b", source, message)
 
 
 # --------------------------------------------------------------------------- helpers of main
@@ -318,6 +338,9 @@ def _limit_length(
         seed=dataset.seed,
         shuffle=dataset.shuffle,
         counts={**dataset.counts, **counts},
+        sources_D=None
+        if dataset.sources_D is None
+        else [dataset.sources_D[i] for i in report.kept],
     )
     return limited, counts
 
@@ -444,7 +467,7 @@ def _train(config: Config, run_dir: RunDir, argv: list[str] | None) -> SFTResult
         make_service,
         make_training_client,
     )
-    from cookbook.supervised.datasets import all_datums
+    from cookbook.supervised.datasets import DatumDataset, all_datums
     from cookbook.supervised.nll_eval import NLLEvaluator
 
     service = make_service(config.backend, config.device, config.base_url)
@@ -463,7 +486,8 @@ def _train(config: Config, run_dir: RunDir, argv: list[str] | None) -> SFTResult
     test_nll = None
     if test_ds is not None:
         test_ds, _ = _limit_length(test_ds, "test", config)
-        test_nll = NLLEvaluator(all_datums(test_ds))
+        sources = test_ds.sources_D if isinstance(test_ds, DatumDataset) else None
+        test_nll = NLLEvaluator(all_datums(test_ds), sources)
     evaluators = {name: builder(ctx) for name, builder in config.evals.items()}
 
     total_steps = total_steps_of(config, len(train_ds))
