@@ -264,20 +264,28 @@ async def train(
     """The RL loop (see the module docstring), on `config.num_threads` torch threads (the
     previous setting is restored afterwards), holding the run directory's lock."""
     from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
-    from cookbook.runs.setup import start_run
+    from cookbook.runs.setup import make_service, start_run
 
     t_start = time.perf_counter()
     validate_config(config)
+    # Before the run directory: an unreachable server or a bad key leaves nothing behind.
+    service = make_service(config.backend, config.device, config.base_url)
     changeable = ANY_LOOP | CHANGEABLE_ON_RESUME
     with (
         start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=changeable) as run,
         _torch_threads(_num_threads(config)),
     ):
-        return await _train(config, run, argv, label or type(config.env).__name__, t_start)
+        label = label or type(config.env).__name__
+        return await _train(config, run, service, argv, label, t_start)
 
 
 async def _train(
-    config: Config, run_dir: RunDir, argv: list[str] | None, label: str, t_start: float
+    config: Config,
+    run_dir: RunDir,
+    service: ServiceClient,
+    argv: list[str] | None,
+    label: str,
+    t_start: float,
 ) -> RunSummary:
     from cookbook.eval.runner import run_evaluators
     from cookbook.rl.evaluators import RLTestSetEvaluator
@@ -289,13 +297,11 @@ async def _train(
     from cookbook.runs.setup import (
         build_context,
         load_starting_weights,
-        make_service,
         make_training_client,
         save_checkpoint,
     )
 
     # --- model, env, evaluators
-    service = make_service(config.backend, config.device, config.base_url)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )

@@ -35,7 +35,7 @@ from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilde
 if TYPE_CHECKING:
     from tinker import types as tinker_types
 
-    from cookbook.backends.protocol import TrainingClient
+    from cookbook.backends.protocol import ServiceClient, TrainingClient
     from cookbook.eval.types import Evaluator
     from cookbook.runs.checkpoints import Checkpoint
     from cookbook.runs.run_dir import RunDir
@@ -451,26 +451,24 @@ def total_steps_of(config: Config, batches_per_epoch: int) -> int:
 def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) -> SFTResult:
     """Run (or resume) the supervised run `config` describes; returns where its results are."""
     from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
-    from cookbook.runs.setup import start_run
+    from cookbook.runs.setup import make_service, start_run
 
     _validate(config)
+    # Before the run directory: an unreachable server or a bad key leaves nothing behind.
+    service = make_service(config.backend, config.device, config.base_url)
     changeable = ANY_LOOP | CHANGEABLE_ON_RESUME
     with start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=changeable) as run:
-        return _train(config, run, argv)
+        return _train(config, run, service, argv)
 
 
-def _train(config: Config, run_dir: RunDir, argv: list[str] | None) -> SFTResult:
+def _train(
+    config: Config, run_dir: RunDir, service: ServiceClient, argv: list[str] | None
+) -> SFTResult:
     from cookbook.runs.progress import RunProgress
-    from cookbook.runs.setup import (
-        build_context,
-        load_starting_weights,
-        make_service,
-        make_training_client,
-    )
+    from cookbook.runs.setup import build_context, load_starting_weights, make_training_client
     from cookbook.supervised.datasets import DatumDataset, all_datums
     from cookbook.supervised.nll_eval import NLLEvaluator
 
-    service = make_service(config.backend, config.device, config.base_url)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )
