@@ -389,10 +389,17 @@ def _cmd_list(opts: CommandLine) -> int:
 
 
 def _cmd_plugins(opts: CommandLine) -> int:
+    """Each plugin's status: ok, broken (failed to import or register), incompatible (built for
+    another plugin API) or disabled (by COOKBOOK_DISABLE_PLUGINS, which never disables the
+    core); then the core's version and plugin API version."""
+    from cookbook import __version__
     from cookbook.registry.catalog import load_catalog
+    from cookbook.registry.discovery import DISABLE_ENV
     from cookbook.registry.errors import KINDS, PLURALS
+    from cookbook.registry.hookspecs import PLUGIN_API_VERSION
 
-    infos = load_catalog().plugins()
+    catalog = load_catalog()
+    infos = catalog.plugins()
     if opts.json:
         print(json.dumps([info.to_json() for info in infos], indent=2))
         return 0
@@ -406,6 +413,9 @@ def _cmd_plugins(opts: CommandLine) -> int:
     for info in infos:
         if info.error:
             lines.append(f"  {info.distribution}: {info.error}")
+    for name in catalog.unknown_disabled:
+        lines.append(f"  note: {DISABLE_ENV} names {name}, which is not installed")
+    lines.append(f"cookbook-core {__version__} provides plugin API {PLUGIN_API_VERSION}")
     print("\n".join(lines))
     return 0
 

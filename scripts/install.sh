@@ -31,7 +31,16 @@ if ! command -v nvidia-smi >/dev/null 2>&1; then
     "${pip[@]}" torch==2.13.0
 fi
 
-echo "installing cookbook (core, [hf,dev])"
+# Before 0.2 the core's distribution was called `cookbook` (a name taken on the public index);
+# any distribution of that name here owns the import package `cookbook` too, so it goes.
+# Its build metadata in the repository root would still be found by anything run from here.
+if .venv/bin/python -m pip show --quiet cookbook >/dev/null 2>&1; then
+    echo "removing the distribution 'cookbook' (the core is 'cookbook-core' now)"
+    .venv/bin/python -m pip uninstall --quiet --yes cookbook
+fi
+rm -rf cookbook.egg-info
+
+echo "installing cookbook-core ([hf,dev])"
 "${pip[@]}" -e ".[hf,dev]"
 
 # tinker-cookbook's own loops run in the tests (tests/serve): its pin on tml-renderers is not on

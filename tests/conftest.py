@@ -113,10 +113,13 @@ def _repo_plugin_projects() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def repo_plugin_names() -> list[str]:
-    """Distribution names of this repo's plugins (plugins/*, envs_contrib/*)."""
+    """Distribution names of this repo's plugins (plugins/*, envs_contrib/*) that register
+    something: those with a `cookbook` entry point (`cookbook-textarena` is a library)."""
+    projects = [tomllib.loads((p / "pyproject.toml").read_text()) for p in _repo_plugin_projects()]
     return [
-        tomllib.loads((p / "pyproject.toml").read_text())["project"]["name"]
-        for p in _repo_plugin_projects()
+        project["project"]["name"]
+        for project in projects
+        if "cookbook" in project["project"].get("entry-points", {})
     ]
 
 

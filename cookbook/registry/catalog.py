@@ -7,7 +7,8 @@
 
 Lookups that fail raise `UserError` with one line that says what to do: a did-you-mean for
 typos, a hint when the name is of another kind, both qualified names when two distributions
-register one name, and the plugin's own error when the name belongs to a broken plugin.
+register one name, and why the plugin cannot be used when the name belongs to a broken,
+incompatible or disabled one (`COOKBOOK_DISABLE_PLUGINS`, see `discovery.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from collections.abc import Sequence
 from typing import cast
 
 from cookbook.errors import UserError
-from cookbook.registry.discovery import LoadedPlugin, PluginInfo, find_sources, load_source
+from cookbook.registry.discovery import (
+    DisabledPlugins,
+    LoadedPlugin,
+    PluginInfo,
+    disabled_plugin,
+    find_sources,
+    load_source,
+)
 from cookbook.registry.errors import KINDS, PLURALS, a_kind, did_you_mean
 from cookbook.registry.specs import (
     DatasetSpec,
@@ -35,8 +43,14 @@ __all__ = ["Catalog", "PluginInfo", "load_catalog"]
 class Catalog:
     """What the installed plugins provide. Build it with `load_catalog()`."""
 
-    def __init__(self, loaded: Sequence[LoadedPlugin]) -> None:
-        """Index loaded distributions (see `discovery.load_source`)."""
+    def __init__(
+        self, loaded: Sequence[LoadedPlugin], unknown_disabled: Sequence[str] = ()
+    ) -> None:
+        """Index loaded distributions (see `discovery.load_source`). `unknown_disabled`: names
+        in `COOKBOOK_DISABLE_PLUGINS` that match no installed distribution."""
+        self.unknown_disabled = list(unknown_disabled)
+        """Names `COOKBOOK_DISABLE_PLUGINS` gives that are not installed (a typo disables
+        nothing), each with a did-you-mean hint; `cookbook plugins` shows them."""
         self._loaded = sorted(loaded, key=lambda p: normalize_distribution(p.info.distribution))
         self._by_dist = {normalize_distribution(p.info.distribution): p for p in self._loaded}
         # kind -> name -> specs from every working distribution that registers it
@@ -48,8 +62,15 @@ class Catalog:
 
     @classmethod
     def discover(cls) -> Catalog:
-        """Load every distribution in the `cookbook` entry-point group (uncached)."""
-        return cls([load_source(source) for source in find_sources()])
+        """Load every distribution in the `cookbook` entry-point group (uncached), except the
+        ones `COOKBOOK_DISABLE_PLUGINS` names: those are listed, never imported."""
+        sources = find_sources()
+        disabled = DisabledPlugins.from_environ()
+        disabled.check(sources)
+        loaded = [
+            disabled_plugin(s, disabled) if disabled.covers(s) else load_source(s) for s in sources
+        ]
+        return cls(loaded, unknown_disabled=disabled.unknown(sources))
 
     # ----- listing (after `list` below, annotations spell the builtin `builtins.list`) -----
 
@@ -64,12 +85,17 @@ class Catalog:
         return len(self._usable[spec.kind].get(spec.name, [])) > 1
 
     def plugins(self) -> builtins.list[PluginInfo]:
-        """Every plugin distribution, working or broken, sorted by name."""
+        """Every plugin distribution, whatever its status, sorted by name."""
         return [p.info for p in self._loaded]
 
     def broken(self) -> builtins.list[PluginInfo]:
-        """The distributions that failed to import or register."""
-        return [p.info for p in self._loaded if not p.info.ok]
+        """The distributions that cannot be used though nobody asked for that: failed to import
+        or register (`broken`), or built for another plugin API (`incompatible`)."""
+        return [p.info for p in self._loaded if p.info.status in ("broken", "incompatible")]
+
+    def disabled(self) -> builtins.list[PluginInfo]:
+        """The distributions `COOKBOOK_DISABLE_PLUGINS` disabled."""
+        return [p.info for p in self._loaded if p.info.status == "disabled"]
 
     # ----- lookup -----
 
@@ -92,7 +118,7 @@ class Catalog:
                 f"{kind} '{text}' is registered by both {dists}; pick one with its qualified "
                 f"name: {choices} (or uninstall one)"
             )
-        self._raise_if_broken(kind, text)
+        self._raise_if_unavailable(kind, text)
         for other in KINDS:
             if other != kind and text in self._usable[other]:
                 raise UserError(
@@ -132,7 +158,7 @@ class Catalog:
         if specs and plugin.info.ok:
             return specs[0]
         if not plugin.info.ok:
-            raise self._broken_error(plugin, f"{kind} '{raw}'")
+            raise self._unavailable_error(plugin, f"{kind} '{raw}' comes from")
         names = [s.name for s in plugin.specs if s.kind == kind]
         offered = ", ".join(names) if names else "none"
         raise UserError(
@@ -140,22 +166,30 @@ class Catalog:
             f"its {PLURALS[kind]}: {offered}"
         )
 
-    def _raise_if_broken(self, kind: Kind, name: str) -> None:
-        """If a broken distribution registered `name` (or, having failed to import, looks like
-        it would have), its failure is the real answer."""
+    def _raise_if_unavailable(self, kind: Kind, name: str) -> None:
+        """If a distribution that cannot be used registered `name` (or, not having been imported
+        or having failed to import, looks like it would have), why it cannot is the answer."""
         for plugin in self._loaded:
             if plugin.info.ok:
                 continue
-            registered = any(s.kind == kind and s.name == name for s in plugin.specs)
-            if registered or (not plugin.specs and _looks_like_provider(plugin.info, name)):
-                raise self._broken_error(plugin, f"{kind} '{name}'")
+            if any(s.kind == kind and s.name == name for s in plugin.specs):
+                raise self._unavailable_error(plugin, f"{kind} '{name}' comes from")
+            if not plugin.specs and _looks_like_provider(plugin.info, name):
+                raise self._unavailable_error(plugin, f"{kind} '{name}' may come from")
 
-    def _broken_error(self, plugin: LoadedPlugin, what: str) -> UserError:
-        error = UserError(
-            f"{what} comes from {plugin.info.distribution}, which failed to load "
-            f"({plugin.info.error}); fix or reinstall that plugin "
-            "(`cookbook plugins` lists plugin errors, --debug shows the traceback)"
-        )
+    def _unavailable_error(self, plugin: LoadedPlugin, where: str) -> UserError:
+        """`where` is `env 'x' comes from` (or `may come from`, for a guess)."""
+        info = plugin.info
+        if info.status == "disabled":
+            return UserError(f"{where} {info.distribution}, which is {info.error}")
+        if info.status == "incompatible":
+            error = UserError(f"{where} {info.distribution}, which was {info.error}")
+        else:
+            error = UserError(
+                f"{where} {info.distribution}, which failed to load ({info.error}); fix or "
+                "reinstall that plugin (`cookbook plugins` lists plugin errors, --debug shows "
+                "the traceback)"
+            )
         error.__cause__ = plugin.exception
         return error
 
@@ -165,19 +199,22 @@ class Catalog:
             hint = f"; `cookbook list {PLURALS[kind]}` shows the {PLURALS[kind]}"
             if not self._usable[kind]:
                 hint = f"; no plugin provides any {PLURALS[kind]} (is the plugin installed?)"
-        broken = self.broken()
-        if broken:
-            names = ", ".join(p.distribution for p in broken)
-            hint += f" (note: broken plugins, see `cookbook plugins`: {names})"
+        unusable = [p for p in self.plugins() if not p.ok]
+        if unusable:
+            names = ", ".join(f"{p.distribution} ({p.status})" for p in unusable)
+            hint += f" (note: plugins not loaded, see `cookbook plugins`: {names})"
         return hint
 
 
 def _looks_like_provider(info: PluginInfo, name: str) -> bool:
-    """A plugin that failed to import registered nothing; guess from its names whether the
-    user meant it (entry point `tictactoe`, distribution `cookbook-env-tictactoe`)."""
+    """A plugin that failed to import, or was not imported, registered nothing; guess from its
+    names whether the user meant it (entry point `tictactoe` for `tictactoe` and
+    `tictactoe-demos`, distribution `cookbook-env-tictactoe`)."""
     wanted = normalize_distribution(name)
-    if any(normalize_distribution(ep) == wanted for ep in info.entry_points):
-        return True
+    for ep in info.entry_points:
+        prefix = normalize_distribution(ep)
+        if wanted == prefix or wanted.startswith(prefix + "-"):
+            return True
     dist = normalize_distribution(info.distribution)
     return dist == wanted or dist.endswith("-" + wanted)
 

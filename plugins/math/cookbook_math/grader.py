@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import queue
@@ -150,7 +151,10 @@ class SymbolicWorker:
         proc.wait()
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
-                stream.close()
+                # stdin may still hold a request the dead process never read: closing flushes
+                # it and raises BrokenPipeError, after closing the pipe all the same.
+                with contextlib.suppress(OSError):
+                    stream.close()
 
     def compare(self, gold: str, pred: str, timeout_s: float) -> Verdict:
         """Whether `pred` equals `gold` symbolically; `timeout` if it took over `timeout_s`.

@@ -10,6 +10,9 @@ from collections.abc import Callable
 
 from cookbook.registry import DatasetSpec, EnvSpec, EvalSpec, hookimpl
 
+COOKBOOK_PLUGIN_API = ">=1.0,<2"
+"""The cookbook plugin API versions this plugin was built for (cookbook/registry/hookspecs.py)."""
+
 _PKG = "cookbook_math"
 
 ARITHMETIC_RECOMMENDED = {

@@ -21,13 +21,14 @@ import re
 from typing import TYPE_CHECKING
 
 import chz
-
-from cookbook_tictactoe.arena.builders import (
+from cookbook_textarena import (
+    ParsedReply,
+    PromptStyle,
     TwoPlayerDemosBuilder,
     TwoPlayerEnvBuilder,
     TwoPlayerEvalBuilder,
+    TwoPlayerGame,
 )
-from cookbook_tictactoe.arena.game import ParsedReply, PromptStyle, TwoPlayerGame
 
 if TYPE_CHECKING:
     from textarena.core import Env as TextarenaEnv

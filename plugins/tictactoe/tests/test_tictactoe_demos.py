@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cookbook_tictactoe.arena.demos import DemonstrationDataset, demonstrations
+from cookbook_textarena.demos import DemonstrationDataset, demonstrations
 from cookbook_tictactoe.tictactoe import TicTacToe, TicTacToeDemosBuilder, best_cells
 from tinker.types import TensorData
 from ttt_helpers import RENDERER, TOKENIZER, free_cells, tiny_ctx

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import chz
 import pytest
-from cookbook_tictactoe.arena.envs import TwoPlayerGroupBuilder
+from cookbook_textarena.envs import TwoPlayerGroupBuilder
 from cookbook_tictactoe.tictactoe import TicTacToeEnvBuilder
 from ttt_helpers import (
     first_free,

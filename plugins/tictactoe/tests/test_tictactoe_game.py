@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from cookbook_tictactoe.arena.game import GameSession, Outcome
+from cookbook_textarena.game import GameSession, Outcome
 from cookbook_tictactoe.tictactoe import TicTacToe
 
 

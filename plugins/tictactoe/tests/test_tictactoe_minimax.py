@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-from cookbook_tictactoe.arena.evaluate import play_game
-from cookbook_tictactoe.arena.game import Outcome
-from cookbook_tictactoe.arena.players import OptimalPlayer, Player, RandomPlayer
+from cookbook_textarena.evaluate import play_game
+from cookbook_textarena.game import Outcome
+from cookbook_textarena.players import OptimalPlayer, Player, RandomPlayer
 from cookbook_tictactoe.tictactoe import EMPTY, TicTacToe, best_cells, is_win, other
 
 

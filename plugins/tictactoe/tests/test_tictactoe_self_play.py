@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from cookbook_tictactoe.arena.envs import TwoPlayerGroupBuilder
+from cookbook_textarena.envs import TwoPlayerGroupBuilder
 from cookbook_tictactoe.tictactoe import TicTacToeEnvBuilder
 from ttt_helpers import (
     TextPolicy,

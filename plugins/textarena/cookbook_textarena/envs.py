@@ -10,7 +10,6 @@ per trajectory, so batch averages are per-game rates whatever the game length.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,19 +27,15 @@ from cookbook.rl.types import (
     StopCondition,
     Trajectory,
 )
-from cookbook_tictactoe.arena import players
-from cookbook_tictactoe.arena.game import GameSession, Outcome
+from cookbook_textarena import players
+from cookbook_textarena.game import GameSession, Outcome
+from cookbook_textarena.seats import policy_seat
+from cookbook_textarena.seeding import derive_seed
 
 if TYPE_CHECKING:
     from cookbook.renderers.base import Renderer
-    from cookbook_tictactoe.arena.game import MoveResult, PromptStyle, TwoPlayerGame
-    from cookbook_tictactoe.arena.players import Player
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed from `parts`, stable across processes and Python versions (no `hash()`)."""
-    digest = hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
+    from cookbook_textarena.game import MoveResult, PromptStyle, TwoPlayerGame
+    from cookbook_textarena.players import Player
 
 
 @dataclass(frozen=True)
@@ -271,10 +266,6 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
     rewards: Rewards = field(default_factory=Rewards)
 
     def _make_opponent(self) -> Player:
-        if self.opponent == "random":
-            return players.RandomPlayer()
-        if self.opponent == "optimal":
-            return players.OptimalPlayer()
         if self.opponent == "checkpoint" and self.opponent_checkpoint:
             client = players.checkpoint_sampling_client(self.opponent_checkpoint)
             model = players.ModelPlayer(
@@ -286,7 +277,7 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
             )
             return players.FallbackPlayer(model)
         players.check_opponent(self.opponent, self.opponent_checkpoint)
-        raise AssertionError("unreachable: check_opponent raises")
+        return players.scripted_player(self.opponent)
 
     async def make_envs(self) -> Sequence[Env]:
         """Fresh textarena games: one env per game, or two (both seats) in self-play."""
@@ -338,20 +329,13 @@ class TwoPlayerRLDataset(RLDataset):
         games_per_group: int,
         seat_mode: str,
     ) -> None:
+        """`seat_mode` is one of `seats.ENV_SEATS` (ignored in self-play)."""
         self.template = template
         self.seed = seed
         self.num_batches = num_batches
         self.groups_per_batch = groups_per_batch
         self.games_per_group = games_per_group
         self.seat_mode = seat_mode
-
-    def _seat(self, group_index: int) -> int:
-        if self.seat_mode == "second":
-            return 1
-        if self.seat_mode == "alternate":
-            # Per group, so a group's games share a seat and its advantages compare like with like.
-            return group_index % 2
-        return 0
 
     def get_batch(self, index: int) -> Sequence[TwoPlayerGroupBuilder]:
         """Batch `index`: `groups_per_batch` groups with their own game seeds."""
@@ -363,7 +347,11 @@ class TwoPlayerRLDataset(RLDataset):
             seeds = tuple(
                 derive_seed(self.seed, index, g, game) for game in range(self.games_per_group)
             )
-            builders.append(replace(self.template, game_seeds=seeds, seat=self._seat(group_index)))
+            builders.append(
+                replace(
+                    self.template, game_seeds=seeds, seat=policy_seat(self.seat_mode, group_index)
+                )
+            )
         return builders
 
     def __len__(self) -> int:

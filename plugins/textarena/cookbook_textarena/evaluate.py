@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cookbook.eval.types import Evaluator
-from cookbook_tictactoe.arena.envs import derive_seed
-from cookbook_tictactoe.arena.game import GameSession, Outcome
-from cookbook_tictactoe.arena.players import ModelPlayer, OptimalPlayer, Player, RandomPlayer
+from cookbook_textarena.game import GameSession, Outcome
+from cookbook_textarena.players import ModelPlayer, Player, scripted_player
+from cookbook_textarena.seeding import derive_seed
 
 if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient
     from cookbook.renderers.base import Renderer
-    from cookbook_tictactoe.arena.game import PromptStyle, TwoPlayerGame
+    from cookbook_textarena.game import PromptStyle, TwoPlayerGame
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def rates(records: list[GameRecord]) -> dict[str, float]:
 class TwoPlayerEvaluator(Evaluator):
     """Plays `num_games` games concurrently (so a backend that batches concurrent sampling
     requests serves them together), game i in seat `seats[i % len(seats)]`: with both seats, even
-    games open and odd ones answer."""
+    games open and odd ones answer. `opponent` is one of `players.SCRIPTED_OPPONENTS`."""
 
     def __init__(
         self,
@@ -86,12 +86,9 @@ class TwoPlayerEvaluator(Evaluator):
         self.max_tokens = max_tokens
         self.temperature = temperature
 
-    def _opponent(self) -> Player:
-        return OptimalPlayer() if self.opponent == "optimal" else RandomPlayer()
-
     async def _one(self, index: int, model: ModelPlayer) -> GameRecord:
         seat = self.seats[index % len(self.seats)]
-        opponent = self._opponent()
+        opponent = scripted_player(self.opponent)
         players: tuple[Player, Player] = (model, opponent) if seat == 0 else (opponent, model)
         session = await play_game(self.game, players, random.Random(derive_seed(self.seed, index)))
         return GameRecord(seat, session.outcome(seat), session.num_moves)

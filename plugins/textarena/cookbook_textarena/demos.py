@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 
 from cookbook.renderers.base import Message, TrainOnWhat
 from cookbook.supervised.types import SupervisedDataset
-from cookbook_tictactoe.arena.envs import derive_seed
-from cookbook_tictactoe.arena.game import GameSession
+from cookbook_textarena.game import GameSession
+from cookbook_textarena.seeding import derive_seed
 
 if TYPE_CHECKING:
     from tinker import types as tinker_types
 
     from cookbook.renderers.base import Renderer
-    from cookbook_tictactoe.arena.game import PromptStyle, TwoPlayerGame
+    from cookbook_textarena.game import PromptStyle, TwoPlayerGame
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,18 @@ class MoveResult:
 
 
 class TwoPlayerGame(ABC):
-    """The game-specific half of a textarena two-player game. Instances are plain data
-    (picklable): they hold no game state, a `GameSession` does."""
+    """The game-specific half of a textarena two-player game.
+
+    The contract, which the envs, players, demonstrations and evals rely on:
+
+    - instances are plain data (picklable, cheap to make): they hold no game state, a
+      `GameSession` does, and every method reads the textarena env it is given;
+    - actions are textarena's action strings (`"[4]"`); `legal_actions` lists them in a fixed
+      order (seeded random play replays exactly) and is never empty while the game goes on;
+    - `parse_reply` never raises: an unreadable reply is a `ParsedReply` with a reason, which
+      the session plays as an illegal move; `parse_reply(format_reply(a, style)).action == a`
+      for every legal `a`;
+    - `optimal_actions`, when implemented, is a non-empty subset of `legal_actions`."""
 
     name: str = ""
     """Registered env name and logging tag (`tictactoe`)."""
@@ -113,6 +123,19 @@ class TwoPlayerGame(ABC):
         """The current player's best actions (ties all listed, in a fixed order). Games without
         a solver leave this unimplemented and cannot use the `optimal` opponent."""
         raise UserError(f"{self.name} has no optimal policy; use another opponent")
+
+    @property
+    def has_optimal_policy(self) -> bool:
+        """Whether this game implements `optimal_actions` (the builders check it up front)."""
+        return type(self).optimal_actions is not TwoPlayerGame.optimal_actions
+
+    def require_optimal_policy(self, option: str) -> None:
+        """Raise a one-line `UserError` naming `option` when the game has no optimal policy."""
+        if not self.has_optimal_policy:
+            raise UserError(
+                f"{option} needs an optimal policy, which {self.name or type(self).__name__} "
+                "does not have; play against random (or a checkpoint) instead"
+            )
 
 
 class GameSession:

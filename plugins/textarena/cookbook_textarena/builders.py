@@ -17,21 +17,16 @@ from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.supervised.types import SupervisedDatasetBuilder
-from cookbook_tictactoe.arena.game import PROMPT_STYLES, resolve_prompt_style
-from cookbook_tictactoe.arena.players import OPPONENTS, check_opponent
+from cookbook_textarena.game import PROMPT_STYLES, resolve_prompt_style
+from cookbook_textarena.players import OPPONENTS, check_opponent
+from cookbook_textarena.seats import ENV_SEATS, EVAL_SEATS, eval_seats
 
 if TYPE_CHECKING:
     from cookbook.build_context import BuildContext
     from cookbook.eval.types import Evaluator
     from cookbook.rl.types import RLDataset
     from cookbook.supervised.types import SupervisedDataset
-    from cookbook_tictactoe.arena.game import TwoPlayerGame
-
-SEATS = ("first", "second", "alternate")
-"""Values of the env's `seat` field."""
-
-EVAL_SEATS = ("both", "first", "second")
-"""Values of the evals' `seat` field."""
+    from cookbook_textarena.game import TwoPlayerGame
 
 
 def _one_of(option: str, allowed: tuple[str, ...]) -> Callable[[object, str], None]:
@@ -84,7 +79,7 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
     )
     seat: str = chz.field(
         default="first",
-        validator=_one_of("env.seat", SEATS),
+        validator=_one_of("env.seat", ENV_SEATS),
         doc="the policy's seat against the opponent: first (moves first), second, or alternate "
         "(by group, so the games of a group share a seat)",
     )
@@ -117,8 +112,9 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
 
     def __call__(self, ctx: BuildContext) -> tuple[RLDataset, RLDataset | None]:
         """The training dataset (no test set: the registered evals measure progress)."""
-        from cookbook_tictactoe.arena.envs import Rewards, TwoPlayerGroupBuilder, TwoPlayerRLDataset
+        from cookbook_textarena.envs import Rewards, TwoPlayerGroupBuilder, TwoPlayerRLDataset
 
+        game = self.game()
         if self.self_play:
             if ctx.group_size < 2 or ctx.group_size % 2:
                 raise UserError(
@@ -128,6 +124,8 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
             games_per_group = ctx.group_size // 2
         else:
             check_opponent(self.opponent, self.opponent_checkpoint)
+            if self.opponent == "optimal":
+                game.require_optimal_policy("env.opponent=optimal")
             if self.opponent == "checkpoint" and not os.path.exists(str(self.opponent_checkpoint)):
                 raise UserError(
                     f"no checkpoint at env.opponent_checkpoint={self.opponent_checkpoint!r}; give "
@@ -135,7 +133,7 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
                 )
             games_per_group = ctx.group_size
         template = TwoPlayerGroupBuilder(
-            game=self.game(),
+            game=game,
             renderer=ctx.renderer,
             style=resolve_prompt_style(self.prompt_style, ctx.is_tiny),
             game_seeds=(),
@@ -187,9 +185,11 @@ class TwoPlayerDemosBuilder(SupervisedDatasetBuilder):
 
     def __call__(self, ctx: BuildContext) -> tuple[SupervisedDataset, SupervisedDataset | None]:
         """Train and held-out sets from disjoint seeds."""
-        from cookbook_tictactoe.arena.demos import DemonstrationDataset, demonstrations
+        from cookbook_textarena.demos import DemonstrationDataset, demonstrations
 
         game = self.game()
+        if self.optimal_fraction > 0:
+            game.require_optimal_policy(f"dataset.optimal_fraction={self.optimal_fraction}")
         style = resolve_prompt_style(self.prompt_style, ctx.is_tiny)
         batch_size = self.batch_size or ctx.groups_per_batch
         train_demos = demonstrations(
@@ -236,20 +236,23 @@ class TwoPlayerEvalBuilder(EvaluatorBuilder):
         raise NotImplementedError(f"{type(self).__name__} must implement game()")
 
     def opponent(self) -> str:
-        """`random` or `optimal` (subclasses override)."""
+        """The scripted opponent, `random` or `optimal` (subclasses override)."""
         raise NotImplementedError(f"{type(self).__name__} must implement opponent()")
 
     def __call__(self, ctx: BuildContext) -> Evaluator:
         """The evaluator for `ctx`'s model."""
-        from cookbook_tictactoe.arena.evaluate import TwoPlayerEvaluator
+        from cookbook_textarena.evaluate import TwoPlayerEvaluator
 
+        game, opponent = self.game(), self.opponent()
+        if opponent == "optimal":
+            game.require_optimal_policy(f"the eval against the {opponent} player")
         return TwoPlayerEvaluator(
-            game=self.game(),
-            opponent=self.opponent(),
+            game=game,
+            opponent=opponent,
             renderer=ctx.renderer,
             style=resolve_prompt_style(self.prompt_style, ctx.is_tiny),
             num_games=self.num_games,
-            seats=(0, 1) if self.seat == "both" else (0,) if self.seat == "first" else (1,),
+            seats=eval_seats(self.seat),
             seed=self.seed,
             max_tokens=self.max_tokens,
             temperature=self.temperature,

@@ -16,10 +16,13 @@ from cookbook.renderers.base import Message
 if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient
     from cookbook.renderers.base import Renderer
-    from cookbook_tictactoe.arena.game import GameSession, PromptStyle
+    from cookbook_textarena.game import GameSession, PromptStyle
 
 OPPONENTS = ("random", "optimal", "checkpoint")
 """Values of the `opponent` field of env builders."""
+
+SCRIPTED_OPPONENTS = ("random", "optimal")
+"""The opponents that need no model (the evals play these)."""
 
 
 class Player(Protocol):
@@ -99,6 +102,17 @@ class FallbackPlayer:
             return action
         self.fallbacks += 1
         return rng.choice(session.legal_actions())
+
+
+def scripted_player(kind: str) -> Player:
+    """A fresh `RandomPlayer` or `OptimalPlayer` for `kind` (one of `SCRIPTED_OPPONENTS`)."""
+    if kind == "random":
+        return RandomPlayer()
+    if kind == "optimal":
+        return OptimalPlayer()
+    raise UserError(
+        f"unknown scripted opponent {kind!r}; choose one of: {', '.join(SCRIPTED_OPPONENTS)}"
+    )
 
 
 _checkpoint_clients: dict[str, SamplingClient] = {}
