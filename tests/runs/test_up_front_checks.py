@@ -115,9 +115,21 @@ def test_eval_settings_are_checked_first(
     assert message.replace("AFILE", str(tmp_path / "AFILE")) in err
 
 
-def test_a_plugin_name_with_a_trailing_newline_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("name", "builder", "says"),
+    [
+        ("coin\n", "pkg.mod:Builder", "bad name 'coin\\n'"),
+        ("coin", "pkg.mod:Builder\n", "has builder 'pkg.mod:Builder\\n'"),
+    ],
+)
+def test_a_plugin_name_with_a_trailing_newline_is_refused(
+    name: str, builder: str, says: str
+) -> None:
+    """A regex's `$` matches before a final newline: the patterns must match the whole string,
+    and the message shows the newline instead of breaking the line."""
+
     def register_envs(register: Callable[[EnvSpec], None]) -> None:
-        register(EnvSpec(name="coin\n", builder="pkg.mod:Builder"))
+        register(EnvSpec(name=name, builder=builder))
 
     module = types.ModuleType("cbfix_newline")
     module.register_envs = hookimpl(register_envs)  # type: ignore[attr-defined]
@@ -126,4 +138,4 @@ def test_a_plugin_name_with_a_trailing_newline_is_refused() -> None:
     )
     (info,) = catalog.plugins()
     assert info.status == "broken"
-    assert info.error is not None and "bad name 'coin" in info.error
+    assert info.error is not None and says in info.error and "\n" not in info.error
