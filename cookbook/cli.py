@@ -1,6 +1,6 @@
 """The `cookbook` command: one argument parser in front of library code.
 
-    cookbook list [envs|datasets|evals] [--json]
+    cookbook list [envs|datasets|evals|preference-models] [--json]
     cookbook plugins [--json]
     cookbook describe KIND NAME [--json]
     cookbook rl|sft|eval|check ...      (when those modules are installed)
@@ -94,7 +94,9 @@ _ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], object]] = {
         "--fresh", action="store_true", help="start the run over instead of resuming it"
     ),
     "--kind": lambda p: p.add_argument(
-        "--kind", choices=["env", "dataset", "eval"], help="check only this kind"
+        "--kind",
+        choices=["env", "dataset", "eval", "preference-model"],
+        help="check only this kind",
     ),
     "--seed": lambda p: p.add_argument(
         "--seed", type=int, default=0, help="seed of the builds and rollouts"
@@ -108,10 +110,14 @@ _ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], object]] = {
         "name", nargs="?", metavar="NAME", help="a name, or distribution:name"
     ),
     "KIND": lambda p: p.add_argument(
-        "kind", nargs="?", metavar="KIND", help="env, dataset or eval"
+        "kind", nargs="?", metavar="KIND", help="env, dataset, eval or preference-model"
     ),
     "[KIND]": lambda p: p.add_argument(
-        "kind", nargs="?", default="", metavar="KIND", help="envs, datasets or evals (default: all)"
+        "kind",
+        nargs="?",
+        default="",
+        metavar="KIND",
+        help="envs, datasets, evals or preference-models (default: all)",
     ),
     "KEY=VALUE": lambda p: p.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="settings (`--help` lists them)"
@@ -120,7 +126,7 @@ _ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], object]] = {
 
 COMMANDS: dict[str, _Command] = {
     "list": _Command(
-        "list [envs|datasets|evals] [--json]",
+        "list [envs|datasets|evals|preference-models] [--json]",
         "what the installed plugins provide",
         ("[KIND]", "--json"),
     ),
@@ -129,7 +135,7 @@ COMMANDS: dict[str, _Command] = {
     ),
     "describe": _Command(
         "describe KIND NAME [--json]",
-        "the options of an env, dataset or eval",
+        "the options of an env, dataset, eval or preference model",
         ("KIND", "NAME", "--json"),
     ),
     "rl": _Command(
@@ -151,8 +157,9 @@ COMMANDS: dict[str, _Command] = {
         "cookbook.eval.cli",
     ),
     "check": _Command(
-        "check NAME [--kind env|dataset|eval] [--seed N] [--json] [KIND.KEY=VALUE ...]",
-        "check that an env, dataset or eval keeps the contract",
+        "check NAME [--kind env|dataset|eval|preference-model] [--seed N] [--json] "
+        "[KIND.KEY=VALUE ...]",
+        "check that an env, dataset, eval or preference model keeps the contract",
         ("NAME", "--kind", "--seed", "--json", "KEY=VALUE"),
         "cookbook.testing.cli",
     ),
@@ -188,6 +195,10 @@ _KIND_WORDS: dict[str, Kind] = {
     "datasets": "dataset",
     "eval": "eval",
     "evals": "eval",
+    "preference-model": "preference_model",
+    "preference-models": "preference_model",
+    "preference_model": "preference_model",
+    "preference_models": "preference_model",
 }
 
 
@@ -339,7 +350,7 @@ def _kind(text: str, *, allow_none: bool = False) -> Kind | None:
     kind = _KIND_WORDS.get(text.lower())
     if kind is None and not (allow_none and not text):
         hint = did_you_mean(text.lower(), _KIND_WORDS)
-        raise UserError(f"unknown kind '{text}'{hint}; use env, dataset or eval")
+        raise UserError(f"unknown kind '{text}'{hint}; use env, dataset, eval or preference-model")
     return kind
 
 
@@ -444,7 +455,9 @@ def _cmd_describe(opts: CommandLine) -> int:
         record["fields"] = [asdict(f) for f in describe_fields(builder)]
         print(json.dumps(record, indent=2))
         return 0
-    lines = [f"{kind} {spec.name}  (from {spec.distribution} {version})"]
+    from cookbook.registry.errors import label
+
+    lines = [f"{label(kind)} {spec.name}  (from {spec.distribution} {version})"]
     if spec.summary:
         lines.append(f"  {spec.summary}")
     lines.append(f"  builder: {spec.builder}")
@@ -455,7 +468,11 @@ def _cmd_describe(opts: CommandLine) -> int:
             pairs = " ".join(f"{k}={v}" for k, v in spec.recommended.items())
             lines.append(f"  recommended run settings: {pairs}")
     lines.append("")
-    lines.append(format_config_help(builder, f"options (set as {kind}.KEY=VALUE):"))
+    where = f"set as {kind}.KEY=VALUE"
+    if kind == "preference_model":
+        # Named in one string where used: env.preference_model=NAME[:ARG][,KEY=VALUE...]
+        where = f"set as {spec.name}[:ARG],KEY=VALUE where a preference model is named"
+    lines.append(format_config_help(builder, f"options ({where}):"))
     print("\n".join(lines))
     return 0
 

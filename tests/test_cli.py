@@ -71,8 +71,8 @@ def test_console_script_is_installed() -> None:
         ("sft", "run options (KEY=VALUE)"),
         ("eval", "options (KEY=VALUE)"),
         ("check", "assert_env_contract"),
-        ("list", "envs, datasets or evals"),
-        ("describe", "env, dataset or eval"),
+        ("list", "envs, datasets, evals or preference-models"),
+        ("describe", "env, dataset, eval or preference-model"),
     ],
 )
 def test_every_command_has_help_from_the_one_parser(

@@ -136,3 +136,51 @@ def test_wandb_offline_writes_the_run_under_the_log_dir(tmp_path: Path) -> None:
     state = json.loads((tmp_path / "run" / "trackers.json").read_text())
     (run_dir,) = (tmp_path / "run" / "wandb").glob(f"offline-run-*-{state['wandb']['id']}")
     assert any(run_dir.glob("*.wandb"))
+
+
+# Two runs of `cookbook sft` in one interpreter (torch and trackio imported once): the second,
+# longer one resumes the first at its step-2 checkpoint.
+_RUNS = """
+import sys
+from cookbook.cli import main
+for max_steps in (2, 4):
+    status = main([*sys.argv[1:], f"max_steps={max_steps}"])
+    if status:
+        sys.exit(status)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("trackio") is None, reason="trackio not installed")
+def test_a_run_with_log_to_mirrors_its_metrics_lines_and_a_longer_rerun_continues(
+    tmp_path: Path,
+) -> None:
+    store, log_dir = tmp_path / "trackio", tmp_path / "run"
+    env = {"TRACKIO_DIR": str(store), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    args = ["sft", "--dataset", "jsonl", f"log_dir={log_dir}", "batch_size=4", "eval_every=0"]
+    args += ["show_progress=false", "save_every=2", "log_to=trackio"]
+    done = subprocess.run(
+        [sys.executable, "-c", _RUNS, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+
+    (db,) = store.glob("*.db")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT run_name, step, metrics FROM metrics ORDER BY id").fetchall()
+    lines = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len({name for name, _, _ in rows}) == 1  # one tracker run, continued
+    assert [step for _, step, _ in rows] == [line["step"] for line in lines]
+    first, mirrored = lines[0], json.loads(rows[0][2])
+    assert mirrored["train/loss"] == pytest.approx(first["train/loss"])
+
+
+def test_an_unknown_tracker_fails_before_the_run_directory_is_made(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from cookbook.cli import main
+
+    log_dir = tmp_path / "run"
+    status = main(["sft", "--dataset", "jsonl", f"log_dir={log_dir}", "log_to=tensorbord"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert "log_to: unknown tracker 'tensorbord'" in err
+    assert not log_dir.exists()

@@ -27,12 +27,13 @@ from cookbook.registry.discovery import (
     find_sources,
     load_source,
 )
-from cookbook.registry.errors import KINDS, PLURALS, a_kind, did_you_mean
+from cookbook.registry.errors import KINDS, PLURALS, a_kind, did_you_mean, label
 from cookbook.registry.specs import (
     DatasetSpec,
     EnvSpec,
     EvalSpec,
     Kind,
+    PreferenceModelSpec,
     Spec,
     normalize_distribution,
 )
@@ -115,7 +116,7 @@ class Catalog:
             choices = " or ".join(f"'{s.qualified_name}'" for s in found)
             dists = " and ".join(s.distribution for s in found)
             raise UserError(
-                f"{kind} '{text}' is registered by both {dists}; pick one with its qualified "
+                f"{label(kind)} '{text}' is registered by both {dists}; pick one with its qualified "
                 f"name: {choices} (or uninstall one)"
             )
         self._raise_if_unavailable(kind, text)
@@ -125,7 +126,7 @@ class Catalog:
                     f"'{text}' is {a_kind(other)}, not {a_kind(kind)}; "
                     f"`cookbook list {PLURALS[kind]}` shows the {PLURALS[kind]}"
                 )
-        raise UserError(f"unknown {kind} '{name}'{self._unknown_hint(kind, text)}")
+        raise UserError(f"unknown {label(kind)} '{name}'{self._unknown_hint(kind, text)}")
 
     def get_env(self, name: str) -> EnvSpec:
         """`get("env", name)`, typed."""
@@ -138,6 +139,10 @@ class Catalog:
     def get_eval(self, name: str) -> EvalSpec:
         """`get("eval", name)`, typed."""
         return cast(EvalSpec, self.get("eval", name))
+
+    def get_preference_model(self, name: str) -> PreferenceModelSpec:
+        """`get("preference_model", name)`, typed."""
+        return cast(PreferenceModelSpec, self.get("preference_model", name))
 
     def plugin(self, distribution: str) -> PluginInfo | None:
         """The info of one distribution, by any spelling of its name."""
@@ -158,11 +163,11 @@ class Catalog:
         if specs and plugin.info.ok:
             return specs[0]
         if not plugin.info.ok:
-            raise self._unavailable_error(plugin, f"{kind} '{raw}' comes from")
+            raise self._unavailable_error(plugin, f"{label(kind)} '{raw}' comes from")
         names = [s.name for s in plugin.specs if s.kind == kind]
         offered = ", ".join(names) if names else "none"
         raise UserError(
-            f"{plugin.info.distribution} has no {kind} '{bare}'{did_you_mean(bare, names)}; "
+            f"{plugin.info.distribution} has no {label(kind)} '{bare}'{did_you_mean(bare, names)}; "
             f"its {PLURALS[kind]}: {offered}"
         )
 
@@ -173,9 +178,9 @@ class Catalog:
             if plugin.info.ok:
                 continue
             if any(s.kind == kind and s.name == name for s in plugin.specs):
-                raise self._unavailable_error(plugin, f"{kind} '{name}' comes from")
+                raise self._unavailable_error(plugin, f"{label(kind)} '{name}' comes from")
             if not plugin.specs and _looks_like_provider(plugin.info, name):
-                raise self._unavailable_error(plugin, f"{kind} '{name}' may come from")
+                raise self._unavailable_error(plugin, f"{label(kind)} '{name}' may come from")
 
     def _unavailable_error(self, plugin: LoadedPlugin, where: str) -> UserError:
         """`where` is `env 'x' comes from` (or `may come from`, for a guess)."""

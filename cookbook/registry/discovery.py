@@ -29,9 +29,17 @@ from cookbook.registry.errors import (
     PluginError,
     close_matches,
     did_you_mean,
+    label,
     normalize_distribution,
 )
-from cookbook.registry.specs import DatasetSpec, EnvSpec, EvalSpec, Kind, Spec
+from cookbook.registry.specs import (
+    DatasetSpec,
+    EnvSpec,
+    EvalSpec,
+    Kind,
+    PreferenceModelSpec,
+    Spec,
+)
 
 ENTRY_POINT_GROUP = "cookbook"
 """The entry-point group plugins publish their hook modules under."""
@@ -53,6 +61,7 @@ _HOOKS: dict[Kind, tuple[str, type[Spec]]] = {
     "env": ("register_envs", EnvSpec),
     "dataset": ("register_datasets", DatasetSpec),
     "eval": ("register_evals", EvalSpec),
+    "preference_model": ("register_preference_models", PreferenceModelSpec),
 }
 # Matched with `fullmatch`: `$` also matches before a final newline, so "coin\n" would pass.
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -221,7 +230,7 @@ def load_source(source: PluginSource) -> LoadedPlugin:
         def register(spec: Spec) -> None:
             _check_spec(spec, spec_cls, hook_name)
             if (kind, spec.name) in seen:
-                raise PluginError(f"{hook_name} registered the {kind} '{spec.name}' twice")
+                raise PluginError(f"{hook_name} registered the {label(kind)} '{spec.name}' twice")
             seen.add((kind, spec.name))
             specs.append(replace(spec, distribution=source.distribution))
 
@@ -327,6 +336,6 @@ def _check_spec(spec: object, expected: type[Spec], hook_name: str) -> None:
         )
     if not _BUILDER_RE.fullmatch(spec.builder):
         raise PluginError(
-            f"{hook_name}: {spec.kind} '{spec.name}' has builder {spec.builder!r}; "
+            f"{hook_name}: {label(spec.kind)} '{spec.name}' has builder {spec.builder!r}; "
             "write it as 'package.module:ClassName'"
         )

@@ -17,13 +17,19 @@ __all__ = [
     "a_kind",
     "close_matches",
     "did_you_mean",
+    "label",
     "normalize_distribution",
 ]
 
-KINDS: tuple[Kind, ...] = ("env", "dataset", "eval")
+KINDS: tuple[Kind, ...] = ("env", "dataset", "eval", "preference_model")
 """Every kind, in display order."""
 
-PLURALS: dict[Kind, str] = {"env": "envs", "dataset": "datasets", "eval": "evals"}
+PLURALS: dict[Kind, str] = {
+    "env": "envs",
+    "dataset": "datasets",
+    "eval": "evals",
+    "preference_model": "preference-models",
+}
 """`cookbook list envs` and friends."""
 
 
@@ -31,9 +37,14 @@ class PluginError(Exception):
     """A plugin broke the contract (bad spec, wrong hook). Marks its distribution broken."""
 
 
+def label(kind: Kind) -> str:
+    """The kind in prose: `env`, ..., `preference model`."""
+    return kind.replace("_", " ")
+
+
 def a_kind(kind: Kind) -> str:
-    """`an env`, `a dataset`, `an eval`."""
-    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+    """`an env`, `a dataset`, `an eval`, `a preference model`."""
+    return f"an {label(kind)}" if kind[0] in "aeiou" else f"a {label(kind)}"
 
 
 def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:

@@ -25,7 +25,8 @@ through these same hooks.
 Plugin API version. `PLUGIN_API_VERSION` below is the version of this contract: the hooks, the
 specs they register (`cookbook/registry/specs.py`) and the builder and env types those specs
 name (`RLDatasetBuilder` and `cookbook/rl/types.py`, `SupervisedDatasetBuilder`,
-`EvaluatorBuilder`, `BuildContext`). It is `MAJOR.MINOR`: the minor number grows when the
+`EvaluatorBuilder`, `BuildContext`, `PreferenceModelBuilder` and `cookbook/preference/types.py`).
+It is `MAJOR.MINOR`: the minor number grows when the
 contract gains something (a hook, an optional spec field), the major one when something a plugin
 may rely on changes or goes. It moves independently of the core's own version, which changes
 with every release. A plugin may declare the versions it was built for as a PEP 440 range in a
@@ -44,13 +45,13 @@ from collections.abc import Callable
 
 import pluggy
 
-from cookbook.registry.specs import DatasetSpec, EnvSpec, EvalSpec
+from cookbook.registry.specs import DatasetSpec, EnvSpec, EvalSpec, PreferenceModelSpec
 
 PROJECT = "cookbook"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-PLUGIN_API_VERSION = "1.0"
+PLUGIN_API_VERSION = "1.1"
 """The version of the plugin contract this core provides (see the module docstring)."""
 
 PLUGIN_API_ATTRIBUTE = "COOKBOOK_PLUGIN_API"
@@ -70,3 +71,10 @@ def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 @hookspec
 def register_evals(register: Callable[[EvalSpec], None]) -> None:
     """Register evaluators: call `register(EvalSpec(...))` once per eval."""
+
+
+@hookspec
+def register_preference_models(register: Callable[[PreferenceModelSpec], None]) -> None:
+    """Register preference models (what compares two completions of a prompt, for pairwise
+    envs and evals): call `register(PreferenceModelSpec(...))` once per model. The builder is a
+    `PreferenceModelBuilder` (`cookbook/preference/types.py`)."""

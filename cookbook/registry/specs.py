@@ -11,25 +11,26 @@ from typing import ClassVar, Literal
 
 from cookbook.errors import UserError
 
-Kind = Literal["env", "dataset", "eval"]
+Kind = Literal["env", "dataset", "eval", "preference_model"]
 
 
 @dataclass(frozen=True)
 class Spec:
-    """One registered env, dataset or eval."""
+    """One registered env, dataset, eval or preference model."""
 
     name: str
     """What users type (`tictactoe`). Lower-case, digits, `-` and `_`."""
     builder: str
     """`"module:attr"` of the chz builder class (`RLDatasetBuilder` for envs,
-    `SupervisedDatasetBuilder` for datasets, `EvaluatorBuilder` for evals)."""
+    `SupervisedDatasetBuilder` for datasets, `EvaluatorBuilder` for evals,
+    `PreferenceModelBuilder` for preference models)."""
     summary: str = ""
     """One line for `cookbook list`."""
     distribution: str = field(default="", kw_only=True)
     """The distribution that registered it; filled in by the catalog (plugins leave it out)."""
 
     kind: ClassVar[Kind]
-    """`env`, `dataset` or `eval` (set by each subclass)."""
+    """`env`, `dataset`, `eval` or `preference_model` (set by each subclass)."""
 
     @property
     def qualified_name(self) -> str:
@@ -99,6 +100,14 @@ class EvalSpec(Spec):
     """An evaluator (its builder is an `EvaluatorBuilder`)."""
 
     kind: ClassVar[Kind] = "eval"
+
+
+@dataclass(frozen=True)
+class PreferenceModelSpec(Spec):
+    """A preference model: compares two completions of a prompt (its builder is a
+    `PreferenceModelBuilder`, `cookbook/preference/types.py`)."""
+
+    kind: ClassVar[Kind] = "preference_model"
 
 
 def normalize_distribution(name: str) -> str:

@@ -143,6 +143,9 @@ class Config:
     """Groups per step written to transcripts/ as readable text."""
     show_progress: bool = True
     """Live progress display on stderr."""
+    log_to: str | None = None
+    """Also mirror each metrics line to experiment trackers: `trackio`, `wandb` or both
+    (`log_to=trackio,wandb`; `cookbook.trackers`). metrics.jsonl stays the record."""
 
     # ----- supervised warm start
     warm_start: WarmStartConfig | None = None
@@ -444,6 +447,7 @@ async def _train(
         for task in pending.values():
             task.cancel()
         transcripts.close()
+        run_dir.close()
     return RunSummary(
         log_dir=run_dir.path,
         steps_run=steps_run,

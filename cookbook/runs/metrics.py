@@ -12,11 +12,17 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import SupportsFloat
+from typing import Protocol, SupportsFloat
 
 from cookbook.runs.files import atomic_write_text
 
 MetricValue = float | int | str | None
+
+
+class MetricsMirror(Protocol):
+    """Receives each record after it is written (`cookbook.trackers.MetricsSink` is one)."""
+
+    def log(self, step: int, metrics: Mapping[str, object]) -> None: ...
 
 
 def _clean(value: object) -> MetricValue:
@@ -38,6 +44,8 @@ class MetricsLog:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.mirror: MetricsMirror | None = None
+        """Where each written record is sent too (a run's `log_to` trackers), if anywhere."""
 
     def read(self) -> list[dict[str, MetricValue]]:
         """All complete records (a torn last line is ignored)."""
@@ -71,4 +79,6 @@ class MetricsLog:
             # A flushed write survives SIGKILL (the page cache outlives the process); fsync
             # would only add power-loss safety at a few ms per step.
             f.write(json.dumps(record) + "\n")
+        if self.mirror is not None:
+            self.mirror.log(step, record)
         return record

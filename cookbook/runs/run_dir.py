@@ -9,6 +9,8 @@
 <log_dir>/warm_start_metrics.jsonl   RL: one line per step of the supervised warm start
 <log_dir>/reference.json             RL: where the frozen reference policy of the KL penalty is
                                      (its weights under reference/)
+<log_dir>/trackers.json              with `log_to`: the tracker runs metrics are mirrored to
+<log_dir>/wandb/                     with `log_to=wandb` offline: its local run files
 
 Only a directory that is new, empty, or recognisably a run's (it has `.cookbook-run`, or the
 `config.json` of a run written before that marker existed) is used; `--fresh` deletes only the
@@ -17,16 +19,18 @@ entries above and leaves anything else there alone.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import json
 import os
 import shutil
 import sys
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from cookbook.errors import UserError
 from cookbook.runs.checkpoints import (
@@ -38,6 +42,9 @@ from cookbook.runs.checkpoints import (
 from cookbook.runs.config_io import config_to_json
 from cookbook.runs.files import atomic_write_json
 from cookbook.runs.metrics import MetricsLog
+
+if TYPE_CHECKING:
+    from cookbook.trackers import MetricsSink
 
 MARKER = ".cookbook-run"
 """The file that marks a run directory and carries its lock."""
@@ -51,6 +58,8 @@ RUN_ENTRIES = (
     "warm_start_metrics.jsonl",
     "reference.json",
     "reference",
+    "trackers.json",
+    "wandb",
 )
 """What a run writes besides its marker: all that `--fresh` deletes."""
 
@@ -106,8 +115,8 @@ class RunLock:
 class RunDir:
     """Paths and logs of one run, and where it resumes from. `cookbook.runs.setup.start_run`
     returns one holding the run's lock: use it as a context manager (`with start_run(...) as
-    run_dir:`), which releases the lock and turns a full disk or an unwritable directory into
-    one `UserError` line."""
+    run_dir:`), which closes its trackers, releases the lock and turns a full disk or an
+    unwritable directory into one `UserError` line."""
 
     path: Path
     metrics: MetricsLog
@@ -116,6 +125,7 @@ class RunDir:
     """The checkpoint to resume from, or `None` for a new run."""
     lock: RunLock | None = None
     """The run's lock, when this process holds it."""
+    _trackers: MetricsSink | None = field(default=None, repr=False)
 
     def __enter__(self) -> RunDir:
         return self
@@ -127,13 +137,33 @@ class RunDir:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+        self.release()
         if isinstance(exc, OSError):
             error = os_error_message(exc, self.path)
             if error is not None:
                 raise UserError(error) from exc
 
+    def open_trackers(self, names: Sequence[str], config: object) -> None:
+        """Mirror every metrics line to the trackers `names` (`cookbook.trackers`) until
+        `close()`; a resumed run continues its tracker runs."""
+        from cookbook.trackers import open_trackers
+
+        self.close()
+        sink = open_trackers(names, self.path.name, config_to_json(config), self.path)
+        self._trackers = self.metrics.mirror = sink
+        atexit.register(sink.close)  # a run that ends by an exception still flushes them
+
     def close(self) -> None:
-        """Release the run's lock (if held)."""
+        """Close the run's trackers, if any (the files need no closing; the lock stays held
+        until `release()`, as a loop still saves after closing its trackers)."""
+        sink, self._trackers = self._trackers, None
+        if sink is not None:
+            self.metrics.mirror = None
+            atexit.unregister(sink.close)
+            sink.close()
+
+    def release(self) -> None:
+        """Release the run's lock (if held): another process may use the run from now on."""
         if self.lock is not None:
             self.lock.release()
             self.lock = None

@@ -35,11 +35,20 @@ if TYPE_CHECKING:
     from cookbook.build_context import BuildContext
 
 CHANGEABLE_ON_RESUME = frozenset(
-    {"log_dir", "max_steps", "eval_every", "save_every", "evals", "show_progress", "base_url"}
+    {
+        "log_dir",
+        "max_steps",
+        "eval_every",
+        "save_every",
+        "evals",
+        "show_progress",
+        "base_url",
+        "log_to",
+    }
 )
 """Config fields any resumed run may change: a moved run directory, a longer run, other eval and
 checkpoint cadences, other evals (they do not touch the weights), the display, a server's
-address. A loop adds its own (`cookbook.rl.train`: time limits, threads, env fault limits)."""
+address, the trackers metrics are mirrored to. A loop adds its own (`cookbook.rl.train`: time limits, threads, env fault limits)."""
 
 
 def start_run(
@@ -55,7 +64,13 @@ def start_run(
     to resume it with settings other than the stored ones (fields in `changeable` may differ),
     and write `config.json` of a new run (a resumed run's is rewritten by
     `RunDir.start_steps`). Every loop starts here; use the result as a context manager, which
-    releases the lock at the end."""
+    releases the lock at the end.
+
+    A config with `log_to` (tracker names, `cookbook.trackers`) gets its metrics lines mirrored
+    there from here on; `RunDir.close()` (or interpreter exit) closes the trackers."""
+    from cookbook.trackers import parse_tracker_names
+
+    log_to = parse_tracker_names(getattr(config, "log_to", None))  # a bad name fails first
     lock = RunLock.acquire(log_dir)
     try:
         run_dir = open_run_dir(log_dir, fresh=fresh)
@@ -65,6 +80,8 @@ def start_run(
                 run_dir.check_resumable(config, changeable)
             else:
                 run_dir.write_config(config, argv)
+            if log_to:
+                run_dir.open_trackers(log_to, config)
     except BaseException:
         lock.release()
         raise

@@ -114,6 +114,9 @@ class Config:
     """Checkpoint every this many steps (0: only at the end)."""
     show_progress: bool = True
     """Show a progress bar (or a plain line every few seconds when not on a terminal)."""
+    log_to: str | None = None
+    """Also mirror each metrics line to experiment trackers: `trackio`, `wandb` or both
+    (`log_to=trackio,wandb`; `cookbook.trackers`). metrics.jsonl stays the record."""
 
     @classmethod
     def for_dataset(cls, dataset: str, /, *overrides: str, **values: object) -> Config:
@@ -544,6 +547,7 @@ def _train(
     final_eval = _evaluate(training_client, test_nll, evaluators)
     if final_eval:
         run_dir.metrics.log(total_steps, final_eval)
+    run_dir.close()  # the trackers (an exception leaves them to interpreter exit)
     final = run_dir.checkpoints.latest()
     if final is None or final.step != total_steps or final.sampler_path is None:
         final = _save_checkpoint(training_client, run_dir, total_steps, with_sampler=True)

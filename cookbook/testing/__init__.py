@@ -1,4 +1,5 @@
-"""Contract checks for plugin authors: does an env, dataset or eval do what the runners rely on?
+"""Contract checks for plugin authors: does an env, dataset, eval or preference model do what the
+runners rely on?
 
 From pytest:
 
@@ -16,7 +17,8 @@ Each check is a named item of the report. Checks never raise for what the plugin
 every error becomes a failed item saying where it happened. Looking up an unknown name raises
 `UserError` (the user's mistake).
 
-One module per job: `env_checks`, `dataset_checks`, `eval_checks`, what they share (`shared`),
+One module per job: `env_checks`, `dataset_checks`, `eval_checks`, `preference_checks`, what
+they share (`shared`),
 the context they build with (`context`), the import-cost probe (`imports`), the scripted policy
 (`policy`) and the report (`report`).
 
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
     from cookbook.testing.eval_checks import SMALL_EVAL_SETTINGS, assert_eval_contract, check_eval
     from cookbook.testing.imports import HEAVY_MODULES
     from cookbook.testing.policy import ScriptedPolicy
+    from cookbook.testing.preference_checks import (
+        assert_preference_model_contract,
+        check_preference_model,
+    )
     from cookbook.testing.report import CheckResult, ContractReport
 
 _WHERE: dict[str, str] = {
@@ -46,6 +52,8 @@ _WHERE: dict[str, str] = {
     "check_dataset": "dataset_checks",
     "check_env": "env_checks",
     "check_eval": "eval_checks",
+    "assert_preference_model_contract": "preference_checks",
+    "check_preference_model": "preference_checks",
     "tiny_context": "context",
     "HEAVY_MODULES": "imports",
     "ScriptedPolicy": "policy",
@@ -62,9 +70,11 @@ __all__ = [
     "assert_dataset_contract",
     "assert_env_contract",
     "assert_eval_contract",
+    "assert_preference_model_contract",
     "check_dataset",
     "check_env",
     "check_eval",
+    "check_preference_model",
     "tiny_context",
 ]
 

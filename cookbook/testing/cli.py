@@ -1,8 +1,10 @@
-"""`cookbook check NAME`: run the contract checks of an installed env, dataset or eval.
+"""`cookbook check NAME`: run the contract checks of an installed env, dataset, eval or
+preference model.
 
     cookbook check tictactoe                      # every kind registered under the name
     cookbook check arithmetic --kind eval         # only the eval
     cookbook check tictactoe env.self_play=true   # the env's own options, as for `cookbook rl`
+    cookbook check judge preference_model.model=tiny
 
 Prints a table per checked item and exits 1 when a check failed (2 for a usage mistake). The
 command line is read by the parser of every `cookbook` subcommand (`cookbook.cli`). Imported for
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
     from cookbook.testing.report import ContractReport
 
 DESCRIPTION = """\
-Check that an installed env, dataset or eval keeps the contract the runners rely on.
+Check that an installed env, dataset, eval or preference model keeps the contract the runners
+rely on.
 
 env:     its modules import nothing heavy; it builds for the tiny model; batches hold group
          builders that pickle; a few groups roll out with a seeded scripted policy; group
@@ -34,8 +37,11 @@ dataset: it builds; batch 0 holds cross_entropy datums (targets = inputs shifted
          aligned weights, some weight, ids inside the vocabulary); a second build matches.
 eval:    it builds with small sizes (num_games, num_problems, ...) and returns finite metrics
          against an untrained tiny model.
+preference model: it builds; seeded comparisons (both orders) get verdicts in [0, 1], each
+         within a time limit; p(a, b) + p(b, a) = 1 (symmetry); a second build agrees.
 
-From pytest: `from cookbook.testing import assert_env_contract` (also _dataset_, _eval_)."""
+From pytest: `from cookbook.testing import assert_env_contract` (also _dataset_, _eval_,
+_preference_model_)."""
 
 
 def run(line: CommandLine) -> int:
@@ -67,7 +73,12 @@ def run(line: CommandLine) -> int:
     return 0 if all(r.passed for r in reports) else 1
 
 
-_KINDS: dict[str, Kind] = {"env": "env", "dataset": "dataset", "eval": "eval"}
+_KINDS: dict[str, Kind] = {
+    "env": "env",
+    "dataset": "dataset",
+    "eval": "eval",
+    "preference-model": "preference_model",
+}
 
 
 def _find(catalog: Catalog, name: str, kind: Kind | None) -> list[Spec]:
@@ -92,21 +103,22 @@ def _find(catalog: Catalog, name: str, kind: Kind | None) -> list[Spec]:
     known = sorted({spec.name for k in KINDS for spec in catalog.list(k)})
     hint = did_you_mean(name.strip().lower(), known)
     raise UserError(
-        f"no env, dataset or eval is named '{name}'{hint or ''}; `cookbook list` shows what is "
-        "installed"
+        f"no env, dataset, eval or preference model is named '{name}'{hint or ''}; "
+        "`cookbook list` shows what is installed"
     )
 
 
 def _route_overrides(args: list[str], kinds: list[Kind]) -> dict[Kind, list[str]]:
     """`env.k=v` to the env's options, and so on; anything else is a usage mistake."""
     from cookbook.configs import split_overrides
+    from cookbook.registry.errors import KINDS, label
 
-    routed: dict[Kind, list[str]] = {"env": [], "dataset": [], "eval": []}
+    routed: dict[Kind, list[str]] = {kind: [] for kind in KINDS}
     rest = list(args)
-    for kind in ("env", "dataset", "eval"):
+    for kind in KINDS:
         mine, rest = split_overrides(rest, kind)
         if mine and kind not in kinds:
-            checked = " and ".join(kinds)
+            checked = " and ".join(label(k) for k in kinds)
             raise UserError(
                 f"{kind}.KEY=VALUE given, but this checks the {checked}; set its options as "
                 f"{kinds[0]}.KEY=VALUE"
@@ -124,12 +136,15 @@ def _check(spec: Spec, overrides: list[str], seed: int) -> ContractReport:
     from cookbook.testing.dataset_checks import check_dataset
     from cookbook.testing.env_checks import check_env
     from cookbook.testing.eval_checks import check_eval
+    from cookbook.testing.preference_checks import check_preference_model
 
     target = spec.qualified_name
     if spec.kind == "env":
         return check_env(target, overrides, seed=seed)
     if spec.kind == "dataset":
         return check_dataset(target, overrides, seed=seed)
+    if spec.kind == "preference_model":
+        return check_preference_model(target, overrides, seed=seed)
     return check_eval(target, overrides, seed=seed)
 
 
