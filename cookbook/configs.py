@@ -34,6 +34,7 @@ from chz.blueprint import (
     ExtraneousBlueprintArg,
     InvalidBlueprintArg,
     MissingBlueprintArg,
+    Reference,
 )
 from chz.blueprint._entrypoint import EntrypointException  # chz exports only its subclasses
 from chz.tiepin import type_repr
@@ -95,21 +96,27 @@ def split_overrides(args: Sequence[str], prefix: str) -> tuple[list[str], list[s
     return mine, rest
 
 
-def parse_overrides(overrides: Sequence[str], label: str) -> dict[str, Castable]:
-    """`["a=1", "b.c=x"]` -> `{"a": Castable("1"), "b.c": Castable("x")}`; a malformed argument
-    is a `UserError` starting with `label`."""
-    out: dict[str, Castable] = {}
+def parse_overrides(overrides: Sequence[str], label: str) -> dict[str, Castable | Reference]:
+    """`["a=1", "b.c=x", "d@=a"]` -> `{"a": Castable("1"), "b.c": Castable("x"), "d":
+    Reference("a")}` (`KEY@=OTHER`: chz's reference, KEY takes the value OTHER is set to); a
+    malformed argument is a `UserError` starting with `label`."""
+    out: dict[str, Castable | Reference] = {}
     for arg in overrides:
         key, sep, value = arg.partition("=")
         if arg.startswith("-"):
             plain = arg.lstrip("-")
             fix = f"write {plain}" if sep else "overrides are key=value"
             raise UserError(f"{label}: unknown option '{arg}' ({fix}, without dashes)")
+        reference = key.endswith("@")
+        key = key.removesuffix("@")
         if not sep or not key.strip() or key != key.strip():
             raise UserError(
                 f"{label}: '{arg}' is not a key=value override (for example learning_rate=3e-4)"
             )
-        out[key] = Castable(value)  # a repeated key: the last one wins, as on any command line
+        if reference and not value.strip():
+            raise UserError(f"{label}: '{arg}' names no key to take the value of ({key}@=OTHER)")
+        # A repeated key: the last one wins, as on any command line.
+        out[key] = Reference(value.strip()) if reference else Castable(value)
     return out
 
 
@@ -154,6 +161,19 @@ def make_from_settings(
     except (ValueError, TypeError) as e:
         # chz validators and type checks reject a value while the config is built.
         raise UserError(f"{label}: {_first_line(e)}") from e
+    except (KeyError, RecursionError) as e:
+        # A reference (`KEY@=OTHER`) to a key no layer sets, or references in a cycle.
+        references = {k: v.ref for k, v in values.items() if isinstance(v, Reference)}
+        if not references:
+            raise
+        pairs = " ".join(f"{k}@={ref}" for k, ref in references.items())
+        if isinstance(e, RecursionError):
+            raise UserError(f"{label}: the references {pairs} go round in a circle") from e
+        target = str(e.args[0]) if e.args else "?"
+        raise UserError(
+            f"{label}: {pairs}: {target} is not set, so there is no value to take; set it too "
+            f"({target}=VALUE) or give a value instead of the reference"
+        ) from e
 
 
 def merge_layers(layers: Iterable[Layer]) -> tuple[dict[str, object], dict[str, str]]:

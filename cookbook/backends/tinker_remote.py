@@ -70,6 +70,11 @@ def _api_key() -> str | None:
     credentials (`$TINKER_CREDENTIAL_CMD` or a stored login)."""
     key = os.environ.get("TINKER_API_KEY", "").strip()
     if key:
+        if not (key.isascii() and key.isprintable()) or any(c.isspace() for c in key):
+            raise UserError(
+                "TINKER_API_KEY holds characters no API key has (a space, a line break, a "
+                "non-ASCII letter); check the value you exported"
+            )
         if not key.startswith(("tml-", "eyJ")):
             raise UserError(
                 "TINKER_API_KEY must start with 'tml-' (the form Tinker API keys have); "

@@ -218,8 +218,17 @@ class RunSummary:
 
 
 def validate_config(config: Config) -> None:
-    """Raise `UserError` for settings that cannot work."""
+    """Raise `UserError` for settings that cannot work: before anything heavy, the run directory
+    included (`cookbook.runs.checks`)."""
     from cookbook.backends.protocol import loss_fn_names
+    from cookbook.runs.checks import (
+        check_episodes_fit,
+        check_lora_rank,
+        check_seed,
+        check_start_inputs,
+        finite_numbers,
+        require,
+    )
 
     rl_losses = [name for name in loss_fn_names() if name != "cross_entropy"]
     checks = [
@@ -228,10 +237,15 @@ def validate_config(config: Config) -> None:
         (config.max_tokens >= 1, "max_tokens must be at least 1"),
         (config.temperature >= 0, "temperature must be >= 0"),
         (config.learning_rate > 0, "learning_rate must be > 0"),
+        (0 <= config.adam_beta1 < 1, "adam_beta1 must be in [0, 1)"),
+        (0 <= config.adam_beta2 < 1, "adam_beta2 must be in [0, 1)"),
+        (config.adam_eps > 0, "adam_eps must be > 0"),
+        (config.grad_clip_norm >= 0, "grad_clip_norm must be >= 0 (0: no clipping)"),
         (config.num_substeps >= 1, "num_substeps must be at least 1"),
         (config.max_steps is None or config.max_steps >= 0, "max_steps must be >= 0"),
         (config.max_steps_off_policy >= 0, "max_steps_off_policy must be >= 0"),
         (config.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)"),
+        (config.env_step_timeout_s >= 0, "env_step_timeout_s must be >= 0 (0: no limit)"),
         (
             config.num_threads is None or config.num_threads >= 1,
             "num_threads must be at least 1 (or None for the default)",
@@ -253,9 +267,18 @@ def validate_config(config: Config) -> None:
             (warm.batch_size >= 1, "warm_start.batch_size must be at least 1"),
             (warm.save_every >= 0, "warm_start.save_every must be >= 0 (0: only at the end)"),
         ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
+    require(finite_numbers(config, "warm_start"), checks)
+    check_seed(config.seed)
+    check_lora_rank(config.lora_rank)
+    check_episodes_fit(
+        config.group_size * config.groups_per_batch * (config.max_steps_off_policy + 1),
+        "group_size x groups_per_batch x (max_steps_off_policy + 1)",
+    )
+    check_start_inputs(
+        config.model_name, config.backend, config.load_checkpoint_path, config.log_dir
+    )
+    if warm is not None and warm.steps > 0:
+        warm.dataset.check_inputs()
 
 
 def main(
@@ -270,40 +293,45 @@ async def train(
     config: Config, *, fresh: bool = False, argv: list[str] | None = None, label: str | None = None
 ) -> RunSummary:
     """The RL loop (see the module docstring), on `config.num_threads` torch threads (the
-    previous setting is restored afterwards)."""
+    previous setting is restored afterwards), holding the run directory's lock."""
+    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
+    from cookbook.runs.setup import make_service, start_run
+
+    t_start = time.perf_counter()
     validate_config(config)
-    with _torch_threads(_num_threads(config)):
-        return await _train(config, fresh, argv, label or type(config.env).__name__)
+    # Before the run directory: an unreachable server or a bad key leaves nothing behind.
+    service = make_service(config.backend, config.device, config.base_url)
+    changeable = ANY_LOOP | CHANGEABLE_ON_RESUME
+    with (
+        start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=changeable) as run,
+        _torch_threads(_num_threads(config)),
+    ):
+        label = label or type(config.env).__name__
+        return await _train(config, run, service, argv, label, t_start)
 
 
-async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str) -> RunSummary:
+async def _train(
+    config: Config,
+    run_dir: RunDir,
+    service: ServiceClient,
+    argv: list[str] | None,
+    label: str,
+    t_start: float,
+) -> RunSummary:
     from cookbook.eval.runner import run_evaluators
     from cookbook.rl.evaluators import RLTestSetEvaluator
     from cookbook.rl.rollouts import BusyTimer
     from cookbook.rl.step_log import StepLog, StepRecord
     from cookbook.rl.warm_start import WARM_START_DONE, run_warm_start, warm_start_steps_done
     from cookbook.runs.progress import RunProgress
-    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
     from cookbook.runs.setup import (
         build_context,
         load_starting_weights,
-        make_service,
         make_training_client,
         save_checkpoint,
-        start_run,
-    )
-
-    t_start = time.perf_counter()
-    run_dir = start_run(
-        config,
-        config.log_dir,
-        fresh=fresh,
-        argv=argv,
-        changeable=ANY_LOOP | CHANGEABLE_ON_RESUME,
     )
 
     # --- model, env, evaluators
-    service = make_service(config.backend, config.device, config.base_url)
     # Blocking set-up calls run off the event loop (the tinker SDK warns about, and may stall
     # on, its synchronous methods called from async code).
     training_client = await asyncio.to_thread(
@@ -353,8 +381,12 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
     num_steps = config.max_steps if config.max_steps is not None else len(train_ds)
     start_step = run_dir.start_step
     if start_step >= num_steps:
-        print(f"{run_dir.path}: run already complete ({num_steps} steps)", file=sys.stderr)
+        done = f"{start_step} steps" + (
+            f"; max_steps={num_steps} is lower" if start_step > num_steps else ""
+        )
+        print(f"{run_dir.path}: run already complete ({done}); nothing to do", file=sys.stderr)
         return RunSummary(log_dir=run_dir.path, steps_run=0)
+    run_dir.start_steps(config, argv)
     timer = BusyTimer()
     sampler = _Sampler(training_client, timer, sampler_step=start_step, gate=gate)
     before_rl: dict[str, float] = {}

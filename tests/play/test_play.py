@@ -128,7 +128,10 @@ def test_mistakes_and_quitting(
     for args, says in [
         (["--against", "/no/such/run"], "error: --against: load_checkpoint_path /no/such/run"),
         (["--against", str(checkpoint)], "--against plays the other seats of a game, but env"),
-        (["env.opponent=self"], "self-play (env.opponent with self or pool) needs an even group_size"),
+        (
+            ["env.opponent=self"],
+            "self-play (env.opponent with self or pool) needs an even group_size",
+        ),
         (["env.opponnent=x"], "cookbook play: unknown key 'env.opponnent' (did you mean"),
     ]:
         monkeypatch.setattr(sys, "stdin", io.StringIO(""))
