@@ -29,7 +29,7 @@ import json
 import os
 import queue
 import re
-import select
+import selectors
 import subprocess
 import sys
 import tempfile
@@ -123,17 +123,18 @@ class SymbolicWorker:
         """One line from the worker, or None at the deadline or when it died."""
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None
-            self._buffer += chunk
+        # A selector, not select.select: that refuses descriptors >= 1024, which a process
+        # holding many files (a long test session, a server) reaches.
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    return None
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return None
+                self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 

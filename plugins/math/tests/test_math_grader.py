@@ -159,6 +159,21 @@ def test_a_worker_that_dies_is_restarted() -> None:
         worker.kill()
 
 
+def test_a_process_holding_over_a_thousand_files_still_grades() -> None:
+    """A long test session or server can hold descriptors past 1024, where select.select fails;
+    the worker's pipes then get such numbers."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    worker = SymbolicWorker()
+    try:
+        assert worker.compare("x+1", "1+x", timeout_s=10.0) == "equal"
+        assert worker._proc is not None and worker._proc.stdout is not None
+        assert worker._proc.stdout.fileno() >= 1024
+    finally:
+        worker.kill()
+        for fd in held:
+            os.close(fd)
+
+
 def test_a_worker_that_cannot_start_is_a_user_error(tmp_path: Path) -> None:
     from cookbook.errors import UserError
 
