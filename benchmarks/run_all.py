@@ -8,14 +8,11 @@ Runs, in one process:
 - sampling (`sampling_figures`, `backend.py` on CPU): the sampler against a bare KV-cache loop
   (batch 1-128), the RL pattern's throughput against concurrency, the Hugging Face path against
   `generate`;
-- training (`training_figures`, `backend.py` on CPU): LoRA training against transformers+peft and
-  the tiny model's training against a bare loop;
-- the RL runner's own share of step time (`runner_figures`, `rl_overhead.py`, 8 x 16 groups);
+- training (`training_figures`): LoRA training against transformers+peft as `hf_training.py`
+  measures it, and the tiny model's training against a bare loop (`backend.py`);
+- the RL runner's own share of step time at 8 x 16 and 8 x 64 groups (`runner_figures`,
+  `rl_overhead.py`'s part 1);
 - `gpu.py` when CUDA is available (else one line says the GPU figures were not measured).
-
-Training and runner figures are the training side's (issue 16 items 2 and 3's training half):
-they plug in through `training_figures` and `runner_figures`, and show "(not yet targeted)" until
-their `Figure`s are made with `targeted=True`.
 
 Then prints one summary table: figure, our rate, the contender's, the median of per-round
 ratios with their range, the target and whether it is met, and the load average. Ratios come from
@@ -28,15 +25,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import re
+import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backend import QUICK, SECTIONS, Figure, Sizes, load_avg, run_sections
+from backend import QUICK, SECTIONS, Figure, Sizes, compare, load_avg, run_sections
 
 SAMPLING = ("sampler", "concurrency", "hf-sampling")
 TRAINING = ("hf-training", "training")
@@ -48,48 +46,74 @@ def sampling_figures(wanted: list[str], sizes: Sizes) -> list[Figure]:
     return run_sections([s for s in SAMPLING if s in wanted], sizes)
 
 
-# --- the training side's figures: training and runner-share measurements plug in here ---------
+# --- the training side's figures ---------------------------------------------------------------
 
 
 def training_figures(wanted: list[str], sizes: Sizes) -> list[Figure]:
-    """LoRA training against transformers+peft and the tiny model's training against a bare
-    loop (issue 16 item 3, training half)."""
-    return run_sections([s for s in TRAINING if s in wanted], sizes)
+    """LoRA training against transformers+peft (`hf_training.py`'s contenders, issue 16 item 3,
+    training half) and the tiny model's training against a bare loop (`backend.py`)."""
+    figures = [hf_training_figure(sizes.training_rounds)] if "hf-training" in wanted else []
+    return figures + run_sections(
+        [s for s in TRAINING if s in wanted and s != "hf-training"], sizes
+    )
+
+
+def hf_training_figure(rounds: int, batch: int = 8, seq: int = 256) -> Figure:
+    """What `hf_training.py` measures: local LoRA r16 `forward_backward` + `optim_step` on the
+    random Qwen2 against a transformers+peft loop, one step of `batch` x `seq` tokens per run, in
+    ABBA rounds."""
+    import hf_training
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    print("\n== hf-training: random Qwen2 (384x4, vocab 32k), local LoRA vs peft (hf_training.py)")
+    batches = [hf_training.random_tokens(batch, seq, 32000, seed) for seed in range(4)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = hf_training.save_cpu_benchmark_model(Path(tmp) / "qwen2-cpu")
+        local, local_loss = hf_training.local_contender(path, batches, unembed=False)
+        peft, peft_loss, _ = hf_training.peft_contender(path, batches, unembed=False)
+        print(f"  first loss per token: local {local_loss:.5f}, peft {peft_loss:.5f}")
+        return compare(
+            "hf-training",
+            f"{batch}x{seq} r{hf_training.LORA_RANK}",
+            lambda: local(1),
+            lambda: peft(1),
+            work=batch * seq,
+            unit="tok/s",
+            contender="peft",
+            rounds=rounds,
+            target=hf_training.TARGET,
+        )
 
 
 def runner_figures(quick: bool) -> list[Figure]:
-    """The RL runner's own share of step time (issue 16 item 2)."""
+    """The RL runner's own share of step time at 8 x 16 and at 8 x 64 groups (issue 16 item 2,
+    `rl_overhead.py`'s part 1)."""
     print("\n== runner: the RL loop's own share of step time (rl_overhead.py)")
-    share = runner_share(16, 8, 6 if quick else 20)
-    return [] if share is None else [share]
+    steps = 12 if quick else 20
+    return [share for groups in (16, 64) if (share := runner_share(groups, 8, steps)) is not None]
 
 
 def runner_share(groups: int, group_size: int, steps: int) -> Figure | None:
-    """The runner's own share of RL step time from `rl_overhead.py` (None if it cannot run)."""
+    """The runner's own share of RL step time from `rl_overhead.py`: the median over the
+    measured steps, with their range (None if the loop cannot run)."""
     import rl_overhead
 
     before = load_avg()
-    out = io.StringIO()
     try:
-        with contextlib.redirect_stdout(out):
-            rl_overhead.step_overhead(steps, group_size, groups, 3, "cpu")
+        with contextlib.redirect_stdout(io.StringIO()):
+            shares = rl_overhead.step_overhead(steps, group_size, groups, 3, "cpu")
     except Exception as exc:  # the runner is changing under other work: report, do not stop
         print(f"  runner share: could not run rl_overhead.py ({type(exc).__name__}: {exc})")
-        return None
-    lines = out.getvalue().splitlines()
-    header = next((i for i, line in enumerate(lines) if "runner %" in line), None)
-    match = re.search(r"([\d.]+)%", lines[header + 1]) if header is not None else None
-    if match is None:
-        print("  runner share: no share found in rl_overhead.py's output")
         return None
     figure = Figure(
         "runner",
         f"{group_size}x{groups} groups",
         "",
         ours=float("nan"),
-        ratio=float(match.group(1)) / 100,
-        target=0.05,
-        targeted=False,
+        ratio=statistics.median(shares),
+        ratio_range=(min(shares), max(shares)),
+        target=rl_overhead.TARGET_SHARE,
         share=True,
         load=(before, load_avg()),
     )
