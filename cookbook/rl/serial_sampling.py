@@ -21,6 +21,9 @@ wraps its sampler, the evaluators' client and the KL reference with one gate).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -34,38 +37,65 @@ _T = TypeVar("_T")
 
 
 class Gate:
-    """The single slot requests wait for. Use it from one event loop."""
+    """The single slot requests wait for, first come first served. Usable from any thread and
+    event loop (the RL loop runs each group's env code on a thread with its own loop)."""
 
     def __init__(self) -> None:
-        self._lock: asyncio.Lock | None = None
+        self._mutex = threading.Lock()
+        self._busy = False
+        self._waiters: deque[concurrent.futures.Future[None]] = deque()
         self.in_flight = 0
         """Requests submitted and not finished (at most 1)."""
         self.most_in_flight = 0
         """The most requests ever in flight at once (1 when serialisation held)."""
 
-    @property
-    def lock(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        return self._lock
-
     async def run(self, submit: Callable[[], Future[_T]]) -> _T:
         """Wait for the slot, submit, wait for the answer, free the slot."""
-        async with self.lock:
+        await self._acquire()
+        try:
             return await self._served(submit)
+        finally:
+            self._release()
 
     def run_blocking(self, submit: Callable[[], Future[_T]]) -> _T:
         """`run` for a caller that blocks (`.result()`): nothing else runs on the event loop
         meanwhile, and an awaited request cannot be in flight while it holds the slot."""
-        if self._lock is not None and self._lock.locked():
-            raise RuntimeError(
-                "a blocking .result() while another request holds the slot; await the request"
-            )
+        with self._mutex:
+            if self._busy:
+                raise RuntimeError(
+                    "a blocking .result() while another request holds the slot; await the request"
+                )
+            self._busy = True
         self._enter()
         try:
             return submit().result()
         finally:
             self.in_flight -= 1
+            self._release()
+
+    async def _acquire(self) -> None:
+        with self._mutex:
+            if not self._busy:
+                self._busy = True
+                return
+            turn: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._waiters.append(turn)
+        try:
+            await asyncio.wrap_future(turn)
+        except asyncio.CancelledError:
+            if not turn.cancelled():  # the slot was (or is being) handed over: pass it on
+                turn.add_done_callback(lambda _: self._release())
+            raise
+
+    def _release(self) -> None:
+        """Hand the slot to the next waiter still waiting, or free it."""
+        with self._mutex:
+            while self._waiters:
+                turn = self._waiters.popleft()
+                if turn.set_running_or_notify_cancel():
+                    turn.set_result(None)
+                    return
+            self._busy = False
 
     async def _served(self, submit: Callable[[], Future[_T]]) -> _T:
         self._enter()

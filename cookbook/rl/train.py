@@ -23,6 +23,7 @@ weights (`eval_before_rl`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import itertools
@@ -673,7 +674,9 @@ class _UpcomingWeights:
         self.config = config
         self.timer = timer
         self._policy: SamplingPolicy | None = None
-        self._ready = asyncio.Event()
+        # A thread-safe future, not an asyncio.Event: groups await it on their own threads'
+        # event loops (cookbook.rl.rollouts), and an Event belongs to one loop.
+        self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def ready(self, client: SamplingClient) -> None:
         """The weights are there: sampling may start."""
@@ -681,10 +684,10 @@ class _UpcomingWeights:
 
         config = self.config
         self._policy = SamplingPolicy(client, config.max_tokens, config.temperature, self.timer)
-        self._ready.set()
+        self._ready.set_result(None)
 
     async def __call__(self, ob: Observation, stop: StopCondition, seed: int) -> SampledTokens:
-        await self._ready.wait()
+        await asyncio.wrap_future(self._ready)
         assert self._policy is not None  # set before the event
         return await self._policy(ob, stop, seed)
 
