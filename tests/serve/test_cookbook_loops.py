@@ -66,7 +66,9 @@ def test_cookbook_rl_tictactoe_through_cookbook_serve(
             "warm_start.batch_size=8",
             "groups_per_batch=2",
             "group_size=4",
+            "evals=tictactoe-vs-random",  # not the recommended exhaustive eval: 4,520 prompts
             "evals.tictactoe-vs-random.num_games=4",
+            "eval_before_rl=false",
             "test_max_batches=1",
             "show_progress=False",
             f"log_dir={log_dir}",
