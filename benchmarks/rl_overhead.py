@@ -115,8 +115,9 @@ def step_overhead(
     max_tokens: int,
     device: str | None,
     off_policy: int = 0,
-) -> None:
-    """Part 1: the real loop; median per-step times after two warm-up steps."""
+) -> list[float]:
+    """Part 1: the real loop; prints median per-step times after two warm-up steps, and returns
+    the runner's share of each measured step."""
     from cookbook.rl.train import Config, main
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,8 +146,10 @@ def step_overhead(
         "time/train",
         "time/data",
     ]
-    med = {k: statistics.median(float(r[k]) for r in measured) for k in keys}
-    share = statistics.median(float(r["time/runner"]) / float(r["time/step"]) for r in measured)
+    # A skipped step (every advantage zero) logs no training times.
+    med = {k: statistics.median(float(r.get(k, 0.0)) for r in measured) for k in keys}
+    shares = [float(r["time/runner"]) / float(r["time/step"]) for r in measured]
+    share = statistics.median(shares)
     skipped = sum(int(r.get("optim/skipped", 0)) for r in records)
     tokens = statistics.median(float(r.get("optim/tokens", 0.0)) for r in measured)
     print(
@@ -169,6 +172,7 @@ def step_overhead(
         f"runner share {share * 100:.1f}% at {group_size} x {groups} "
         f"(load average {os.getloadavg()[0]:.1f}); target <= {TARGET_SHARE * 100:.0f}%: {verdict}"
     )
+    return shares
 
 
 async def _rollout_rate(

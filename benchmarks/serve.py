@@ -12,6 +12,13 @@ process; B is the real `tinker.ServiceClient` on a `cookbook serve` subprocess (
 each). Rounds run A B B A; the overhead is the median over rounds of mean B step / mean A step
 - 1 (target <= 15% at the tiny model's step size). The load average is printed: only ratios
 from one run mean anything on a shared machine.
+
+CPU seconds per step are printed beside wall time (Linux: the server's from /proc): on a loaded
+machine wall time follows CPU time, and the split says where the HTTP path's extra work is (the
+SDK's client side, or the server's event loop and backend threads). The SDK makes two HTTP
+requests per call (the call, then `retrieve_future`, which the server holds until the result is
+ready: no client-side polling interval), so a step is 2 x (groups + 3) requests; the SDK
+client's CPU per request is printed too: that part of the overhead is the SDK's own.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -72,18 +80,46 @@ async def rl_step(
     await step
 
 
-def time_steps(trainer: TrainingClient, args: argparse.Namespace, steps: int) -> float:
-    """Mean seconds per RL step over `steps` steps."""
+@dataclass
+class Timing:
+    """Per-step means of one contender's run."""
+
+    wall_s: float
+    client_cpu_s: float
+    server_cpu_s: float
+
+    @property
+    def cpu_s(self) -> float:
+        return self.client_cpu_s + self.server_cpu_s
+
+
+def time_steps(
+    trainer: TrainingClient, args: argparse.Namespace, steps: int, server_pid: int | None = None
+) -> Timing:
+    """Mean wall and CPU seconds per RL step over `steps` steps (CPU of this process, and of the
+    server process when there is one)."""
     rng = np.random.default_rng(0)
     prompts = [rng.integers(0, 256, args.prompt_tokens).tolist() for _ in range(args.groups)]
 
-    async def run() -> float:
-        start = time.perf_counter()
+    async def run() -> None:
         for _ in range(steps):
             await rl_step(trainer, prompts, args.group_size, args.max_tokens)
-        return (time.perf_counter() - start) / steps
 
-    return asyncio.run(run())
+    server_before = process_cpu_s(server_pid)
+    cpu_before, start = time.process_time(), time.perf_counter()
+    asyncio.run(run())
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_before
+    server = process_cpu_s(server_pid) - server_before
+    return Timing(wall / steps, cpu / steps, server / steps)
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` so far (0 when None or not on Linux)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if pid is None or not stat.exists():
+        return 0.0
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -136,38 +172,71 @@ def main() -> None:
                 "in-process": local.create_lora_training_client(args.model, rank=8).result(),
                 "serve": remote.create_lora_training_client(args.model, rank=8).result(),
             }
-            for trainer in trainers.values():
-                time_steps(trainer, args, 2)  # warm-up
+            pids = {"in-process": None, "serve": proc.pid}
+            for name, trainer in trainers.items():
+                time_steps(trainer, args, 2, pids[name])  # warm-up
             load_before = os.getloadavg()
-            ratios, per_step = [], {name: [] for name in trainers}
+            ratios, cpu_ratios = [], []
+            per_step: dict[str, list[Timing]] = {name: [] for name in trainers}
             for r in range(args.rounds):
-                order = ["in-process", "serve", "serve", "in-process"]
-                got: dict[str, list[float]] = {name: [] for name in trainers}
-                for name in order:
-                    got[name].append(time_steps(trainers[name], args, args.steps))
-                mean = {name: statistics.mean(ts) for name, ts in got.items()}
-                ratios.append(mean["serve"] / mean["in-process"])
+                got: dict[str, list[Timing]] = {name: [] for name in trainers}
+                for name in ["in-process", "serve", "serve", "in-process"]:
+                    got[name].append(time_steps(trainers[name], args, args.steps, pids[name]))
+                mean = {name: _mean(ts) for name, ts in got.items()}
+                ratios.append(mean["serve"].wall_s / mean["in-process"].wall_s)
+                cpu_ratios.append(mean["serve"].cpu_s / mean["in-process"].cpu_s)
                 for name in trainers:
                     per_step[name].append(mean[name])
                 print(
-                    f"round {r + 1}: in-process {mean['in-process'] * 1e3:.1f} ms/step, "
-                    f"serve {mean['serve'] * 1e3:.1f} ms/step, ratio {ratios[-1]:.3f}"
+                    f"round {r + 1}: in-process {_ms(mean['in-process'].wall_s)} ms/step "
+                    f"({_ms(mean['in-process'].cpu_s)} ms CPU), serve "
+                    f"{_ms(mean['serve'].wall_s)} ms/step ({_ms(mean['serve'].cpu_s)} ms CPU: "
+                    f"client {_ms(mean['serve'].client_cpu_s)}, server "
+                    f"{_ms(mean['serve'].server_cpu_s)}), ratio {ratios[-1]:.3f}"
                 )
             load_after = os.getloadavg()
         finally:
             proc.terminate()
             proc.wait(30)
-    ratio = statistics.median(ratios)
+    ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
+    local, served = _median(per_step["in-process"]), _median(per_step["serve"])
     print(
         f"\nRL step ({args.groups} prompts x {args.group_size} samples x {args.max_tokens} "
-        f"tokens, model {args.model}): in-process "
-        f"{statistics.median(per_step['in-process']) * 1e3:.1f} ms, through cookbook serve "
-        f"{statistics.median(per_step['serve']) * 1e3:.1f} ms"
+        f"tokens, model {args.model}): in-process {_ms(local.wall_s)} ms "
+        f"({_ms(local.cpu_s)} ms CPU), through cookbook serve {_ms(served.wall_s)} ms "
+        f"({_ms(served.cpu_s)} ms CPU: SDK client {_ms(served.client_cpu_s)}, server "
+        f"{_ms(served.server_cpu_s)})"
+    )
+    requests = 2 * (args.groups + 3)  # save_weights_for_sampler, samples, fwd/bwd, optim step
+    print(
+        f"SDK client: {requests} HTTP requests per step, "
+        f"{_ms(served.client_cpu_s / requests)} ms CPU per request"
     )
     print(
-        f"HTTP overhead per step: {100 * (ratio - 1):+.1f}% (median of {len(ratios)} ABBA rounds; target <= +15%)"
+        f"HTTP overhead per step: {100 * (ratio - 1):+.1f}% wall, {100 * (cpu_ratio - 1):+.1f}% "
+        f"CPU (medians of {len(ratios)} ABBA rounds; target <= +15%)"
     )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+
+
+def _mean(timings: list[Timing]) -> Timing:
+    return Timing(
+        statistics.mean(t.wall_s for t in timings),
+        statistics.mean(t.client_cpu_s for t in timings),
+        statistics.mean(t.server_cpu_s for t in timings),
+    )
+
+
+def _median(timings: list[Timing]) -> Timing:
+    return Timing(
+        statistics.median(t.wall_s for t in timings),
+        statistics.median(t.client_cpu_s for t in timings),
+        statistics.median(t.server_cpu_s for t in timings),
+    )
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f}"
 
 
 if __name__ == "__main__":

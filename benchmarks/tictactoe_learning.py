@@ -1,22 +1,32 @@
-"""Tic-tac-toe learning curve: does `cookbook rl --env tictactoe` reach its win-rate target in time?
+"""Tic-tac-toe learning curves: does `cookbook rl --env tictactoe` reach perfect-play targets in
+time, for several seeds?
 
-    .venv/bin/python benchmarks/tictactoe_learning.py [--minutes 10] [--eval-every-s 15]
-        [--eval-games 200] [--out runs/bench-tictactoe-learning] [KEY=VALUE ...]
+    .venv/bin/python benchmarks/tictactoe_learning.py [--minutes 15] [--seeds 0 1 2]
+        [--eval-every-s 60] [--eval-games 400] [--out runs/bench-tictactoe-learning]
+        [KEY=VALUE ...]
 
-Runs the real runner with exactly the settings of `cookbook rl --env tictactoe` (the env's
-recommended overrides and the runner's defaults; extra KEY=VALUE / env.KEY=VALUE arguments are
-applied on top, as on the command line) from a fresh tiny model, warm start included, for a
-wall-clock budget. Every `--eval-every-s` seconds of run time it plays `--eval-games` games
-against the random opponent with the policy moving first, sampling at the run's temperature. The
-clock is the run's own: it starts before the model is built and leaves out the benchmark's
-evaluations, which the default run does not make (the run's own every-10-steps eval is dropped
-too; it costs ~0.15 s per 10 steps).
+For each seed it runs the real runner with exactly the settings of `cookbook rl --env tictactoe`
+(the env's recommended settings; extra KEY=VALUE / env.KEY=VALUE arguments are applied on top, as
+on the command line) from a fresh tiny model, warm start included, until the run ends or
+`--minutes` of wall time pass. Every `--eval-every-s` seconds of run time it scores the policy
+with `tictactoe-exhaustive` (`plugins/tictactoe/cookbook_tictactoe/exhaustive.py`): its greedy
+move in all 4,520 reachable positions against minimax, and `--eval-games` games against random
+play and as many against the optimal player (random tie-breaks), half in each seat. The clock is
+the run's own: it starts before the model is built and leaves the benchmark's evaluations out.
+The run's time limit (the runner's `max_minutes`) does count them, so a run stops after fewer
+steps than it would have run alone, and its last point is the last one that fell due, not the
+run's end.
 
-Target (issue 6): win rate from the warm-start level to >= 0.90 within 300 s, then >= 0.85 at
-every point to the end of a 10-minute run, illegal moves < 0.02. Prints the curve, time to 90%,
-the minimum after reaching 90% and the checks; saves `curve.json` and `curve.png` in `--out`
-(the run itself is in `--out/run`). Wall-clock numbers depend on the machine's load: the load
-average is printed with them.
+Targets (issue 15), all from the greedy policy:
+- vs random: 0 losses (or illegal moves) in the games of both seats, >= 97% wins in the first
+  seat and >= 88% in the second;
+- vs optimal: >= 97% draws in each seat;
+- optimal-move rate >= 95% of the reachable positions of each seat.
+For each seed it prints the curve, where each target was first met and whether it held at every
+later point to the end; `curve.json` (points, settings, the verdicts) and `curve.png` go to
+`--out` (runs in `--out/seedN/run`). Seeds run one after another, never side by side: wall-clock
+numbers depend on the machine's load, which is printed with them. Exit status 0 when every
+target was met by the end of every seed's run and held from then on.
 """
 
 from __future__ import annotations
@@ -39,83 +49,140 @@ if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient
     from cookbook.build_context import BuildContext
 
-TARGET_WIN = 0.90
-TARGET_SECONDS = 300.0
-HOLD_WIN = 0.85
-MAX_ILLEGAL = 0.02
 CURVE_EVAL = "curve"
 """Name of the benchmark's evaluator (its metrics are `eval/curve/...` in metrics.jsonl)."""
+
+POINT_METRICS = {
+    "optimal_first": "first/optimal_rate",
+    "optimal_second": "second/optimal_rate",
+    "blunder_first": "first/blunder_rate",
+    "blunder_second": "second/blunder_rate",
+    "random_win_first": "games/vs_random/first/win_rate",
+    "random_win_second": "games/vs_random/second/win_rate",
+    "random_loss_first": "games/vs_random/first/loss_rate",
+    "random_loss_second": "games/vs_random/second/loss_rate",
+    "random_illegal_first": "games/vs_random/first/illegal_rate",
+    "random_illegal_second": "games/vs_random/second/illegal_rate",
+    "random_games_first": "games/vs_random/first/games",
+    "random_games_second": "games/vs_random/second/games",
+    "optimal_draw_first": "games/vs_optimal/first/draw_rate",
+    "optimal_draw_second": "games/vs_optimal/second/draw_rate",
+    "exact_random_win_first": "exact/vs_random/first/win_rate",
+    "exact_random_win_second": "exact/vs_random/second/win_rate",
+    "exact_random_loss_first": "exact/vs_random/first/loss_rate",
+    "exact_random_loss_second": "exact/vs_random/second/loss_rate",
+    "exact_optimal_draw_first": "exact/vs_optimal/first/draw_rate",
+    "exact_optimal_draw_second": "exact/vs_optimal/second/draw_rate",
+}
+"""Point field -> key of the exhaustive eval's metrics."""
 
 
 @dataclass
 class CurvePoint:
-    """One evaluation: rates over the eval games at `seconds` of run time."""
+    """One evaluation at `seconds` of run time (after `step` RL steps)."""
 
     seconds: float
     step: int
-    win: float
-    draw: float
-    loss: float
-    illegal: float
+    values: dict[str, float]
+    """`POINT_METRICS` fields."""
+
+    def random_losses(self) -> int:
+        """Games lost (or forfeited by an illegal move) against random play, both seats."""
+        v = self.values
+        return sum(
+            round((v[f"random_loss_{s}"] + v[f"random_illegal_{s}"]) * v[f"random_games_{s}"])
+            for s in ("first", "second")
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets, read from a point."""
+
+    name: str
+    field: str
+    """A `POINT_METRICS` field, or `random_losses`."""
+    threshold: float
+    at_most: bool = False
+    """Met when the value is <= the threshold (else >=)."""
+
+    def value(self, point: CurvePoint) -> float:
+        """The point's value for this target."""
+        if self.field == "random_losses":
+            return float(point.random_losses())
+        return point.values[self.field]
+
+    def met(self, point: CurvePoint) -> bool:
+        """Whether `point` meets the target."""
+        v = self.value(point)
+        return v <= self.threshold if self.at_most else v >= self.threshold - 1e-9
+
+
+TARGETS = (
+    Target("vs random: 0 losses, both seats", "random_losses", 0.0, at_most=True),
+    Target("vs random, first seat: wins >= 97%", "random_win_first", 0.97),
+    Target("vs random, second seat: wins >= 88%", "random_win_second", 0.88),
+    Target("vs optimal, first seat: draws >= 97%", "optimal_draw_first", 0.97),
+    Target("vs optimal, second seat: draws >= 97%", "optimal_draw_second", 0.97),
+    Target("optimal moves, first seat >= 95%", "optimal_first", 0.95),
+    Target("optimal moves, second seat >= 95%", "optimal_second", 0.95),
+)
 
 
 @dataclass
-class CurveResult:
-    """The curve and what it says about the target."""
+class Verdict:
+    """Where a target was first met on one curve, and whether it held to the end."""
 
+    first_met_seconds: float | None
+    first_met_step: int | None
+    held: bool
+    """Met at every point from the first meeting to the last point."""
+    best: float | None
+    """The best value seen (lowest for an at-most target)."""
+    last: float | None
+
+
+def verdict(target: Target, points: list[CurvePoint]) -> Verdict:
+    """`target` over `points` (in time order)."""
+    if not points:
+        return Verdict(None, None, False, None, None)
+    values = [target.value(p) for p in points]
+    best = min(values) if target.at_most else max(values)
+    first = next((i for i, p in enumerate(points) if target.met(p)), None)
+    if first is None:
+        return Verdict(None, None, False, best, values[-1])
+    held = all(target.met(p) for p in points[first:])
+    return Verdict(points[first].seconds, points[first].step, held, best, values[-1])
+
+
+@dataclass
+class SeedResult:
+    """One seed's run and curve."""
+
+    seed: int
     points: list[CurvePoint]
     run_seconds: float
     steps: int
     log_dir: str
     load_average: tuple[float, float]
     """1-minute load average before and after the run."""
+
+    def verdicts(self) -> dict[str, Verdict]:
+        """Every target's verdict on this curve."""
+        return {t.name: verdict(t, self.points) for t in TARGETS}
+
+
+@dataclass
+class BenchmarkResult:
+    """All seeds."""
+
+    seeds: list[SeedResult]
+    minutes: float
     settings: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def start_win(self) -> float | None:
-        """Win rate at the first point (after the warm start and one RL step)."""
-        return self.points[0].win if self.points else None
-
-    @property
-    def seconds_to_target(self) -> float | None:
-        """Run time of the first point at or above `TARGET_WIN` (None: never)."""
-        return next((p.seconds for p in self.points if p.win >= TARGET_WIN), None)
-
-    def after_target(self) -> list[CurvePoint]:
-        """The points from the first one at or above `TARGET_WIN` on."""
-        reached = self.seconds_to_target
-        return [] if reached is None else [p for p in self.points if p.seconds >= reached]
-
-    @property
-    def min_after_target(self) -> float | None:
-        """Lowest win rate from the first point at 90% to the end (None: 90% never reached)."""
-        after = self.after_target()
-        return min(p.win for p in after) if after else None
-
-    @property
-    def peak(self) -> CurvePoint | None:
-        """The point with the highest win rate."""
-        return max(self.points, key=lambda p: p.win) if self.points else None
-
-    @property
-    def illegal_after_target(self) -> float | None:
-        """Mean illegal-move rate from the first point at 90% to the end."""
-        after = self.after_target()
-        return sum(p.illegal for p in after) / len(after) if after else None
-
-    def checks(self, minutes: float) -> dict[str, bool]:
-        """The issue's targets (the hold check needs a 10-minute run to mean what it says)."""
-        reached = self.seconds_to_target
-        low = self.min_after_target
-        illegal = self.illegal_after_target
-        return {
-            f"win >= {TARGET_WIN:.0%} within {TARGET_SECONDS:.0f} s": reached is not None
-            and reached <= TARGET_SECONDS,
-            f"win >= {HOLD_WIN:.0%} from then to the end ({minutes:g} min run)": low is not None
-            and low >= HOLD_WIN,
-            f"illegal < {MAX_ILLEGAL:.0%} from then on": illegal is not None
-            and illegal < MAX_ILLEGAL,
-        }
+    def passed(self) -> bool:
+        """Every target met by every seed and held to the end."""
+        return all(v.held for s in self.seeds for v in s.verdicts().values())
 
 
 @chz.chz
@@ -127,7 +194,7 @@ class TimedEvaluatorBuilder(EvaluatorBuilder):
 
     inner: EvaluatorBuilder
     """The evaluator to run."""
-    every_s: float = 15.0
+    every_s: float = 60.0
     """Seconds of run time between two evaluations."""
     started_at: float = 0.0
     """`time.time()` when the run started (0: when this builder is called)."""
@@ -168,54 +235,45 @@ class TimedEvaluator(Evaluator):
         return {**metrics, "wall_s": wall_s, "eval_s": eval_s}
 
 
-def run_learning_curve(
+def run_seed(
+    seed: int,
     minutes: float,
     out_dir: Path,
-    eval_every_s: float = 15.0,
-    eval_games: int = 200,
-    overrides: list[str] | None = None,
-    show_progress: bool = True,
-) -> CurveResult:
-    """Train with the `cookbook rl --env tictactoe` settings for `minutes` of wall time in a fresh
-    `out_dir/run`, evaluating every `eval_every_s` seconds; returns the curve."""
-    import chz
-
+    eval_every_s: float,
+    eval_games: int,
+    overrides: list[str],
+    show_progress: bool,
+) -> SeedResult:
+    """Train with the `cookbook rl --env tictactoe` settings (and `seed`) in a fresh
+    `out_dir/run` until the run ends or `minutes` pass; returns its curve."""
     from cookbook.registry.catalog import load_catalog
     from cookbook.rl.train import Config
     from cookbook.rl.train import main as train_main
 
-    catalog = load_catalog()
-    spec = catalog.get_env("tictactoe")
-    config = Config.for_env("tictactoe", *(overrides or []))
-    vs_random = catalog.get_eval("tictactoe-vs-random").load()(
-        num_games=eval_games, seat="first", temperature=config.temperature
-    )
+    config = Config.for_env("tictactoe", *overrides, seed=seed)
+    exhaustive = load_catalog().get_eval("tictactoe-exhaustive").load()(num_games=eval_games)
     load_before = os.getloadavg()[0]
     started_at = time.time()
     config = chz.replace(
         config,
         log_dir=str(out_dir / "run"),
-        max_steps=10**9,  # the time limit ends the run
         max_minutes=minutes,
         eval_every=1,  # the timed evaluator decides when a point is due
         evals={
             CURVE_EVAL: TimedEvaluatorBuilder(
-                inner=vs_random, every_s=eval_every_s, started_at=started_at
+                inner=exhaustive, every_s=eval_every_s, started_at=started_at
             )
         },
         show_progress=show_progress,
     )
-    summary = train_main(config, fresh=True, label="tictactoe")
-    run_seconds = time.time() - started_at
-    settings = {k: str(v) for k, v in spec.recommended.items()}
-    settings.update(dict(arg.split("=", 1) for arg in overrides or []))
-    return CurveResult(
+    summary = train_main(config, fresh=True, label=f"tictactoe seed {seed}")
+    return SeedResult(
+        seed=seed,
         points=read_curve(summary.log_dir / "metrics.jsonl"),
-        run_seconds=run_seconds,
+        run_seconds=time.time() - started_at,
         steps=summary.steps_run,
         log_dir=str(summary.log_dir),
         load_average=(load_before, os.getloadavg()[0]),
-        settings=settings,
     )
 
 
@@ -226,52 +284,67 @@ def read_curve(metrics_path: Path) -> list[CurvePoint]:
     for record in cast("list[dict[str, float]]", MetricsLog(metrics_path).read()):
         if prefix + "wall_s" not in record:
             continue
+        values = {name: float(record[prefix + key]) for name, key in POINT_METRICS.items()}
         points.append(
             CurvePoint(
-                seconds=float(record[prefix + "wall_s"]),
-                step=int(record["step"]),
-                win=float(record[prefix + "win_rate"]),
-                draw=float(record[prefix + "draw_rate"]),
-                loss=float(record[prefix + "loss_rate"]),
-                illegal=float(record[prefix + "illegal_rate"]),
+                seconds=float(record[prefix + "wall_s"]), step=int(record["step"]), values=values
             )
         )
     return points
 
 
-def report(result: CurveResult, minutes: float) -> str:
-    """The printed curve, the key numbers and the checks."""
-    lines = [f"{'seconds':>8} {'step':>6} {'win':>6} {'draw':>6} {'loss':>6} {'illegal':>8}"]
-    for p in result.points:
-        lines.append(
-            f"{p.seconds:8.1f} {p.step:6d} {p.win:6.3f} {p.draw:6.3f} {p.loss:6.3f} "
-            f"{p.illegal:8.3f}"
-        )
-    reached = result.seconds_to_target
-    low = result.min_after_target
-    illegal = result.illegal_after_target
-    peak = result.peak
-    lines += [
-        "",
-        f"run: {result.steps} steps in {result.run_seconds:.0f} s; load average "
-        f"{result.load_average[0]:.2f} -> {result.load_average[1]:.2f} on {os.cpu_count()} CPUs",
-        f"start win (first point): {_pct(result.start_win)}",
-        f"seconds to {TARGET_WIN:.0%}: {'never' if reached is None else f'{reached:.0f}'}",
-        f"peak: {_pct(peak.win if peak else None)} at {peak.seconds if peak else 0:.0f} s",
-        f"min win after reaching {TARGET_WIN:.0%}: {_pct(low)}",
-        f"mean illegal after reaching {TARGET_WIN:.0%}: {_pct(illegal)}",
-    ]
-    for name, ok in result.checks(minutes).items():
-        lines.append(f"{'PASS' if ok else 'FAIL'}  {name}")
+def report(result: BenchmarkResult) -> str:
+    """The printed curves and, per target, where each seed met it and whether it held."""
+    lines: list[str] = []
+    header = (
+        f"{'seconds':>8} {'step':>6} {'opt1':>6} {'opt2':>6} {'R win1':>6} {'R win2':>6} "
+        f"{'R lost':>6} {'O drw1':>6} {'O drw2':>6}   exact: R win1 R win2 R loss  O drw1 O drw2"
+    )
+    for s in result.seeds:
+        lines += [
+            f"seed {s.seed}: {s.steps} steps in {s.run_seconds:.0f} s; load average "
+            f"{s.load_average[0]:.2f} -> {s.load_average[1]:.2f} on {os.cpu_count()} CPUs",
+            header,
+        ]
+        for p in s.points:
+            v = p.values
+            exact_loss = v["exact_random_loss_first"] + v["exact_random_loss_second"]
+            lines.append(
+                f"{p.seconds:8.0f} {p.step:6d} {v['optimal_first']:6.3f} "
+                f"{v['optimal_second']:6.3f} {v['random_win_first']:6.3f} "
+                f"{v['random_win_second']:6.3f} {p.random_losses():6d} "
+                f"{v['optimal_draw_first']:6.3f} {v['optimal_draw_second']:6.3f}   "
+                f"      {v['exact_random_win_first']:6.3f} {v['exact_random_win_second']:6.3f} "
+                f"{exact_loss:6.4f} {v['exact_optimal_draw_first']:6.3f} "
+                f"{v['exact_optimal_draw_second']:6.3f}"
+            )
+        lines.append("")
+    lines.append("targets (first met at seconds/step; held = met at every later point):")
+    for target in TARGETS:
+        cells = []
+        for s in result.seeds:
+            verdict_ = s.verdicts()[target.name]
+            if verdict_.first_met_seconds is None:
+                cells.append(f"seed {s.seed}: never (best {_fmt(target, verdict_.best)})")
+            else:
+                held = "held" if verdict_.held else f"NOT held (last {_fmt(target, verdict_.last)})"
+                cells.append(
+                    f"seed {s.seed}: {verdict_.first_met_seconds:.0f} s / step "
+                    f"{verdict_.first_met_step}, {held}"
+                )
+        ok = all(s.verdicts()[target.name].held for s in result.seeds)
+        lines.append(f"{'PASS' if ok else 'FAIL'}  {target.name}: " + "; ".join(cells))
     return "\n".join(lines)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+def _fmt(target: Target, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if target.field == "random_losses" else f"{value:.1%}"
 
 
-def save(result: CurveResult, out_dir: Path, minutes: float) -> tuple[Path, Path]:
-    """`curve.json` (the raw points and the summary) and `curve.png` in `out_dir`."""
+def save(result: BenchmarkResult, out_dir: Path) -> tuple[Path, Path]:
+    """`curve.json` (every seed's points, the settings and the verdicts) and `curve.png`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,29 +352,48 @@ def save(result: CurveResult, out_dir: Path, minutes: float) -> tuple[Path, Path
 
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "curve.json"
-    summary = {
-        "start_win": result.start_win,
-        "seconds_to_90": result.seconds_to_target,
-        "min_win_after_90": result.min_after_target,
-        "mean_illegal_after_90": result.illegal_after_target,
-        "checks": result.checks(minutes),
+    payload = {
+        "minutes": result.minutes,
+        "settings": result.settings,
+        "passed": result.passed(),
+        "seeds": [
+            {**asdict(s), "verdicts": {k: asdict(v) for k, v in s.verdicts().items()}}
+            for s in result.seeds
+        ],
     }
-    payload = {**asdict(result), "summary": summary, "minutes": minutes}
     json_path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    seconds = [p.seconds for p in result.points]
-    for name in ("win", "draw", "loss", "illegal"):
-        ax.plot(seconds, [getattr(p, name) for p in result.points], marker=".", label=name)
-    ax.axhline(TARGET_WIN, color="grey", linestyle="--", linewidth=0.8)
-    ax.axhline(HOLD_WIN, color="grey", linestyle=":", linewidth=0.8)
-    ax.axvline(TARGET_SECONDS, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("wall-clock seconds (warm start included)")
-    ax.set_ylabel("rate vs random, policy moves first")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"cookbook rl --env tictactoe (load avg {result.load_average[1]:.1f})")
-    ax.legend(loc="center right")
-    ax.grid(alpha=0.3)
+    panels = (
+        ("optimal-move rate (all reachable positions)", "optimal", 0.95),
+        ("wins vs random play", "random_win", None),
+        ("draws vs the optimal player", "optimal_draw", 0.97),
+    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.5), sharex=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (title, stem, line) in zip(axes, panels, strict=True):
+        for i, s in enumerate(result.seeds):
+            seconds = [p.seconds for p in s.points]
+            for seat, style in (("first", "-"), ("second", "--")):
+                ax.plot(
+                    seconds,
+                    [p.values[f"{stem}_{seat}"] for p in s.points],
+                    linestyle=style,
+                    marker=".",
+                    color=colors[i % len(colors)],
+                    label=f"seed {s.seed}, {seat} seat",
+                )
+        for level in (0.97, 0.88) if line is None else (line,):
+            ax.axhline(level, color="grey", linestyle=":", linewidth=0.8)
+        ax.set_title(title)
+        ax.set_xlabel("wall-clock seconds (warm start included)")
+        ax.set_ylim(0, 1.01)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=7)
+    loads = [s.load_average[1] for s in result.seeds]
+    fig.suptitle(
+        f"cookbook rl --env tictactoe, greedy policy (load avg {min(loads, default=0):.1f}-"
+        f"{max(loads, default=0):.1f})"
+    )
     png_path = out_dir / "curve.png"
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
@@ -311,28 +403,39 @@ def save(result: CurveResult, out_dir: Path, minutes: float) -> tuple[Path, Path
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark from the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget")
-    parser.add_argument("--eval-every-s", type=float, default=15.0, help="seconds between points")
-    parser.add_argument("--eval-games", type=int, default=200, help="games per point")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=15.0, help="wall-clock cap per seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run seeds")
+    parser.add_argument("--eval-every-s", type=float, default=60.0, help="seconds between points")
+    parser.add_argument("--eval-games", type=int, default=400, help="games per opponent per point")
     parser.add_argument(
         "--out", type=Path, default=Path("runs/bench-tictactoe-learning"), help="output dir"
     )
     parser.add_argument("--no-progress", action="store_true", help="no live progress display")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE run / env.KEY=VALUE env options")
     args = parser.parse_args(argv)
-    result = run_learning_curve(
-        args.minutes,
-        args.out,
-        eval_every_s=args.eval_every_s,
-        eval_games=args.eval_games,
-        overrides=args.overrides,
-        show_progress=not args.no_progress,
-    )
-    print(report(result, args.minutes))
-    json_path, png_path = save(result, args.out, args.minutes)
+    from cookbook.registry.catalog import load_catalog
+
+    settings = {k: str(v) for k, v in load_catalog().get_env("tictactoe").recommended.items()}
+    settings.update(dict(arg.split("=", 1) for arg in args.overrides))
+    result = BenchmarkResult(seeds=[], minutes=args.minutes, settings=settings)
+    for seed in args.seeds:
+        result.seeds.append(
+            run_seed(
+                seed,
+                args.minutes,
+                args.out / f"seed{seed}",
+                args.eval_every_s,
+                args.eval_games,
+                args.overrides,
+                show_progress=not args.no_progress,
+            )
+        )
+        save(result, args.out)  # a partial result survives an interrupted benchmark
+    print(report(result))
+    json_path, png_path = save(result, args.out)
     print(f"saved {json_path} and {png_path}")
-    return 0 if all(result.checks(args.minutes).values()) else 1
+    return 0 if result.passed() else 1
 
 
 if __name__ == "__main__":

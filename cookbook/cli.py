@@ -3,13 +3,14 @@
     cookbook list [envs|datasets|evals|preference-models] [--json]
     cookbook plugins [--json]
     cookbook describe KIND NAME [--json]
-    cookbook rl|sft|eval|check ...      (when those modules are installed)
+    cookbook rl|sft|eval|check|new|play ...   (when those modules are installed)
 
 Every subcommand's command line is read by the same parser (`parse_command_line`, argparse
-underneath) into a `CommandLine`; `rl`, `sft`, `eval` and `check` then run their module's
-`run(CommandLine)`. `--debug` is accepted anywhere. A `UserError` prints `error: <message>` on one
-line to stderr and exits 2 (`--debug` adds the traceback). Listing and help import no torch,
-tinker, transformers or textarena: heavy modules are imported by the command that needs them.
+underneath) into a `CommandLine`; `rl`, `sft`, `eval`, `check`, `new` and `play` then run their
+module's `run(CommandLine)`. `--debug` is accepted anywhere. A `UserError` prints
+`error: <message>` on one line to stderr and exits 2 (`--debug` adds the traceback). Listing and
+help import no torch, tinker, transformers or textarena: heavy modules are imported by the
+command that needs them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class CommandLine:
     """The `KEY=VALUE` arguments, in order."""
     config: str | None = None
     """`--config FILE`: a saved config to rerun."""
+    directory: str | None = None
+    """`--dir DIR` of `new`: where the new plugin goes."""
+    against: str | None = None
+    """`--against CHECKPOINT` of `play`: the policy playing the other seats."""
     fresh: bool = False
     help: bool = False
     json: bool = False
@@ -92,6 +97,14 @@ _ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], object]] = {
     ),
     "--fresh": lambda p: p.add_argument(
         "--fresh", action="store_true", help="start the run over instead of resuming it"
+    ),
+    "--dir": lambda p: p.add_argument(
+        "--dir", dest="directory", metavar="DIR", help="where to write it (default: ./DIST)"
+    ),
+    "--against": lambda p: p.add_argument(
+        "--against",
+        metavar="CHECKPOINT",
+        help="a checkpoint (or run directory) whose policy plays the game's other seats",
     ),
     "--kind": lambda p: p.add_argument(
         "--kind",
@@ -162,6 +175,18 @@ COMMANDS: dict[str, _Command] = {
         "check that an env, dataset, eval or preference model keeps the contract",
         ("NAME", "--kind", "--seed", "--json", "KEY=VALUE"),
         "cookbook.testing.cli",
+    ),
+    "new": _Command(
+        "new env|dataset|eval NAME [--dir DIR]",
+        "write a new plugin distribution, ready to install and check",
+        ("KIND", "NAME", "--dir"),
+        "cookbook.scaffold.cli",
+    ),
+    "play": _Command(
+        "play --env NAME [--against CHECKPOINT] [--seed N] [KEY=VALUE ...]",
+        "play an env's policy side yourself, in the terminal",
+        ("--env", "--against", "--seed", "KEY=VALUE"),
+        "cookbook.play",
     ),
     "serve": _Command(
         "serve [--host H] [--port P] [--api-key KEY] [--device D] [--checkpoint-dir DIR]",
@@ -253,6 +278,8 @@ def parse_command_line(command: str, argv: Sequence[str]) -> CommandLine:
         kind=getattr(opts, "kind", None),
         overrides=tuple(getattr(opts, "overrides", ())),
         config=getattr(opts, "config", None),
+        directory=getattr(opts, "directory", None),
+        against=getattr(opts, "against", None),
         fresh=getattr(opts, "fresh", False),
         help=opts.help,
         json=getattr(opts, "json", False),
@@ -441,13 +468,23 @@ def _cmd_describe(opts: CommandLine) -> int:
         )
     kind = _kind(opts.kind)
     assert kind is not None  # _kind raises for anything that is not a kind
-    from cookbook.configs import describe_fields, format_config_help
+    from cookbook.configs import check_decorated, describe_fields, format_config_help
     from cookbook.registry.catalog import load_catalog
     from cookbook.registry.specs import EnvSpec
 
     catalog = load_catalog()
-    spec = catalog.get(kind, opts.name)
+    name = opts.name
+    if kind == "preference_model":
+        # The form preference models are named in elsewhere (`trained:runs/judge,mode=sample`)
+        # describes the builder it names.
+        from cookbook.preference.spec import parse_spec
+        from cookbook.registry.specs import normalize_distribution
+
+        dists = frozenset(normalize_distribution(p.distribution) for p in catalog.plugins())
+        name = parse_spec(name, dists).name
+    spec = catalog.get(kind, name)
     builder = spec.load()
+    check_decorated(builder, f"{kind} {spec.name}: its builder {spec.builder}")
     info = catalog.plugin(spec.distribution)
     version = info.version if info is not None else "?"
     if opts.json:

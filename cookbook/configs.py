@@ -34,6 +34,7 @@ from chz.blueprint import (
     ExtraneousBlueprintArg,
     InvalidBlueprintArg,
     MissingBlueprintArg,
+    Reference,
 )
 from chz.blueprint._entrypoint import EntrypointException  # chz exports only its subclasses
 from chz.tiepin import type_repr
@@ -95,21 +96,27 @@ def split_overrides(args: Sequence[str], prefix: str) -> tuple[list[str], list[s
     return mine, rest
 
 
-def parse_overrides(overrides: Sequence[str], label: str) -> dict[str, Castable]:
-    """`["a=1", "b.c=x"]` -> `{"a": Castable("1"), "b.c": Castable("x")}`; a malformed argument
-    is a `UserError` starting with `label`."""
-    out: dict[str, Castable] = {}
+def parse_overrides(overrides: Sequence[str], label: str) -> dict[str, Castable | Reference]:
+    """`["a=1", "b.c=x", "d@=a"]` -> `{"a": Castable("1"), "b.c": Castable("x"), "d":
+    Reference("a")}` (`KEY@=OTHER`: chz's reference, KEY takes the value OTHER is set to); a
+    malformed argument is a `UserError` starting with `label`."""
+    out: dict[str, Castable | Reference] = {}
     for arg in overrides:
         key, sep, value = arg.partition("=")
         if arg.startswith("-"):
             plain = arg.lstrip("-")
             fix = f"write {plain}" if sep else "overrides are key=value"
             raise UserError(f"{label}: unknown option '{arg}' ({fix}, without dashes)")
+        reference = key.endswith("@")
+        key = key.removesuffix("@")
         if not sep or not key.strip() or key != key.strip():
             raise UserError(
                 f"{label}: '{arg}' is not a key=value override (for example learning_rate=3e-4)"
             )
-        out[key] = Castable(value)  # a repeated key: the last one wins, as on any command line
+        if reference and not value.strip():
+            raise UserError(f"{label}: '{arg}' names no key to take the value of ({key}@=OTHER)")
+        # A repeated key: the last one wins, as on any command line.
+        out[key] = Reference(value.strip()) if reference else Castable(value)
     return out
 
 
@@ -150,10 +157,23 @@ def make_from_settings(
     try:
         return blueprint.make()
     except EntrypointException as e:
-        raise UserError(_explain(e, cls, origins, label)) from e
+        raise UserError(_explain(e, cls, origins, label, values)) from e
     except (ValueError, TypeError) as e:
         # chz validators and type checks reject a value while the config is built.
         raise UserError(f"{label}: {_first_line(e)}") from e
+    except (KeyError, RecursionError) as e:
+        # A reference (`KEY@=OTHER`) to a key no layer sets, or references in a cycle.
+        references = {k: v.ref for k, v in values.items() if isinstance(v, Reference)}
+        if not references:
+            raise
+        pairs = " ".join(f"{k}@={ref}" for k, ref in references.items())
+        if isinstance(e, RecursionError):
+            raise UserError(f"{label}: the references {pairs} go round in a circle") from e
+        target = str(e.args[0]) if e.args else "?"
+        raise UserError(
+            f"{label}: {pairs}: {target} is not set, so there is no value to take; set it too "
+            f"({target}=VALUE) or give a value instead of the reference"
+        ) from e
 
 
 def merge_layers(layers: Iterable[Layer]) -> tuple[dict[str, object], dict[str, str]]:
@@ -212,6 +232,32 @@ def _typed(value: object, tp: object) -> object:
     return value
 
 
+def undecorated_fields(cls: type) -> list[str]:
+    """Fields `cls` declares that chz does not know because a class declaring them lacks its own
+    `@chz.chz` (a subclass of a chz class inherits chz's machinery, not the decoration: its
+    annotated fields are silently ignored). Empty when every declaring class is decorated."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__chz_fields__" in klass.__dict__ or klass is object:
+            break
+        for name, annotation in inspect.get_annotations(klass).items():
+            if name.startswith("_") or "ClassVar" in str(annotation):
+                continue
+            names.append(name)
+    return names
+
+
+def check_decorated(cls: type, what: str) -> None:
+    """Raise `UserError` when `cls` declares fields without `@chz.chz` (`undecorated_fields`);
+    `what` names it in the message (`env coin's builder cbcoin.env:CoinBuilder`)."""
+    missing = undecorated_fields(cls)
+    if missing:
+        raise UserError(
+            f"{what} declares {', '.join(missing)} but its class is not decorated with "
+            f"@chz.chz, so no option can be set; put @chz.chz above `class {cls.__name__}`"
+        )
+
+
 def describe_fields(config: object, prefix: str = "") -> list[FieldInfo]:
     """Every field a user can set on `config` (a chz class, or a chz object: then its values are
     shown as the defaults), nested chz configs flattened to dotted names, each name after
@@ -221,6 +267,7 @@ def describe_fields(config: object, prefix: str = "") -> list[FieldInfo]:
             raise UserError(
                 f"{_type_name(config)} is not a chz config class; it has no fields to set"
             )
+        check_decorated(config, _type_name(config))
         return _fields(config, prefix, None)
     if not chz.is_chz(config):
         raise UserError(f"{type(config).__name__} is not a chz config; it has no fields to set")
@@ -268,8 +315,15 @@ def format_config_help(
 # ----- errors -----
 
 
-def _explain(e: EntrypointException, cls: type, origins: Mapping[str, str], label: str) -> str:
-    """One line for a chz error."""
+def _explain(
+    e: EntrypointException,
+    cls: type,
+    origins: Mapping[str, str],
+    label: str,
+    values: Mapping[str, object] | None = None,
+) -> str:
+    """One line for a chz error; `values` (the settings) tell which class a nested key's parent
+    was set to, so an unknown `evals.NAME.KEY` lists that eval's keys."""
     message = str(e)
 
     def origin(key: str) -> str:
@@ -279,7 +333,7 @@ def _explain(e: EntrypointException, cls: type, origins: Mapping[str, str], labe
     if isinstance(e, ExtraneousBlueprintArg):
         key = _group(r"Extraneous argument '([^']*)'", message) or "?"
         suggestion = _group(r"Did you mean '([^']*)'", message)
-        known = [f.name for f in _safe_fields(cls)]
+        known = _keys_beside(key, cls, values or {})
         if suggestion is None:
             matches = close_matches(key, known, n=1)
             suggestion = matches[0] if matches else None
@@ -306,6 +360,18 @@ def _explain(e: EntrypointException, cls: type, origins: Mapping[str, str], labe
     return f"{label}: {_first_line(e)}"
 
 
+def _keys_beside(key: str, cls: type, values: Mapping[str, object]) -> list[str]:
+    """The valid keys next to `key`: those of the config class its nearest parent was set to
+    (`evals.NAME` -> that eval's keys, as `evals.NAME.KEY`), else those of `cls`."""
+    parts = key.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        parent = ".".join(parts[:end])
+        node = values.get(parent)
+        if isinstance(node, type) and chz.is_chz(node):
+            return [f.name for f in _safe_fields(node, parent + ".")]
+    return [f.name for f in _safe_fields(cls)]
+
+
 def _group(pattern: str, text: str) -> str | None:
     match = re.search(pattern, text)
     return match.group(1) if match else None
@@ -316,10 +382,10 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def _safe_fields(cls: type) -> list[FieldInfo]:
+def _safe_fields(cls: type, prefix: str = "") -> list[FieldInfo]:
     """Fields for an error message; never let describing fail hide the real error."""
     try:
-        return describe_fields(cls)
+        return describe_fields(cls, prefix)
     except Exception:
         return []
 

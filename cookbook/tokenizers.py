@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol, runtime_checkable
 
+BYTE_TOKENIZER_KIND = "byte-v1"
+"""The `cookbook_tokenizer` value in the config of `ByteTokenizer`'s Hugging Face files
+(`cookbook.hf_byte_tokenizer`), by which a loaded copy is recognised."""
+
 
 @runtime_checkable
 class Tokenizer(Protocol):
@@ -87,3 +91,17 @@ class ByteTokenizer:
         if buf:
             out.append(buf.decode("utf-8", errors="replace"))
         return "".join(out)
+
+
+def as_byte_tokenizer(tokenizer: object) -> ByteTokenizer | None:
+    """`tokenizer` as a `ByteTokenizer` when it is one, or a Hugging Face tokenizer loaded from
+    its files (`cookbook.hf_byte_tokenizer`: what the tinker SDK returns for the tiny model on
+    `cookbook serve`; same ids); None for any other tokenizer."""
+    if isinstance(tokenizer, ByteTokenizer):
+        return tokenizer
+    init_kwargs = getattr(tokenizer, "init_kwargs", None)
+    if isinstance(init_kwargs, dict) and init_kwargs.get("cookbook_tokenizer") == (
+        BYTE_TOKENIZER_KIND
+    ):
+        return ByteTokenizer()
+    return None

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,12 @@ def pip_install_target(projects: Sequence[Path], target: Path) -> None:
     done = subprocess.run([*cmd, *copies], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"pip install failed:\n{done.stdout}\n{done.stderr}")
+
+
+@pytest.fixture(scope="session")
+def pip_install() -> Callable[[Sequence[Path], Path], None]:
+    """`pip_install_target`, for tests that install projects they made themselves."""
+    return pip_install_target
 
 
 @pytest.fixture(scope="session")

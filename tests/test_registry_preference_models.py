@@ -78,3 +78,32 @@ def test_a_wrong_spec_marks_the_plugin_broken() -> None:
     assert info.status == "broken"
     assert info.error is not None
     assert "got EnvSpec, expected PreferenceModelSpec" in info.error
+
+
+def test_spec_strings_give_the_builders_settings() -> None:
+    import chz
+
+    from cookbook.preference.spec import ParsedSpec, builder_settings, parse_spec
+    from cookbook.preference.types import PreferenceModelBuilder
+
+    @chz.chz
+    class Judge(PreferenceModelBuilder):
+        arg_field = "path"
+        path: str = "x"
+        mode: str = "a"
+
+    @chz.chz
+    class Rule(PreferenceModelBuilder):
+        pass
+
+    parsed = parse_spec("Judge:runs/a,b:c,mode=s")
+    assert parsed == ParsedSpec("judge", "runs/a,b:c", ("mode=s",))
+    assert builder_settings(Judge, parsed, "Judge:runs/a,b:c,mode=s") == [
+        "path=runs/a,b:c",
+        "mode=s",
+    ]
+    assert parse_spec("inline-judges:oracle:r", frozenset({"inline-judges"})).name == (
+        "inline-judges:oracle"
+    )
+    with pytest.raises(UserError, match="rule takes no argument; write rule, not rule:3"):
+        builder_settings(Rule, parse_spec("rule:3"), "rule:3")

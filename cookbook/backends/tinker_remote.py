@@ -7,11 +7,22 @@ timeout (the SDK's own first request, `POST /api/v1/client/config`): an unreacha
 a refused key or a malformed one is one `UserError` line. The client returned is the SDK's own,
 unwrapped: the loops use it as they use the local backend (`cookbook.backends.protocol`).
 Checkpoint paths are the server's (`tinker://...`) and pass through untouched.
+
+A server that goes away mid-run would leave the program waiting for ever (the SDK retries a
+pending result without end), so while the client lives a watchdog thread asks the server's
+`/api/v1/healthz` every `WATCH_EVERY_S`; once it has not answered for `GONE_AFTER_S`, the main
+thread gets `ServerGoneError` (a `UserError`: the CLI prints one line) wherever it waits.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, cast
 
 from cookbook.errors import UserError
@@ -21,6 +32,17 @@ if TYPE_CHECKING:
 
 PROBE_TIMEOUT_S = 5.0
 """How long the reachability check waits for the server before giving up."""
+WATCH_EVERY_S = 5.0
+"""How often the watchdog asks a live client's server whether it still answers."""
+GONE_AFTER_S = 60.0
+"""How long the server may not answer before the run stops with `ServerGoneError`."""
+STOP_SIGNAL = signal.SIGUSR1
+"""The signal that wakes the main thread to raise `ServerGoneError` (its handler is installed
+by the first `make_tinker_service_client` on the main thread, chained to any earlier one)."""
+
+
+class ServerGoneError(UserError):
+    """The Tinker server stopped answering in the middle of a run."""
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -38,7 +60,9 @@ def make_tinker_service_client(base_url: str | None = None) -> ServiceClient:
     probe(url, key)
     import tinker
 
-    return cast("ServiceClient", tinker.ServiceClient(base_url=url, api_key=key))
+    client = tinker.ServiceClient(base_url=url, api_key=key)
+    watch(url, client)
+    return cast("ServiceClient", client)
 
 
 def _api_key() -> str | None:
@@ -46,6 +70,11 @@ def _api_key() -> str | None:
     credentials (`$TINKER_CREDENTIAL_CMD` or a stored login)."""
     key = os.environ.get("TINKER_API_KEY", "").strip()
     if key:
+        if not (key.isascii() and key.isprintable()) or any(c.isspace() for c in key):
+            raise UserError(
+                "TINKER_API_KEY holds characters no API key has (a space, a line break, a "
+                "non-ASCII letter); check the value you exported"
+            )
         if not key.startswith(("tml-", "eyJ")):
             raise UserError(
                 "TINKER_API_KEY must start with 'tml-' (the form Tinker API keys have); "
@@ -95,3 +124,69 @@ def probe(base_url: str, api_key: str | None, timeout_s: float = PROBE_TIMEOUT_S
             f"the server at {base_url} answered HTTP {response.status_code} to the Tinker API; "
             "is it a Tinker server?"
         )
+
+
+_gone: list[ServerGoneError] = []
+"""The error the stop signal raises (set by the watchdog just before it sends the signal)."""
+_previous_handler: Callable[[int, FrameType | None], object] | int | None = None
+_handler_installed = False
+
+
+def watch(base_url: str, client: object) -> bool:
+    """Start the watchdog of `base_url` for as long as `client` lives and is not closed; False
+    when it cannot be started (off the main thread, where no signal handler can be installed)."""
+    global _previous_handler, _handler_installed
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if not _handler_installed:
+        _previous_handler = signal.signal(STOP_SIGNAL, _on_stop_signal)
+        _handler_installed = True
+    thread = threading.Thread(
+        target=_watch,
+        args=(base_url, weakref.ref(client), threading.main_thread().ident),
+        name="cookbook-tinker-watchdog",
+        daemon=True,
+    )
+    thread.start()
+    return True
+
+
+def _watch(base_url: str, client: weakref.ref[object], main_thread: int | None) -> None:
+    import httpx
+
+    failing_since: float | None = None
+    with httpx.Client(timeout=PROBE_TIMEOUT_S) as http:
+        while _live(client):
+            time.sleep(WATCH_EVERY_S)
+            try:
+                http.get(f"{base_url.rstrip('/')}/api/v1/healthz")  # any answer: it is there
+                failing_since = None
+                continue
+            except httpx.TransportError as exc:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                if time.monotonic() - failing_since < GONE_AFTER_S or not _live(client):
+                    continue
+                _gone.append(
+                    ServerGoneError(
+                        f"the Tinker server at {base_url} stopped answering ({type(exc).__name__} "
+                        f"for {GONE_AFTER_S:g} s), so the run stopped; check the server (start "
+                        "it again with `cookbook serve`) and rerun"
+                    )
+                )
+                if main_thread is not None:
+                    signal.pthread_kill(main_thread, STOP_SIGNAL)
+                return
+
+
+def _live(client: weakref.ref[object]) -> bool:
+    """The client still exists and was not closed (`ServiceClient.close()`, or its `with`)."""
+    alive = client()
+    return alive is not None and not getattr(alive, "_closed", False)
+
+
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
+    if _gone:
+        raise _gone.pop()
+    if callable(_previous_handler):
+        _previous_handler(signum, frame)

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import chz
@@ -113,10 +114,10 @@ def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
     from cookbook.runs.checkpoints import resolve_checkpoint
     from cookbook.runs.config_io import config_to_json
     from cookbook.runs.files import atomic_write_json
+    from cookbook.runs.run_dir import os_errors_as_user_errors
     from cookbook.runs.setup import build_context, make_service, make_training_client
 
-    if not config.evals:
-        raise UserError("no eval given; name one with --eval NAME")
+    validate_eval_config(config)
     service = make_service(config.backend, config.device, config.base_url)
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
@@ -128,14 +129,36 @@ def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
     evaluators = {name: builder(ctx) for name, builder in config.evals.items()}
     outcome = asyncio.run(run_evaluators(evaluators, sampling_client))
     result = EvalResult(metrics=outcome.metrics, failures=outcome.failures, time_s=outcome.time_s)
-    atomic_write_json(
-        config.output_path,
-        {
-            "config": config_to_json(config),
-            "command": list(sys.argv if argv is None else argv),
-            "metrics": result.metrics,
-            "failures": result.failures,
-            "time_s": result.time_s,
-        },
-    )
+    output = Path(config.output_path)
+    with os_errors_as_user_errors(output):
+        atomic_write_json(
+            output,
+            {
+                "config": config_to_json(config),
+                "command": list(sys.argv if argv is None else argv),
+                "metrics": result.metrics,
+                "failures": result.failures,
+                "time_s": result.time_s,
+            },
+        )
     return result
+
+
+def validate_eval_config(config: EvalConfig) -> None:
+    """One `UserError` line for settings that cannot work, a model or checkpoint that is not
+    there, or an output path that cannot be a file: before any model loads."""
+    from cookbook.runs.checks import check_lora_rank, check_seed, check_start_inputs
+
+    if not config.evals:
+        raise UserError("no eval given; name one with --eval NAME")
+    check_seed(config.seed)
+    check_lora_rank(config.lora_rank)
+    check_start_inputs(config.model_name, config.backend, config.load_checkpoint_path)
+    output = Path(config.output_path)
+    if output.is_dir():
+        raise UserError(f"output_path {output} is a directory; give a file path (results.json)")
+    for parent in output.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"output_path {output}: {parent} is a file, not a directory")
+            break

@@ -63,8 +63,9 @@ _HOOKS: dict[Kind, tuple[str, type[Spec]]] = {
     "eval": ("register_evals", EvalSpec),
     "preference_model": ("register_preference_models", PreferenceModelSpec),
 }
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_BUILDER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# Matched with `fullmatch`: `$` also matches before a final newline, so "coin\n" would pass.
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_BUILDER_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
 
 @dataclass(frozen=True)
@@ -329,12 +330,12 @@ def _check_spec(spec: object, expected: type[Spec], hook_name: str) -> None:
         raise PluginError(
             f"{hook_name} got {type(spec).__name__}, expected {expected.__name__}(name=..., builder=...)"
         )
-    if not _NAME_RE.match(spec.name):
+    if not _NAME_RE.fullmatch(spec.name):
         raise PluginError(
-            f"{hook_name}: bad name '{spec.name}' (use lower-case letters, digits, '-' and '_')"
+            f"{hook_name}: bad name {spec.name!r} (use lower-case letters, digits, '-' and '_')"
         )
-    if not _BUILDER_RE.match(spec.builder):
+    if not _BUILDER_RE.fullmatch(spec.builder):
         raise PluginError(
-            f"{hook_name}: {label(spec.kind)} '{spec.name}' has builder '{spec.builder}'; "
+            f"{hook_name}: {label(spec.kind)} '{spec.name}' has builder {spec.builder!r}; "
             "write it as 'package.module:ClassName'"
         )

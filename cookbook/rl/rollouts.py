@@ -1,16 +1,29 @@
 """Rollouts: run every env of every group concurrently against a policy.
 
-A group is lost as a whole when one of its envs raises or an env call runs past the per-call
-timeout (in a multi-agent game the other seats would wait forever otherwise); the loss is counted
-and the rest of the batch goes on.
+A group is lost as a whole when one of its envs raises, returns what the runner cannot use (a
+reward that is not a finite number, an observation that is not a `ModelInput`, no envs at all),
+or an env call runs past the per-call timeout (in a multi-agent game the other seats would wait
+forever otherwise); the loss is counted and the rest of the batch goes on.
+
+With a timeout, each group runs on a thread of its own with its own event loop (`_EnvThreads`),
+watched from the caller's loop: env code that blocks in plain Python (`time.sleep`, a blocking
+socket) stalls only its own thread, the caller gives the group up when the blocked call's time is
+over, and the thread is left to finish or die. Policy calls are awaited on the group's loop (the
+backends' futures wrap `concurrent.futures` futures, awaitable from any loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
+import math
+import os
+import threading
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from cookbook.rl.types import (
@@ -48,24 +61,28 @@ class BusyTimer:
     """Wall time during which at least one tracked call was in flight.
 
     Concurrent calls overlap, so summing their durations would overcount; this measures the union
-    of their intervals (the time the runner was waiting on the backend)."""
+    of their intervals (the time the runner was waiting on the backend). Calls may come from the
+    groups' threads: the counts change under a lock."""
 
     def __init__(self) -> None:
         self.total_s = 0.0
         self._in_flight = 0
         self._since = 0.0
+        self._lock = threading.Lock()
 
     def enter(self) -> None:
         """A call starts."""
-        if self._in_flight == 0:
-            self._since = time.perf_counter()
-        self._in_flight += 1
+        with self._lock:
+            if self._in_flight == 0:
+                self._since = time.perf_counter()
+            self._in_flight += 1
 
     def exit(self) -> None:
         """A call ends."""
-        self._in_flight -= 1
-        if self._in_flight == 0:
-            self.total_s += time.perf_counter() - self._since
+        with self._lock:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self.total_s += time.perf_counter() - self._since
 
     async def track(self, awaitable: Awaitable[_T]) -> _T:
         """Await `awaitable`, counting the wait as busy time."""
@@ -77,12 +94,13 @@ class BusyTimer:
 
     def take(self) -> float:
         """Busy seconds since the last `take` (calls still in flight count up to now)."""
-        total = self.total_s
-        if self._in_flight:
-            now = time.perf_counter()
-            total += now - self._since
-            self._since = now
-        self.total_s = 0.0
+        with self._lock:
+            total = self.total_s
+            if self._in_flight:
+                now = time.perf_counter()
+                total += now - self._since
+                self._since = now
+            self.total_s = 0.0
         return total
 
 
@@ -105,6 +123,11 @@ class SamplingPolicy:
     async def __call__(self, ob: Observation, stop: StopCondition, seed: int) -> SampledTokens:
         from tinker import types as tinker_types
 
+        if not isinstance(ob, tinker_types.ModelInput):
+            raise EnvContractError(
+                f"the observation is a {type(ob).__name__}, not a tinker ModelInput "
+                "(tinker.types.ModelInput.from_ints(tokens))"
+            )
         params = tinker_types.SamplingParams(
             max_tokens=self.max_tokens, temperature=self.temperature, stop=stop, seed=seed
         )
@@ -126,14 +149,142 @@ class EnvTimeoutError(Exception):
     """An env call ran past `step_timeout_s`."""
 
 
-async def _env_call(awaitable: Awaitable[_T], timeout_s: float | None, what: str) -> _T:
+class EnvContractError(Exception):
+    """An env returned something the runner cannot use."""
+
+
+class _EnvWatch:
+    """The env calls a group is in, for the caller's watchdog: changed by the group's thread,
+    read by the caller (single dict operations, atomic under the GIL)."""
+
+    __slots__ = ("abandoned", "calls")
+
+    def __init__(self) -> None:
+        self.calls: dict[object, tuple[float, str]] = {}
+        """`(monotonic deadline, what)` of each env call in progress (the seats of a game make
+        theirs at once)."""
+        self.abandoned = False
+        """Set when the caller gave the group up: the thread stops at its next env call."""
+
+    def first(self) -> tuple[float, str] | None:
+        """The call in progress with the earliest deadline."""
+        calls = list(self.calls.values())
+        return min(calls) if calls else None
+
+
+async def _env_call(
+    start: Callable[[], Awaitable[_T]], timeout_s: float | None, what: str, watch: _EnvWatch
+) -> _T:
+    """`await start()`, an env call, within `timeout_s` (None or 0: no limit). `start` is called
+    inside the watched span, so even a call that blocks before it awaits anything is seen."""
+    if watch.abandoned:
+        raise EnvTimeoutError(f"{what}: the group was given up")
     if timeout_s is None or timeout_s <= 0:
-        return await awaitable
+        return await start()
+    key = object()
+    watch.calls[key] = (time.monotonic() + timeout_s, what)
     try:
         async with asyncio.timeout(timeout_s):
-            return await awaitable
+            return await start()
     except TimeoutError:
         raise EnvTimeoutError(f"{what} took longer than {timeout_s:g} s") from None
+    finally:
+        del watch.calls[key]
+
+
+class _EnvThreads:
+    """Threads with an event loop each that run one group at a time and are reused. A thread
+    whose group is stuck in blocking env code never gets work again (it comes back only when its
+    group ends). Past `max_threads` (a share of the open-file limit: each loop holds three
+    descriptors) a group runs on the caller's loop, unprotected."""
+
+    def __init__(self) -> None:
+        self._idle: list[asyncio.AbstractEventLoop] = []
+        self._live = 0
+        self._lock = threading.Lock()
+        self.max_threads = _max_env_threads()
+
+    def submit(self, coro: Coroutine[object, object, _T]) -> concurrent.futures.Future[_T] | None:
+        """Run `coro` on a free thread's loop (None when no thread can be had)."""
+        loop = self._take()
+        if loop is None:
+            return None
+        return asyncio.run_coroutine_threadsafe(self._run(coro, loop), loop)
+
+    async def _run(
+        self, coro: Coroutine[object, object, _T], loop: asyncio.AbstractEventLoop
+    ) -> _T:
+        try:
+            return await coro
+        finally:  # on the thread itself: a thread still stuck in a given-up group is not free
+            with self._lock:
+                self._idle.append(loop)
+
+    def _take(self) -> asyncio.AbstractEventLoop | None:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._live >= self.max_threads:
+                return None
+            self._live += 1
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=self._serve, args=(loop,), name="cookbook-env", daemon=True).start()
+        return loop
+
+    def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+            with self._lock:
+                self._live -= 1
+
+    def forget(self) -> None:
+        """In a forked child: the parent's threads do not exist here."""
+        self._idle, self._live, self._lock = [], 0, threading.Lock()
+
+
+def _max_env_threads() -> int:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, ValueError, OSError):
+        return 128
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, soft // 8))
+
+
+_ENV_THREADS = _EnvThreads()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ENV_THREADS.forget)
+
+
+async def _watched(future: concurrent.futures.Future[_T], watch: _EnvWatch, timeout_s: float) -> _T:
+    """The result of a group running on its own thread; an env call of it still running
+    `grace` after its deadline means the thread is blocked (its own timeout could not fire):
+    the group is given up with an `EnvTimeoutError`."""
+    waiter = asyncio.wrap_future(future)
+    grace = min(1.0, 0.25 * timeout_s)
+    try:
+        while True:
+            call = watch.first()
+            deadline = call[0] if call is not None else time.monotonic() + timeout_s
+            done, _ = await asyncio.wait({waiter}, timeout=deadline + grace - time.monotonic())
+            if done:
+                return waiter.result()
+            call = watch.first()
+            if call is not None and time.monotonic() > call[0] + grace:
+                watch.abandoned = True
+                future.cancel()
+                raise EnvTimeoutError(
+                    f"{call[1]} blocked its thread for more than {timeout_s:g} s (blocking code "
+                    "in an env: await asyncio.sleep or asyncio.to_thread(...) instead)"
+                )
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
 
 
 def mix_seed(*parts: int) -> int:
@@ -151,14 +302,19 @@ async def rollout_env(
     seed: int,
     step_timeout_s: float | None = None,
     max_turns: int = 1000,
+    watch: _EnvWatch | None = None,
 ) -> Trajectory:
     """Play one env to the end: observe, sample, step, until the episode is done. `seed` is this
     env's own; each turn's sample seed is derived from it."""
-    ob, stop = await _env_call(env.initial_observation(), step_timeout_s, "initial_observation")
+    watch = watch or _EnvWatch()
+    ob, stop = await _env_call(
+        env.initial_observation, step_timeout_s, "initial_observation", watch
+    )
     transitions: list[Transition] = []
     for turn in range(max_turns):
         sampled = await policy(ob, stop, mix_seed(seed, turn))
-        result = await _env_call(env.step(sampled.tokens), step_timeout_s, "step")
+        step = functools.partial(env.step, sampled.tokens)
+        result = await _env_call(step, step_timeout_s, "step", watch)
         transitions.append(
             Transition(
                 ob=ob,
@@ -184,19 +340,45 @@ async def do_group_rollout(
     max_turns: int = 1000,
 ) -> TrajectoryGroup:
     """Roll out one group: all its envs at once (they may be seats of one game), then the group
-    rewards. Raises if any env fails; the caller decides what a lost group costs."""
-    envs_G = list(await _env_call(builder.make_envs(), step_timeout_s, "make_envs"))
+    rewards. Raises if any env fails; the caller decides what a lost group costs. With a
+    timeout the group runs on a thread of its own (see the module docstring)."""
+    watch = _EnvWatch()
+    rollout = _group_rollout(builder, policy, seed, step_timeout_s, max_turns, watch)
+    if step_timeout_s is None or step_timeout_s <= 0:
+        return await rollout
+    future = _ENV_THREADS.submit(rollout)
+    if future is None:
+        return await rollout
+    return await _watched(future, watch, step_timeout_s)
+
+
+async def _group_rollout(
+    builder: EnvGroupBuilder,
+    policy: TokenPolicy,
+    seed: int,
+    step_timeout_s: float | None,
+    max_turns: int,
+    watch: _EnvWatch,
+) -> TrajectoryGroup:
+    envs_G = list(await _env_call(builder.make_envs, step_timeout_s, "make_envs", watch))
+    if not envs_G:
+        raise EnvContractError(
+            f"{type(builder).__name__}.make_envs returned no envs; a group needs at least one"
+        )
     # A TaskGroup cancels the other seats when one fails, so a broken game cannot hang the batch.
     async with asyncio.TaskGroup() as tg:
         tasks_G = [
-            tg.create_task(rollout_env(env, policy, mix_seed(seed, i), step_timeout_s, max_turns))
+            tg.create_task(
+                rollout_env(env, policy, mix_seed(seed, i), step_timeout_s, max_turns, watch)
+            )
             for i, env in enumerate(envs_G)
         ]
     trajectories_G = [t.result() for t in tasks_G]
     rewards_and_metrics_G = await _env_call(
-        builder.compute_group_rewards(trajectories_G, envs_G),
+        lambda: builder.compute_group_rewards(trajectories_G, envs_G),
         step_timeout_s,
         "compute_group_rewards",
+        watch,
     )
     if len(rewards_and_metrics_G) != len(trajectories_G):
         raise RuntimeError(
@@ -209,6 +391,40 @@ async def do_group_rollout(
         metrics_G=[dict(m) for _, m in rewards_and_metrics_G],
         tags=list(builder.logging_tags()),
     )
+
+
+def check_group_outputs(group: TrajectoryGroup, builder: EnvGroupBuilder) -> None:
+    """Raise `EnvContractError` (naming the builder, env and turn) unless every reward of
+    `group` is a finite number and every metric a number: what the runner averages and trains
+    on. (`cookbook check` reports the same faults in checks of their own.)"""
+    name = type(builder).__name__
+    for g, trajectory in enumerate(group.trajectories_G):
+        for t, transition in enumerate(trajectory.transitions):
+            where = f"{name} env {g} turn {t}: step"
+            _check_reward(transition.reward, where)
+            _check_metrics(transition.metrics, where)
+    for g, (reward, metrics) in enumerate(zip(group.final_rewards_G, group.metrics_G, strict=True)):
+        where = f"{name}.compute_group_rewards entry {g}:"
+        _check_reward(reward, where)
+        _check_metrics(metrics, where)
+
+
+def _check_reward(reward: object, where: str) -> None:
+    if not isinstance(reward, Real) or not math.isfinite(reward):
+        raise EnvContractError(
+            f"{where} reward is {reward!r} ({type(reward).__name__}); rewards must be finite "
+            "numbers"
+        )
+
+
+def _check_metrics(metrics: object, where: str) -> None:
+    if not isinstance(metrics, Mapping):
+        raise EnvContractError(f"{where} metrics are a {type(metrics).__name__}, not a dict")
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not isinstance(value, Real):
+            raise EnvContractError(
+                f"{where} metric {key!r} = {value!r}; metrics map names to numbers"
+            )
 
 
 def _leaf_errors(error: BaseException) -> list[BaseException]:
@@ -255,8 +471,11 @@ async def do_batch_rollout(
     t0 = time.perf_counter()
 
     async def guarded(p: int) -> TrajectoryGroup | BaseException:
+        builder = builders_P[p]
         try:
-            return await do_group_rollout(builders_P[p], policy, mix_seed(seed, p), step_timeout_s)
+            group = await do_group_rollout(builder, policy, mix_seed(seed, p), step_timeout_s)
+            check_group_outputs(group, builder)
+            return group
         except Exception as e:  # env code is foreign: any failure costs only this group
             return e
 
@@ -275,6 +494,7 @@ async def do_batch_rollout(
         else:
             batch.errors += 1
         first = next((x for x in leaves if not isinstance(x, asyncio.CancelledError)), leaves[0])
-        batch.error_messages.append(f"group {p}: {type(first).__name__}: {first}")
+        env = type(builders_P[p]).__name__
+        batch.error_messages.append(f"group {p} ({env}): {type(first).__name__}: {first}")
     batch.time_s = time.perf_counter() - t0
     return batch

@@ -2,8 +2,8 @@
 
 Read back from `metrics.jsonl`, so a resumed run's summary covers its earlier steps too. Any env
 works: the rows are `reward/mean` and the env's own `env/*` metrics (averaged over the first and
-the last few steps, the samples the policy really played), then each eval's first and last
-results.
+the last few steps, the samples the policy really played), then each eval's first (before RL, when
+the run evaluated then) and last results.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from pathlib import Path
 
 from cookbook.runs.metrics import MetricsLog, MetricValue
 
+BEFORE_RL = "eval_before_rl/"
+"""Prefix of the evals run before the first RL step (in the step-0 line)."""
 START_STEPS = 5
 """Steps averaged for the starting level (the policy has barely moved yet)."""
 END_STEPS = 10
@@ -68,21 +70,28 @@ def _value(record: Record, key: str) -> float | None:
 
 
 def _eval_rows(records: list[Record]) -> list[tuple[str, str, str]]:
-    """Each eval's first and last results (the `eval/<name>/<metric>` keys)."""
+    """Each eval's first and last results (the `eval/<name>/<metric>` keys); the first is the
+    one before RL (`eval_before_rl/<name>/<metric>`, in the step-0 line) when there is one."""
     names: dict[str, None] = {}
     for record in records:
         for key in record:
-            if key.startswith("eval/") and key.count("/") >= 2:
+            if key.startswith(("eval/", BEFORE_RL)) and key.count("/") >= 2:
                 names[key.split("/")[1]] = None
     rows: list[tuple[str, str, str]] = []
     for name in names:
-        prefix = f"eval/{name}/"
+        prefix, before = f"eval/{name}/", f"{BEFORE_RL}{name}/"
         evaluated = [r for r in records if any(k.startswith(prefix) for k in r)]
-        first, last = evaluated[0], evaluated[-1]
-        rows.append((f"eval {name}", f"step {first.get('step')}", f"step {last.get('step')}"))
+        started = [r for r in records if any(k.startswith(before) for k in r)]
+        first: tuple[Record, str, str]
+        if started:
+            first = (started[0], before, "before RL")
+        else:
+            first = (evaluated[0], prefix, f"step {evaluated[0].get('step')}")
+        last = (evaluated[-1], prefix, f"step {evaluated[-1].get('step')}") if evaluated else first
+        rows.append((f"eval {name}", first[2], last[2]))
+        metric_names = [k[len(last[1]) :] for k in last[0] if k.startswith(last[1])]
         rows += [
-            (f"  {key[len(prefix) :]}", _fmt(_value(first, key)), _fmt(_value(last, key)))
-            for key in last
-            if key.startswith(prefix)
+            (f"  {m}", _fmt(_value(first[0], first[1] + m)), _fmt(_value(last[0], last[1] + m)))
+            for m in metric_names
         ]
     return rows

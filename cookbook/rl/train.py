@@ -16,13 +16,15 @@ every group concurrently; (2) wait for this step's batch; (3) advantages, datums
 sampler weights, with which that batch starts sampling; (5) evals, the step's metrics,
 transcript and progress handed to a worker thread (`step_log.py`), a checkpoint. With
 `max_steps_off_policy = k > 0`, batches up to k steps ahead are sampled with the weights of the
-moment while the current one trains.
+moment while the current one trains. Before the first step the evals run once on the starting
+weights (`eval_before_rl`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import sys
 import time
@@ -35,6 +37,7 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
+from cookbook.rl.serial_sampling import Gate, SerialSamplingClient
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.rl.warm_start import WarmStartConfig
 
@@ -84,6 +87,10 @@ class Config:
     """LoRA rank (Hugging Face models; the tiny model trains all weights)."""
     seed: int = 0
     """Seeds the model initialisation, the env's random choices and every sample."""
+    deterministic: bool = False
+    """Send sampling requests one at a time, so a rerun with the same seed replays exactly on
+    the same machine (batched requests differ in the last bits, and runs part after a few
+    dozen steps; `cookbook/rl/serial_sampling.py` says why). Several times slower."""
     load_checkpoint_path: str | None = None
     """Start from these weights (a checkpoint state path or a run directory) instead of the base
     model. Ignored when the run resumes from its own checkpoint."""
@@ -140,6 +147,10 @@ class Config:
     # ----- evals, checkpoints, logs
     eval_every: int = 10
     """Run the evaluators after every this many steps (0: only at the end)."""
+    eval_before_rl: bool = True
+    """Also run them once before the first RL step (after the warm start), logged in the step-0
+    line as `eval_before_rl/<name>/<metric>`: where the policy started. A resumed run keeps the
+    result of its first start."""
     evals: dict[str, EvaluatorBuilder] = chz.field(default_factory=dict)
     """Evaluators by name, run beside the env's own test split (`evals=a,b` names registered
     evals; `evals.NAME.KEY=VALUE` sets their options)."""
@@ -172,11 +183,20 @@ class Config:
 
 
 CHANGEABLE_ON_RESUME = frozenset(
-    {"max_minutes", "num_threads", "env_step_timeout_s", "max_error_fraction", "transcript_groups"}
+    {
+        "max_minutes",
+        "num_threads",
+        "env_step_timeout_s",
+        "max_error_fraction",
+        "transcript_groups",
+        "eval_before_rl",
+        "deterministic",
+    }
 )
 """Config fields a resumed RL run may change besides those of every loop
 (`cookbook.runs.setup.CHANGEABLE_ON_RESUME`): its time limit, threads, env fault limits and how
-many transcripts it writes."""
+many transcripts it writes, whether it evaluates before RL and whether it samples one request at
+a time."""
 
 
 class RolloutFailureError(UserError):
@@ -198,8 +218,17 @@ class RunSummary:
 
 
 def validate_config(config: Config) -> None:
-    """Raise `UserError` for settings that cannot work."""
+    """Raise `UserError` for settings that cannot work: before anything heavy, the run directory
+    included (`cookbook.runs.checks`)."""
     from cookbook.backends.protocol import loss_fn_names
+    from cookbook.runs.checks import (
+        check_episodes_fit,
+        check_lora_rank,
+        check_seed,
+        check_start_inputs,
+        finite_numbers,
+        require,
+    )
 
     rl_losses = [name for name in loss_fn_names() if name != "cross_entropy"]
     checks = [
@@ -208,10 +237,15 @@ def validate_config(config: Config) -> None:
         (config.max_tokens >= 1, "max_tokens must be at least 1"),
         (config.temperature >= 0, "temperature must be >= 0"),
         (config.learning_rate > 0, "learning_rate must be > 0"),
+        (0 <= config.adam_beta1 < 1, "adam_beta1 must be in [0, 1)"),
+        (0 <= config.adam_beta2 < 1, "adam_beta2 must be in [0, 1)"),
+        (config.adam_eps > 0, "adam_eps must be > 0"),
+        (config.grad_clip_norm >= 0, "grad_clip_norm must be >= 0 (0: no clipping)"),
         (config.num_substeps >= 1, "num_substeps must be at least 1"),
         (config.max_steps is None or config.max_steps >= 0, "max_steps must be >= 0"),
         (config.max_steps_off_policy >= 0, "max_steps_off_policy must be >= 0"),
         (config.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)"),
+        (config.env_step_timeout_s >= 0, "env_step_timeout_s must be >= 0 (0: no limit)"),
         (
             config.num_threads is None or config.num_threads >= 1,
             "num_threads must be at least 1 (or None for the default)",
@@ -233,9 +267,18 @@ def validate_config(config: Config) -> None:
             (warm.batch_size >= 1, "warm_start.batch_size must be at least 1"),
             (warm.save_every >= 0, "warm_start.save_every must be >= 0 (0: only at the end)"),
         ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
+    require(finite_numbers(config, "warm_start"), checks)
+    check_seed(config.seed)
+    check_lora_rank(config.lora_rank)
+    check_episodes_fit(
+        config.group_size * config.groups_per_batch * (config.max_steps_off_policy + 1),
+        "group_size x groups_per_batch x (max_steps_off_policy + 1)",
+    )
+    check_start_inputs(
+        config.model_name, config.backend, config.load_checkpoint_path, config.log_dir
+    )
+    if warm is not None and warm.steps > 0:
+        warm.dataset.check_inputs()
 
 
 def main(
@@ -250,50 +293,60 @@ async def train(
     config: Config, *, fresh: bool = False, argv: list[str] | None = None, label: str | None = None
 ) -> RunSummary:
     """The RL loop (see the module docstring), on `config.num_threads` torch threads (the
-    previous setting is restored afterwards)."""
+    previous setting is restored afterwards), holding the run directory's lock."""
+    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
+    from cookbook.runs.setup import make_service, start_run
+
+    t_start = time.perf_counter()
     validate_config(config)
-    with _torch_threads(_num_threads(config)):
-        return await _train(config, fresh, argv, label or type(config.env).__name__)
+    # Before the run directory: an unreachable server or a bad key leaves nothing behind.
+    service = make_service(config.backend, config.device, config.base_url)
+    changeable = ANY_LOOP | CHANGEABLE_ON_RESUME
+    with (
+        start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=changeable) as run,
+        _torch_threads(_num_threads(config)),
+    ):
+        label = label or type(config.env).__name__
+        return await _train(config, run, service, argv, label, t_start)
 
 
-async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str) -> RunSummary:
+async def _train(
+    config: Config,
+    run_dir: RunDir,
+    service: ServiceClient,
+    argv: list[str] | None,
+    label: str,
+    t_start: float,
+) -> RunSummary:
     from cookbook.eval.runner import run_evaluators
     from cookbook.rl.evaluators import RLTestSetEvaluator
     from cookbook.rl.rollouts import BusyTimer
     from cookbook.rl.step_log import StepLog, StepRecord
     from cookbook.rl.warm_start import WARM_START_DONE, run_warm_start, warm_start_steps_done
     from cookbook.runs.progress import RunProgress
-    from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
     from cookbook.runs.setup import (
         build_context,
         load_starting_weights,
-        make_service,
         make_training_client,
         save_checkpoint,
-        start_run,
-    )
-
-    t_start = time.perf_counter()
-    run_dir = start_run(
-        config,
-        config.log_dir,
-        fresh=fresh,
-        argv=argv,
-        changeable=ANY_LOOP | CHANGEABLE_ON_RESUME,
     )
 
     # --- model, env, evaluators
-    service = make_service(config.backend, config.device, config.base_url)
-    training_client = make_training_client(
-        service, config.model_name, config.lora_rank, config.seed
+    # Blocking set-up calls run off the event loop (the tinker SDK warns about, and may stall
+    # on, its synchronous methods called from async code).
+    training_client = await asyncio.to_thread(
+        make_training_client, service, config.model_name, config.lora_rank, config.seed
     )
-    ctx = build_context(
-        config.model_name,
-        training_client,
-        seed=config.seed,
-        group_size=config.group_size,
-        groups_per_batch=config.groups_per_batch,
-        log_dir=run_dir.path,
+    ctx = await asyncio.to_thread(
+        functools.partial(
+            build_context,
+            config.model_name,
+            training_client,
+            seed=config.seed,
+            group_size=config.group_size,
+            groups_per_batch=config.groups_per_batch,
+            log_dir=run_dir.path,
+        )
     )
     train_ds, test_ds = config.env(ctx)
     if len(train_ds) == 0:
@@ -320,18 +373,27 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
             training_client, config.warm_start, ctx, run_dir, warm_done, config.show_progress
         )
         warm_done = max(warm_done, config.warm_start.steps)
-    reference_client = await _reference_sampler(config, training_client, run_dir, service)
+    # deterministic=true: every sampling client of the run shares one request slot.
+    gate = Gate() if config.deterministic else None
+    reference_client = await _reference_sampler(config, training_client, run_dir, service, gate)
 
     # --- the loop
     num_steps = config.max_steps if config.max_steps is not None else len(train_ds)
     start_step = run_dir.start_step
     if start_step >= num_steps:
-        print(f"{run_dir.path}: run already complete ({num_steps} steps)", file=sys.stderr)
+        done = f"{start_step} steps" + (
+            f"; max_steps={num_steps} is lower" if start_step > num_steps else ""
+        )
+        print(f"{run_dir.path}: run already complete ({done}); nothing to do", file=sys.stderr)
         return RunSummary(log_dir=run_dir.path, steps_run=0)
+    run_dir.start_steps(config, argv)
     timer = BusyTimer()
+    sampler = _Sampler(training_client, timer, sampler_step=start_step, gate=gate)
+    before_rl: dict[str, float] = {}
+    if evaluators and config.eval_before_rl and start_step == 0:
+        before_rl = await _eval_before_rl(evaluators, sampler.client)
     t_mark = time.perf_counter()
     adam = _adam_params(config)
-    sampler = _Sampler(training_client, timer, sampler_step=start_step)
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
     deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
     out_of_time = False
@@ -389,6 +451,8 @@ async def _train(config: Config, fresh: bool, argv: list[str] | None, label: str
                 out_of_time = deadline is not None and time.perf_counter() >= deadline
                 last = step + 1 == num_steps or out_of_time
                 metrics = dict(train_out.metrics)
+                if step == 0:
+                    metrics.update(before_rl)
                 eval_time = 0.0
                 if evaluators and (
                     last or (config.eval_every and (step + 1) % config.eval_every == 0)
@@ -515,7 +579,11 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
 
 
 async def _reference_sampler(
-    config: Config, training_client: TrainingClient, run_dir: RunDir, service: ServiceClient
+    config: Config,
+    training_client: TrainingClient,
+    run_dir: RunDir,
+    service: ServiceClient,
+    gate: Gate | None,
 ) -> SamplingClient | None:
     """The frozen starting policy the KL penalty compares against (saved once per run)."""
     if config.kl_penalty_coef <= 0:
@@ -527,7 +595,23 @@ async def _reference_sampler(
         )
         path = saved.path
         run_dir.set_reference_sampler_path(path)
-    return service.create_sampling_client(model_path=path)
+    client: SamplingClient = service.create_sampling_client(model_path=path)
+    return client if gate is None else SerialSamplingClient(client, gate)
+
+
+async def _eval_before_rl(
+    evaluators: Mapping[str, Evaluator], sampling_client: SamplingClient
+) -> dict[str, float]:
+    """The evaluators on the starting weights, as `eval_before_rl/<name>/<metric>` for the
+    step-0 line (that line's `eval/...` keys, when step 0 evaluates, are after its update)."""
+    from cookbook.eval.runner import run_evaluators
+
+    outcome = await run_evaluators(evaluators, sampling_client)
+    for name, error in outcome.failures.items():
+        print(f"warning: before RL: eval {name} failed: {error}", file=sys.stderr)
+    metrics = {"eval_before_rl/" + k.removeprefix("eval/"): v for k, v in outcome.metrics.items()}
+    metrics["time/eval_before_rl"] = outcome.time_s
+    return metrics
 
 
 def _adam_params(config: Config) -> tinker_types.AdamParams:
@@ -543,20 +627,29 @@ def _adam_params(config: Config) -> tinker_types.AdamParams:
 
 
 class _Sampler:
-    """The current sampling weights and which step produced them."""
+    """The current sampling weights and which step produced them; with a `gate`
+    (`deterministic=true`) its clients serve one request at a time."""
 
-    def __init__(self, training_client: TrainingClient, timer: BusyTimer, sampler_step: int):
+    def __init__(
+        self,
+        training_client: TrainingClient,
+        timer: BusyTimer,
+        sampler_step: int,
+        gate: Gate | None = None,
+    ):
         self.training_client = training_client
         self.timer = timer
         self.sampler_step = sampler_step
+        self.gate = gate
         self.client = self._save()
 
     def _save(self) -> SamplingClient:
         self.timer.enter()
         try:
-            return self.training_client.save_weights_and_get_sampling_client()
+            client: SamplingClient = self.training_client.save_weights_and_get_sampling_client()
         finally:
             self.timer.exit()
+        return client if self.gate is None else SerialSamplingClient(client, self.gate)
 
     def refresh(self, sampler_step: int) -> None:
         """New weights after an optimiser step."""

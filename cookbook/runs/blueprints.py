@@ -54,8 +54,10 @@ def rl_config(
     *,
     config_file: str | None = None,
     values: Mapping[str, object] | None = None,
+    label: str = "cookbook rl",
 ) -> RLConfig:
-    """The RL config of `cookbook rl --env ENV` (or `--config FILE`) with `overrides`.
+    """The RL config of `cookbook rl --env ENV` (or `--config FILE`) with `overrides`; `label`
+    starts its error messages (`cookbook play` builds its env this way too).
 
     The env's warm-start dataset (and the warm-start part of its recommended settings) applies
     when the run starts from an untrained tiny model: no other model needs to learn the answer
@@ -65,7 +67,6 @@ def rl_config(
     from cookbook.rl.types import RLDatasetBuilder
     from cookbook.supervised.types import SupervisedDatasetBuilder
 
-    label = "cookbook rl"
     catalog = load_catalog()
     user = _user_layers(catalog, overrides, values, label)
     if config_file is not None:
@@ -295,6 +296,13 @@ def _translate(layer: Layer, catalog: Catalog, home: str | None = None) -> Layer
             # A qualified name (`evals.dist:name.KEY`) sets the eval listed by its plain name.
             name = _lookup(catalog, "eval", parts[1], None).name
             values[".".join(["evals", name, *parts[2:]])] = value
+        elif parts[0] == "evals" and len(parts) > 2 and home is not None:
+            # An env's own eval named only by its options: found in the env's distribution
+            # first, here, before `_make` would look the plain name up everywhere.
+            values[key] = value
+            if f"evals.{parts[1]}" not in layer.values:
+                spec = _lookup(catalog, "eval", parts[1], home)
+                values.setdefault(f"evals.{spec.name}", _load(spec, EvaluatorBuilder))
         else:
             values[key] = value
     return Layer(layer.name, values, tuple(replaces))
@@ -315,10 +323,13 @@ def _lookup(catalog: Catalog, kind: Kind, name: str, home: str | None) -> Spec:
 
 def _load(spec: Spec, base: type) -> type:
     """The builder class of `spec`, checked to be a `base` (a plugin mistake otherwise)."""
+    from cookbook.configs import check_decorated
+
     cls = spec.load()
     if not issubclass(cls, base):
         raise UserError(
             f"{spec.kind} {spec.name}: its plugin's builder {spec.builder} is not a "
             f"{base.__name__}; report it to the plugin's authors"
         )
+    check_decorated(cls, f"{spec.kind} {spec.name}: its builder {spec.builder}")
     return cls

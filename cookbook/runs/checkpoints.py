@@ -1,7 +1,9 @@
 """The checkpoint index of a run: `checkpoints.json`, a list rewritten atomically after each save.
 
 A checkpoint is listed only after the backend has finished writing it, so the newest entry is
-always complete; resume loads it and restarts from its `step` (the next step to run).
+always complete; resume loads it and restarts from its `step` (the next step to run). Paths under
+the run directory are stored relative to it, so a moved (or copied) run still finds its files;
+absolute paths written by older versions are found again under the new place too.
 `resolve_checkpoint` turns what a user passes as `load_checkpoint_path` into a loadable path."""
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from cookbook.errors import UserError
@@ -39,11 +41,22 @@ class CheckpointIndex:
         self.path = Path(log_dir) / "checkpoints.json"
 
     def all(self) -> list[Checkpoint]:
-        """Every listed checkpoint, oldest first."""
+        """Every listed checkpoint, oldest first, its paths usable from here (see
+        `resolve_run_path`)."""
         if not self.path.exists():
             return []
         entries = json.loads(self.path.read_text(encoding="utf-8"))
-        return [Checkpoint(**e) for e in entries]
+        run = self.path.parent
+        return [
+            replace(
+                c,
+                state_path=resolve_run_path(c.state_path, run),
+                sampler_path=None
+                if c.sampler_path is None
+                else resolve_run_path(c.sampler_path, run),
+            )
+            for c in (Checkpoint(**e) for e in entries)
+        ]
 
     def latest(self) -> Checkpoint | None:
         """The newest checkpoint, or `None`."""
@@ -54,11 +67,54 @@ class CheckpointIndex:
         """List `checkpoint` (call after its files are fully written)."""
         entries = [c for c in self.all() if c.step < checkpoint.step]
         entries.append(checkpoint)
-        atomic_write_json(self.path, [asdict(c) for c in entries])
+        run = self.path.parent
+        stored = [
+            replace(
+                c,
+                state_path=run_relative_path(c.state_path, run),
+                sampler_path=None
+                if c.sampler_path is None
+                else run_relative_path(c.sampler_path, run),
+            )
+            for c in entries
+        ]
+        atomic_write_json(self.path, [asdict(c) for c in stored])
 
     def state_dir(self, step: int) -> Path:
         """Where the checkpoint taken before `step` should be written."""
         return self.path.parent / "checkpoints" / f"step{step:06d}"
+
+
+def run_relative_path(path: str, run: Path) -> str:
+    """How a run stores `path`: relative to the run directory `run` when it lies under it, as is
+    otherwise (a server's `tinker://` path, a file elsewhere)."""
+    if "://" in path:
+        return path
+    try:
+        return Path(path).resolve().relative_to(run.resolve()).as_posix()
+    except (ValueError, OSError):
+        return path
+
+
+def resolve_run_path(stored: str, run: Path) -> str:
+    """A path a run stored, usable from here: a relative one joined to the run directory `run`;
+    an absolute one (older runs stored those) found again under `run` when the directory was
+    moved since (its `checkpoints/...` or `reference/...` tail)."""
+    if "://" in stored:
+        return stored
+    path = Path(stored)
+    if not path.is_absolute():
+        return str(run / path)
+    if path.exists():
+        return stored
+    parts = path.parts
+    for top in ("checkpoints", "reference"):
+        if top in parts:
+            last = len(parts) - 1 - parts[::-1].index(top)
+            moved = run.joinpath(*parts[last:])
+            if moved.exists():
+                return str(moved)
+    return stored
 
 
 def resolve_checkpoint(path: str) -> str:

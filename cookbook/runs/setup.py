@@ -2,13 +2,15 @@
 checked, the service and training clients, the `BuildContext` builders get, where the starting
 weights come from, and checkpoint save and load.
 
-    run_dir = start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=...)
-    service = make_service(config.backend, config.device, config.base_url)
-    training_client = make_training_client(service, config.model_name, config.lora_rank, seed)
-    ctx = build_context(config.model_name, training_client, seed=..., log_dir=run_dir.path)
-    load_starting_weights(training_client, run_dir, config.load_checkpoint_path)  # a future
-    ...
-    await save_checkpoint(training_client, run_dir, step)  # SFT: asyncio.run(...)
+    check_model_name(config.model_name, config.backend)  # before anything heavy
+    with start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=...) as run_dir:
+        service = make_service(config.backend, config.device, config.base_url)
+        training_client = make_training_client(service, config.model_name, config.lora_rank, seed)
+        ctx = build_context(config.model_name, training_client, seed=..., log_dir=run_dir.path)
+        load_starting_weights(training_client, run_dir, config.load_checkpoint_path)  # a future
+        ...
+        run_dir.start_steps(config, argv)  # the loop starts (not when already complete)
+        await save_checkpoint(training_client, run_dir, step)  # SFT: asyncio.run(...)
 
 Loading a checkpoint is submitted here and returned as the backend's future: the RL loop awaits
 it, the synchronous SFT loop calls `.result()`.
@@ -16,13 +18,15 @@ it, the synchronous SFT loop calls `.result()`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cookbook.errors import UserError
+from cookbook.model_names import is_tiny_model
 from cookbook.runs.checkpoints import Checkpoint, resolve_checkpoint
-from cookbook.runs.run_dir import RunDir, open_run_dir
+from cookbook.runs.run_dir import RunDir, RunLock, open_run_dir, os_errors_as_user_errors
 
 if TYPE_CHECKING:
     from tinker import types as tinker_types
@@ -55,22 +59,53 @@ def start_run(
     argv: list[str] | None = None,
     changeable: Collection[str] = CHANGEABLE_ON_RESUME,
 ) -> RunDir:
-    """Open `log_dir` for the run `config` describes (resuming what is there unless `fresh`),
-    refuse to resume it with settings other than the stored ones (fields in `changeable` may
-    differ), and write `config.json`. Every loop starts here; a run lock belongs here too.
+    """Lock `log_dir` for this process (one line naming the live run's pid when another holds
+    it), open it for the run `config` describes (resuming what is there unless `fresh`), refuse
+    to resume it with settings other than the stored ones (fields in `changeable` may differ),
+    and write `config.json` of a new run (a resumed run's is rewritten by
+    `RunDir.start_steps`). Every loop starts here; use the result as a context manager, which
+    releases the lock at the end.
 
     A config with `log_to` (tracker names, `cookbook.trackers`) gets its metrics lines mirrored
     there from here on; `RunDir.close()` (or interpreter exit) closes the trackers."""
     from cookbook.trackers import parse_tracker_names
 
     log_to = parse_tracker_names(getattr(config, "log_to", None))  # a bad name fails first
-    run_dir = open_run_dir(log_dir, fresh=fresh)
-    if run_dir.resume_from is not None:
-        run_dir.check_resumable(config, changeable)
-    run_dir.write_config(config, argv)
-    if log_to:
-        run_dir.open_trackers(log_to, config)
+    lock = RunLock.acquire(log_dir)
+    try:
+        run_dir = open_run_dir(log_dir, fresh=fresh)
+        run_dir.lock = lock
+        with os_errors_as_user_errors(run_dir.path):
+            if run_dir.resume_from is not None:
+                run_dir.check_resumable(config, changeable)
+            else:
+                run_dir.write_config(config, argv)
+            if log_to:
+                run_dir.open_trackers(log_to, config)
+    except BaseException:
+        lock.release()
+        raise
     return run_dir
+
+
+def check_model_name(model_name: str, backend: str) -> None:
+    """A `UserError` for a model the local backend cannot load, before anything heavy runs:
+    `tiny`/`tiny-DxL`, or a local directory (a Hugging Face model's, with its config.json).
+    Names on the `tinker` backend are the server's to check."""
+    if backend != "local" or is_tiny_model(model_name):
+        return
+    path = Path(model_name).expanduser()
+    if not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise UserError(
+            f"model_name={model_name}: {what}; use model_name=tiny or a local Hugging Face "
+            "model directory"
+        )
+    if not (path / "config.json").is_file():
+        raise UserError(
+            f"model_name={model_name} has no config.json; give a Hugging Face model directory "
+            "(as save_pretrained writes it) or model_name=tiny"
+        )
 
 
 def make_service(backend: str, device: str | None, base_url: str | None = None) -> ServiceClient:
@@ -87,7 +122,11 @@ def make_training_client(
     """A LoRA training client (the tiny model trains all its weights); a model that cannot be
     loaded is a `UserError` saying what to pass instead."""
     try:
-        return service.create_lora_training_client(base_model=model_name, rank=lora_rank, seed=seed)
+        # The SDK returns a future of the client (its use as the client is deprecated there).
+        future = service.create_lora_training_client(
+            base_model=model_name, rank=lora_rank, seed=seed
+        )
+        return future.result()
     except UserError:
         raise
     except (FileNotFoundError, OSError, ValueError) as e:
@@ -127,8 +166,7 @@ def load_starting_weights(
     found again if the run directory was moved) when it resumes, else `load_checkpoint_path`
     (weights only: a new run keeps its own optimizer schedule), else the base model (`None`)."""
     if run_dir.resume_from is not None:
-        path = run_dir.relocate(run_dir.resume_from.state_path)
-        return training_client.load_state_with_optimizer(path)
+        return training_client.load_state_with_optimizer(run_dir.resume_from.state_path)
     if load_checkpoint_path is not None:
         return training_client.load_state(resolve_checkpoint(load_checkpoint_path))
     return None
@@ -157,9 +195,16 @@ async def save_checkpoint(
         if with_sampler
         else None
     )
+    try:
+        state_path = (await state).path
+    except BaseException:
+        if sampler is not None:
+            with contextlib.suppress(Exception):
+                await sampler  # no write may go on after the error (a full disk, say)
+        raise
     checkpoint = Checkpoint(
         step=step,
-        state_path=(await state).path,
+        state_path=state_path,
         sampler_path=None if sampler is None else (await sampler).path,
         extra=dict(extra or {}),
     )

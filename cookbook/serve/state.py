@@ -9,10 +9,15 @@ arrive in; a repeated `seq_id` (an SDK retry) gets the first request's id back.
 Checkpoints: `tinker://RUN/weights/NAME` (save_state) and `tinker://RUN/sampler_weights/NAME`
 are the directories `ROOT/RUN/weights/NAME` and `ROOT/RUN/sampler_weights/NAME` under the
 server's checkpoint root, so they outlive the server and a restarted server resumes from them.
+The tiny models' tokenizer, as Hugging Face files the SDK's `get_tokenizer()` loads, is written
+to `ROOT/tokenizers/byte-v1` when a client first asks about a tiny model.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import re
 import threading
 import time
 import uuid
@@ -20,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
 
 from tinker import types
@@ -30,6 +35,9 @@ from cookbook.backends.local.sampling import LocalSamplingClient
 from cookbook.backends.local.service import LocalServiceClient
 from cookbook.backends.local.training import LocalTrainingClient
 from cookbook.errors import UserError
+from cookbook.hf_byte_tokenizer import save_byte_tokenizer
+from cookbook.model_names import is_tiny_model
+from cookbook.tokenizers import BYTE_TOKENIZER_KIND
 
 T = TypeVar("T")
 
@@ -39,6 +47,10 @@ FINISHED_KEEP_S = 600.0
 """How long a finished future's result stays retrievable (the SDK may retry a retrieve)."""
 SESSION_EXPIRY_S = 900.0
 """A session whose client stopped heartbeating (every 10 s) for this long is released."""
+SAMPLE_GATHER_S = 0.005
+"""How long a sampler's requests are held for the next one to arrive (see `SampleGather`)."""
+SAMPLE_GATHER_MAX_S = 0.05
+"""The longest the first of them is held."""
 
 
 class NotFoundError(UserError, KeyError):
@@ -71,6 +83,69 @@ class Run:
 
 
 @dataclass
+class Burst:
+    """The most sample requests that came together (no `SAMPLE_GATHER_S` gap) to one of a
+    session's samplers: an RL loop sends the same number every step, to a new sampler. (A
+    count too high costs only the quiet window; one too low would split a batch.)"""
+
+    size: int = 0
+
+
+class SampleGather:
+    """Holds the sample requests of one sampler and submits them together, in arrival order:
+    when as many have come as in the session's largest burst, when none came for
+    `SAMPLE_GATHER_S`, or when the first has waited `SAMPLE_GATHER_MAX_S`.
+
+    The SDK sends concurrent `sample` calls as separate HTTP requests, which arrive a few ms
+    apart (more on a loaded machine); submitted as they come, the backend's own gathering
+    window (1 ms) splits them over several batched generations, each costing as much as one
+    for all of them. Held and submitted together, they make one, as in-process calls do; with
+    the burst's size known, without waiting for the quiet window after the last. A burst larger
+    than any before is split once (its size is then known). Lives on the event loop."""
+
+    def __init__(self, burst: Burst | None = None) -> None:
+        self._burst = burst or Burst()
+        self._calls: list[Callable[[], None]] = []
+        self._run = 0  # requests since the last quiet window
+        self._first = 0.0
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, call: Callable[[], None]) -> None:
+        """Run `call` (which submits one request to the backend) with the others gathered."""
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        if not self._calls:
+            self._first = self._last
+        self._calls.append(call)
+        self._run += 1
+        if self._timer is None:
+            self._timer = loop.call_at(self._last + SAMPLE_GATHER_S, self._tick)
+        if self._run == self._burst.size:  # all that came together last time: go now
+            self._submit()
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        quiet = now >= self._last + SAMPLE_GATHER_S
+        if self._calls and (quiet or now >= self._first + SAMPLE_GATHER_MAX_S):
+            self._submit()
+        if quiet:  # the burst ended
+            self._burst.size = max(self._burst.size, self._run)
+            self._run, self._timer = 0, None
+            return
+        due = self._last + SAMPLE_GATHER_S
+        if self._calls:
+            due = min(due, self._first + SAMPLE_GATHER_MAX_S)
+        self._timer = loop.call_at(due, self._tick)
+
+    def _submit(self) -> None:
+        calls, self._calls = self._calls, []
+        for call in calls:
+            call()
+
+
+@dataclass
 class Sampler:
     """A sampling session."""
 
@@ -78,6 +153,7 @@ class Sampler:
     session_id: str
     base_model: str
     model_path: str | None
+    gather: SampleGather = field(default_factory=SampleGather)
 
 
 @dataclass
@@ -87,6 +163,7 @@ class Session:
     user_metadata: dict[str, str]
     last_seen: float = field(default_factory=time.monotonic)
     finished: bool = False
+    sample_burst: Burst = field(default_factory=Burst)
 
 
 class ServerState:
@@ -101,6 +178,7 @@ class ServerState:
         self.samplers: dict[str, Sampler] = {}
         self.pending: dict[str, Pending] = {}
         self._lock = threading.Lock()
+        self._byte_tokenizer_dir: Path | None = None
 
     # --- sessions -----------------------------------------------------------------------------
 
@@ -140,6 +218,19 @@ class ServerState:
             del self.runs[model_id]
         for sampler_id in [s for s, x in self.samplers.items() if x.session_id == session_id]:
             del self.samplers[sampler_id]
+
+    def add_sampler(
+        self,
+        sampler_id: str,
+        client: LocalSamplingClient,
+        session_id: str,
+        base_model: str,
+        model_path: str | None,
+    ) -> None:
+        """A new sampling session; its requests are gathered as its session's last ones were."""
+        session = self.sessions.get(session_id)
+        gather = SampleGather(session.sample_burst if session is not None else None)
+        self.samplers[sampler_id] = Sampler(client, session_id, base_model, model_path, gather)
 
     # --- futures ------------------------------------------------------------------------------
 
@@ -196,7 +287,7 @@ class ServerState:
             except Exception as exc:  # refused at submission: the future carries it
                 outer.set_exception(exc)
                 return
-            _chain(inner, outer)
+            chain(inner, outer)
 
         if seq_id is None:
             go()
@@ -213,6 +304,18 @@ class ServerState:
             run.next_seq += 1
         return request_id
 
+    def tokenizer_id(self, base_model: str) -> str:
+        """What the SDK should load the tokenizer of `base_model` from: for the tiny models, the
+        directory of their byte tokenizer's Hugging Face files (written once); otherwise the
+        model's own name (a Hugging Face directory holds its tokenizer)."""
+        if not is_tiny_model(base_model):
+            return base_model
+        if self._byte_tokenizer_dir is None:
+            self._byte_tokenizer_dir = save_byte_tokenizer(
+                self.root / "tokenizers" / BYTE_TOKENIZER_KIND
+            )
+        return str(self._byte_tokenizer_dir)
+
     # --- checkpoints --------------------------------------------------------------------------
 
     def run_dir(self, model_id: str) -> Path:
@@ -221,9 +324,23 @@ class ServerState:
     def checkpoint_dir(self, model_id: str, kind: str, name: str) -> tuple[Path, str]:
         """The directory for checkpoint `name` of `kind` (`weights` / `sampler_weights`) and
         its `tinker://` path."""
-        if not name or "/" in name or name in (".", ".."):
+        if not _is_plain_name(name):
             raise UserError(f"bad checkpoint name {name!r}; use a name such as '000010'")
         return self.run_dir(model_id) / kind / name, f"tinker://{model_id}/{kind}/{name}"
+
+    def save_dir(self, model_id: str, kind: str, name: str) -> tuple[Path, str]:
+        """`checkpoint_dir` for a name a client saves under. A name that is not a plain file
+        name (a path: the cookbook's own loops give the local backend paths in their run
+        directory) is kept as its last parts plus a digest of the whole, so distinct names stay
+        distinct and nothing is written outside the checkpoint root."""
+        if _is_plain_name(name):
+            return self.checkpoint_dir(model_id, kind, name)
+        parts = [p for p in PurePosixPath(name).parts if p not in ("/", ".", "..")]
+        if not parts:
+            raise UserError(f"bad checkpoint name {name!r}; use a name such as '000010'")
+        tail = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts[-2:]))[:64]
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        return self.checkpoint_dir(model_id, kind, f"{tail}-{digest}")
 
     def local_path(self, tinker_path: str) -> str:
         """The directory of a `tinker://RUN/KIND/NAME` path (a plain path passes through)."""
@@ -261,7 +378,9 @@ class ServerState:
         raise NotFoundError(f"unknown training run {model_id!r}")
 
 
-def _chain(inner: ConcurrentFuture[T], outer: ConcurrentFuture[T]) -> None:
+def chain(inner: ConcurrentFuture[T], outer: ConcurrentFuture[T]) -> None:
+    """Settle `outer` with `inner`'s result or error once `inner` is done."""
+
     def copy(done: ConcurrentFuture[T]) -> None:
         if outer.done():
             return
@@ -272,6 +391,17 @@ def _chain(inner: ConcurrentFuture[T], outer: ConcurrentFuture[T]) -> None:
             outer.set_result(done.result())
 
     inner.add_done_callback(copy)
+
+
+def _is_plain_name(name: str) -> bool:
+    """One directory name: no separator, not `.`/`..`, nothing the file system refuses."""
+    return (
+        bool(name)
+        and "/" not in name
+        and "\x00" not in name
+        and name not in (".", "..")
+        and len(name.encode()) <= 200
+    )
 
 
 def _safe(model_id: str) -> str:

@@ -112,6 +112,8 @@ def load_conversations(
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise ValueError("JSON nested too deeply to be a conversation") from None
             messages = parse_conversation(obj)
         except ValueError as e:
             if not skip_bad_lines:
@@ -144,6 +146,11 @@ def load_conversations(
         skipped_lines=skipped,
         first_skip_reason=first_reason,
     )
+
+
+def sources_of(conversations: Conversations) -> list[str]:
+    """`file:line` of each conversation, in order (for errors about a datum made from it)."""
+    return [f"{conversations.path}:{n}" for n in conversations.line_numbers]
 
 
 def render_conversations(

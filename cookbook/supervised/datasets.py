@@ -29,12 +29,17 @@ class DatumDataset(SupervisedDataset):
         seed: int = 0,
         shuffle: bool = True,
         counts: dict[str, int] | None = None,
+        sources_D: Sequence[str] | None = None,
     ) -> None:
         if not datums_D:
             raise ValueError("DatumDataset needs at least one datum")
         if batch_size < 1:
             raise UserError(f"batch_size must be at least 1, got {batch_size}")
+        if sources_D is not None and len(sources_D) != len(datums_D):
+            raise ValueError(f"{len(sources_D)} sources for {len(datums_D)} datums")
         self.datums_D = list(datums_D)
+        self.sources_D = None if sources_D is None else list(sources_D)
+        """Where each datum came from (`file:line`), for errors about it; None: unknown."""
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -60,6 +65,14 @@ class DatumDataset(SupervisedDataset):
         start = index * self.batch_size
         end = len(self.datums_D) if index == n - 1 else start + self.batch_size
         return [self.datums_D[i] for i in self._order[start:end]]
+
+    def batch_sources(self, index: int) -> list[str] | None:
+        """Where each datum of batch `index` came from (None when unknown)."""
+        if self.sources_D is None:
+            return None
+        start = index * self.batch_size
+        end = len(self.datums_D) if index == len(self) - 1 else start + self.batch_size
+        return [self.sources_D[i] for i in self._order[start:end]]
 
 
 def all_datums(dataset: SupervisedDataset) -> list[tinker_types.Datum]:

@@ -5,6 +5,7 @@ cookbook sft --dataset jsonl dataset.path=my.jsonl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,11 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.renderers.base import TrainOnWhat
-from cookbook.supervised.conversations import load_conversations, render_conversations
+from cookbook.supervised.conversations import (
+    load_conversations,
+    render_conversations,
+    sources_of,
+)
 from cookbook.supervised.datasets import DatumDataset, split_held_out
 from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
 
@@ -54,10 +59,24 @@ class JsonlDatasetBuilder(SupervisedDatasetBuilder):
             return CHAT_DEMO_PATH
         return Path(self.path).expanduser()
 
+    def check_inputs(self) -> None:
+        """The file exists and is a file (before any model loads)."""
+        path = self.resolved_path()
+        if not path.exists():
+            raise UserError(f"dataset file {path} does not exist; check dataset.path")
+        if not path.is_file():
+            raise UserError(f"dataset path {path} is not a file; give a .jsonl file")
+        if not os.access(path, os.R_OK):
+            raise UserError(f"dataset file {path} is not readable; check its permissions")
+
     def load_split(
         self, ctx: BuildContext
     ) -> tuple[list[tinker_types.Datum], list[tinker_types.Datum], dict[str, int]]:
         """Rendered `(train, test)` datums and the counts about them."""
+        train, test, counts = self._load(ctx)
+        return train.datums_D, (test.datums_D if test else []), counts
+
+    def _load(self, ctx: BuildContext) -> tuple[DatumDataset, DatumDataset | None, dict[str, int]]:
         try:
             train_on_what = TrainOnWhat(self.train_on_what)
         except ValueError:
@@ -67,6 +86,7 @@ class JsonlDatasetBuilder(SupervisedDatasetBuilder):
             ) from None
         conversations = load_conversations(self.resolved_path(), skip_bad_lines=self.skip_bad_lines)
         datums_D = render_conversations(conversations, ctx.renderer, train_on_what)
+        sources_D = sources_of(conversations)
         train_idx, test_idx = split_held_out(len(datums_D), self.test_fraction, self.split_seed)
         counts = {
             "conversations": len(datums_D),
@@ -74,20 +94,27 @@ class JsonlDatasetBuilder(SupervisedDatasetBuilder):
             "train_examples": len(train_idx),
             "test_examples": len(test_idx),
         }
-        return [datums_D[i] for i in train_idx], [datums_D[i] for i in test_idx], counts
-
-    def __call__(self, ctx: BuildContext) -> tuple[SupervisedDataset, SupervisedDataset | None]:
-        train_D, test_D, counts = self.load_split(ctx)
         train = DatumDataset(
-            train_D,
+            [datums_D[i] for i in train_idx],
             batch_size=ctx.groups_per_batch,
             seed=ctx.seed,
             shuffle=self.shuffle,
             counts=counts,
+            sources_D=[sources_D[i] for i in train_idx],
         )
         test = (
-            DatumDataset(test_D, batch_size=ctx.groups_per_batch, shuffle=False, counts=counts)
-            if test_D
+            DatumDataset(
+                [datums_D[i] for i in test_idx],
+                batch_size=ctx.groups_per_batch,
+                shuffle=False,
+                counts=counts,
+                sources_D=[sources_D[i] for i in test_idx],
+            )
+            if test_idx
             else None
         )
+        return train, test, counts
+
+    def __call__(self, ctx: BuildContext) -> tuple[SupervisedDataset, SupervisedDataset | None]:
+        train, test, _ = self._load(ctx)
         return train, test

@@ -4,7 +4,7 @@ or dropped, and both are counted, so the user is told what was cut."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,8 @@ class LengthReport:
     """Examples cut to `max_length` tokens."""
     dropped: int = 0
     """Examples left out (too long with `drop`, or nothing trained left after cutting)."""
+    kept: list[int] = field(default_factory=list)
+    """Index of each kept example among the examples given."""
 
     def describe(self, what: str, mode: LongExamples) -> str:
         """One line for the user, e.g. `3 of 288 train examples ... truncated`."""
@@ -69,7 +71,7 @@ def fit_datums(
     """Apply `fit_datum` to each datum; returns the kept ones and the counts."""
     report = LengthReport(max_length=max_length, total=len(datums_D))
     kept: list[tinker_types.Datum] = []
-    for datum in datums_D:
+    for i, datum in enumerate(datums_D):
         fitted = fit_datum(datum, max_length, mode)
         if fitted is None:
             report.dropped += 1
@@ -77,4 +79,5 @@ def fit_datums(
         if fitted is not datum:
             report.truncated += 1
         kept.append(fitted)
+        report.kept.append(i)
     return kept, report

@@ -27,10 +27,14 @@ if TYPE_CHECKING:
 class NLLEvaluator(Evaluator):
     """Weighted NLL per trained token over fixed datums (`target_tokens` + `weights`)."""
 
-    def __init__(self, datums_D: Sequence[tinker_types.Datum]) -> None:
+    def __init__(
+        self, datums_D: Sequence[tinker_types.Datum], sources_D: Sequence[str] | None = None
+    ) -> None:
         if not datums_D:
             raise ValueError("NLLEvaluator needs at least one datum")
         self.datums_D = list(datums_D)
+        self.sources_D = None if sources_D is None else list(sources_D)
+        """Where each datum came from (`file:line`), named when the backend refuses one."""
 
     async def __call__(self, sampling_client: SamplingClient) -> dict[str, float]:
         """`nll` (nats per weighted token), `tokens` (total weight) and `examples`."""
@@ -39,12 +43,16 @@ class NLLEvaluator(Evaluator):
         # Submit every request before waiting on any: the backend can work through them in order
         # while this coroutine collects results.
         futures = []
-        for datum in self.datums_D:
+        for k, datum in enumerate(self.datums_D):
             tokens_T = datum.model_input.to_ints()
             tokens_T.append(int(datum.loss_fn_inputs["target_tokens"].tolist()[-1]))
-            futures.append(
-                sampling_client.compute_logprobs(tinker_types.ModelInput.from_ints(tokens_T))
-            )
+            try:
+                futures.append(
+                    sampling_client.compute_logprobs(tinker_types.ModelInput.from_ints(tokens_T))
+                )
+            except UserError as e:
+                where = self.sources_D[k] if self.sources_D else f"held-out example {k}"
+                raise UserError(f"{where}: {e}") from e
         total_nll = 0.0
         total_weight = 0.0
         for datum, future in zip(self.datums_D, futures, strict=True):

@@ -16,6 +16,7 @@ them too).
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,7 +35,7 @@ from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilde
 if TYPE_CHECKING:
     from tinker import types as tinker_types
 
-    from cookbook.backends.protocol import TrainingClient
+    from cookbook.backends.protocol import ServiceClient, TrainingClient
     from cookbook.eval.types import Evaluator
     from cookbook.runs.checkpoints import Checkpoint
     from cookbook.runs.run_dir import RunDir
@@ -226,17 +227,45 @@ def train_steps(
     for step in range(start_step, end_step):
         epoch, index = batch_at(dataset, step, epoch)
         adam_params = adam_params_at(step)
-        metrics = sft_step(training_client, dataset.get_batch(index), adam_params)
+        try:
+            metrics = sft_step(training_client, dataset.get_batch(index), adam_params)
+        except UserError as e:
+            raise UserError(_name_sources(str(e), dataset, index)) from e
         metrics["epoch"] = float(epoch)
         metrics["learning_rate"] = adam_params.learning_rate
         yield step, metrics
+
+
+def _name_sources(message: str, dataset: SupervisedDataset, index: int) -> str:
+    """A backend error about `datum K` of batch `index`, with `datum K` replaced by where that
+    datum came from (`file:line`) when the dataset knows."""
+    from cookbook.supervised.datasets import DatumDataset
+
+    sources = dataset.batch_sources(index) if isinstance(dataset, DatumDataset) else None
+    if not sources:
+        return message
+
+    def source(match: re.Match[str]) -> str:
+        k = int(match.group(1))
+        return sources[k] if k < len(sources) else match.group(0)
+
+    return re.sub(r"\bdatum (\d+)\b", source, message)
 
 
 # --------------------------------------------------------------------------- helpers of main
 
 
 def _validate(config: Config) -> None:
-    """One clear line for each impossible setting."""
+    """One clear line for each impossible setting, and for a model or dataset file that is not
+    there: before anything heavy, the run directory included (`cookbook.runs.checks`)."""
+    from cookbook.runs.checks import (
+        check_lora_rank,
+        check_seed,
+        check_start_inputs,
+        finite_numbers,
+        require,
+    )
+
     checks: list[tuple[bool, str]] = [
         (config.batch_size >= 1, f"batch_size must be at least 1, got {config.batch_size}"),
         (config.num_epochs >= 1, f"num_epochs must be at least 1, got {config.num_epochs}"),
@@ -245,6 +274,14 @@ def _validate(config: Config) -> None:
             f"max_steps must be at least 1 (or unset), got {config.max_steps}",
         ),
         (config.learning_rate > 0, f"learning_rate must be positive, got {config.learning_rate}"),
+        (0 <= config.adam_beta1 < 1, f"adam_beta1 must be in [0, 1), got {config.adam_beta1}"),
+        (0 <= config.adam_beta2 < 1, f"adam_beta2 must be in [0, 1), got {config.adam_beta2}"),
+        (config.adam_eps > 0, f"adam_eps must be > 0, got {config.adam_eps}"),
+        (config.weight_decay >= 0, f"weight_decay must be >= 0, got {config.weight_decay}"),
+        (
+            config.grad_clip_norm >= 0,
+            f"grad_clip_norm must be >= 0 (0: no clipping), got {config.grad_clip_norm}",
+        ),
         (config.warmup_steps >= 0, f"warmup_steps must be >= 0, got {config.warmup_steps}"),
         (config.eval_every >= 0, f"eval_every must be >= 0, got {config.eval_every}"),
         (config.save_every >= 0, f"save_every must be >= 0, got {config.save_every}"),
@@ -257,15 +294,19 @@ def _validate(config: Config) -> None:
             f"lr_schedule={config.lr_schedule!r} is not one of: constant, linear, cosine",
         ),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise UserError(message)
+    require(finite_numbers(config), checks)
     try:
         LongExamples(config.long_examples)
     except ValueError:
         raise UserError(
             f"long_examples={config.long_examples!r} is not one of: truncate, drop"
         ) from None
+    check_seed(config.seed)
+    check_lora_rank(config.lora_rank)
+    check_start_inputs(
+        config.model_name, config.backend, config.load_checkpoint_path, config.log_dir
+    )
+    config.dataset.check_inputs()
 
 
 CHANGEABLE_ON_RESUME = frozenset({"num_epochs"})
@@ -300,6 +341,9 @@ def _limit_length(
         seed=dataset.seed,
         shuffle=dataset.shuffle,
         counts={**dataset.counts, **counts},
+        sources_D=None
+        if dataset.sources_D is None
+        else [dataset.sources_D[i] for i in report.kept],
     )
     return limited, counts
 
@@ -378,6 +422,25 @@ def _hint_max_length(config: Config) -> Iterator[None]:
         raise
 
 
+def _already_complete(run_dir: RunDir, final: Checkpoint, total_steps: int) -> SFTResult:
+    """A run that got to `final.step` >= `total_steps`: say so and change nothing (a run never
+    trains backwards; its checkpoint at `final.step` stays its last)."""
+    lower = f"; max_steps={total_steps} is lower" if final.step > total_steps else ""
+    print(
+        f"sft: {run_dir.path}: run already complete ({final.step} steps{lower}); nothing to do",
+        file=sys.stderr,
+    )
+    last = run_dir.metrics.read()
+    metrics = {k: v for k, v in last[-1].items() if isinstance(v, float)} if last else {}
+    return SFTResult(
+        log_dir=run_dir.path,
+        steps=final.step,
+        final_checkpoint=final.state_path,
+        final_sampler_path=final.sampler_path,
+        last_metrics=metrics,
+    )
+
+
 def total_steps_of(config: Config, batches_per_epoch: int) -> int:
     """Steps of the whole run: `max_steps`, else `num_epochs` passes."""
     if config.max_steps is not None:
@@ -390,23 +453,25 @@ def total_steps_of(config: Config, batches_per_epoch: int) -> int:
 
 def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) -> SFTResult:
     """Run (or resume) the supervised run `config` describes; returns where its results are."""
-    from cookbook.runs.progress import RunProgress
     from cookbook.runs.setup import CHANGEABLE_ON_RESUME as ANY_LOOP
-    from cookbook.runs.setup import (
-        build_context,
-        load_starting_weights,
-        make_service,
-        make_training_client,
-        start_run,
-    )
-    from cookbook.supervised.datasets import all_datums
-    from cookbook.supervised.nll_eval import NLLEvaluator
+    from cookbook.runs.setup import make_service, start_run
 
     _validate(config)
-    run_dir = start_run(
-        config, config.log_dir, fresh=fresh, argv=argv, changeable=ANY_LOOP | CHANGEABLE_ON_RESUME
-    )
+    # Before the run directory: an unreachable server or a bad key leaves nothing behind.
     service = make_service(config.backend, config.device, config.base_url)
+    changeable = ANY_LOOP | CHANGEABLE_ON_RESUME
+    with start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=changeable) as run:
+        return _train(config, run, service, argv)
+
+
+def _train(
+    config: Config, run_dir: RunDir, service: ServiceClient, argv: list[str] | None
+) -> SFTResult:
+    from cookbook.runs.progress import RunProgress
+    from cookbook.runs.setup import build_context, load_starting_weights, make_training_client
+    from cookbook.supervised.datasets import DatumDataset, all_datums
+    from cookbook.supervised.nll_eval import NLLEvaluator
+
     training_client = make_training_client(
         service, config.model_name, config.lora_rank, config.seed
     )
@@ -422,13 +487,20 @@ def main(config: Config, *, fresh: bool = False, argv: list[str] | None = None) 
     test_nll = None
     if test_ds is not None:
         test_ds, _ = _limit_length(test_ds, "test", config)
-        test_nll = NLLEvaluator(all_datums(test_ds))
+        sources = test_ds.sources_D if isinstance(test_ds, DatumDataset) else None
+        test_nll = NLLEvaluator(all_datums(test_ds), sources)
     evaluators = {name: builder(ctx) for name, builder in config.evals.items()}
 
     total_steps = total_steps_of(config, len(train_ds))
-    start_step = min(run_dir.start_step, total_steps)
+    start_step = run_dir.start_step
+    resume = run_dir.resume_from
+    if resume is not None and (
+        resume.step > total_steps or (resume.step == total_steps and resume.sampler_path)
+    ):
+        return _already_complete(run_dir, resume, total_steps)
     if run_dir.resume_from is not None:
         print(f"sft: resuming {run_dir.path} at step {start_step}/{total_steps}", file=sys.stderr)
+    run_dir.start_steps(config, argv)
     loading = load_starting_weights(training_client, run_dir, config.load_checkpoint_path)
     if loading is not None:
         loading.result()

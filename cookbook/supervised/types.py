@@ -37,3 +37,9 @@ class SupervisedDatasetBuilder:
 
     def __call__(self, ctx: BuildContext) -> tuple[SupervisedDataset, SupervisedDataset | None]:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(ctx)")
+
+    def check_inputs(self) -> None:
+        """Cheap checks of what the build will read (a file that must exist, ...), run before
+        anything heavy and before the run directory is made; raise `UserError` with the fix.
+        The default checks nothing."""
+        return None

@@ -5,6 +5,7 @@ preference model.
     cookbook check arithmetic --kind eval         # only the eval
     cookbook check tictactoe env.self_play=true   # the env's own options, as for `cookbook rl`
     cookbook check judge preference_model.model=tiny
+    cookbook check trained:runs/judge,mode=sample  # a preference model as named elsewhere
 
 Prints a table per checked item and exits 1 when a check failed (2 for a usage mistake). The
 command line is read by the parser of every `cookbook` subcommand (`cookbook.cli`). Imported for
@@ -30,13 +31,16 @@ Check that an installed env, dataset, eval or preference model keeps the contrac
 rely on.
 
 env:     its modules import nothing heavy; it builds for the tiny model; batches hold group
-         builders that pickle; a few groups roll out with a seeded scripted policy; group
-         rewards, rewards (finite, inside the builder's reward_range if it declares one),
-         observations and metrics are well formed; a second build replays the same episodes.
+         builders that pickle; a few groups roll out with a seeded scripted policy; training
+         groups hold group_size envs (or seats_per_game x group_size, when the builder declares
+         seats_per_game); group rewards, rewards (finite, inside the builder's reward_range if
+         it declares one), observations and metrics are well formed; a second build replays the
+         same episodes.
 dataset: it builds; batch 0 holds cross_entropy datums (targets = inputs shifted by one,
          aligned weights, some weight, ids inside the vocabulary); a second build matches.
-eval:    it builds with small sizes (num_games, num_problems, ...) and returns finite metrics
-         against an untrained tiny model.
+eval:    its builder's small() version (by default: the size fields num_games,
+         num_problems, max_examples, ... lowered) builds and returns finite metrics against an
+         untrained tiny model; eval.KEY=VALUE settings apply on top of it.
 preference model: it builds; seeded comparisons (both orders) get verdicts in [0, 1], each
          within a time limit; p(a, b) + p(b, a) = 1 (symmetry); a second build agrees.
 
@@ -59,8 +63,11 @@ def run(line: CommandLine) -> int:
 
     catalog = load_catalog()
     kind: Kind | None = None if line.kind is None else _KINDS[line.kind]
-    specs = _find(catalog, line.name, kind)
-    overrides = _route_overrides(list(line.overrides), [spec.kind for spec in specs])
+    name, from_spec = _split_spec(catalog, line.name, kind)
+    if from_spec:
+        kind = "preference_model"
+    specs = _find(catalog, name, kind)
+    overrides = _route_overrides([*from_spec, *line.overrides], [spec.kind for spec in specs])
     reports: list[ContractReport] = []
     for spec in specs:
         if not line.json and sys.stderr.isatty():
@@ -79,6 +86,39 @@ _KINDS: dict[str, Kind] = {
     "eval": "eval",
     "preference-model": "preference_model",
 }
+
+
+def _split_spec(catalog: Catalog, text: str, kind: Kind | None) -> tuple[str, list[str]]:
+    """A preference model named as elsewhere, `NAME:ARG[,KEY=VALUE...]` (`trained:runs/judge`),
+    as its name and its `preference_model.KEY=VALUE` options; any other name (a qualified
+    `distribution:NAME` included) unchanged, with no options."""
+    if ":" not in text and "," not in text:
+        return text, []
+    from cookbook.preference.spec import builder_settings, parse_spec
+    from cookbook.preference.types import PreferenceModelBuilder
+    from cookbook.registry.specs import normalize_distribution
+
+    dists = frozenset(normalize_distribution(p.distribution) for p in catalog.plugins())
+    parsed = parse_spec(text, dists)
+    if parsed.arg is None and not parsed.options:
+        return text, []
+    if kind not in (None, "preference_model"):
+        raise UserError(
+            f"cookbook check: '{text}' is the NAME:ARG form that names a preference model; "
+            f"name the {kind} alone and set its options as {kind}.KEY=VALUE"
+        )
+    try:
+        spec = catalog.get_preference_model(parsed.name)
+    except UserError as e:
+        raise UserError(
+            f"cookbook check: '{text}' names a preference model as NAME:ARG, but {e}; an env, "
+            "dataset or eval is checked by its NAME alone, with KIND.KEY=VALUE options"
+        ) from None
+    builder = spec.load()
+    if not (isinstance(builder, type) and issubclass(builder, PreferenceModelBuilder)):
+        return parsed.name, []  # the contract check reports what the builder is
+    settings = builder_settings(builder, parsed, text)
+    return parsed.name, [f"preference_model.{setting}" for setting in settings]
 
 
 def _find(catalog: Catalog, name: str, kind: Kind | None) -> list[Spec]:

@@ -53,7 +53,7 @@ def check_dataset(
 
     def config() -> str:
         state.builder, detail = configure(
-            loader, SupervisedDatasetBuilder, overrides, "dataset", label, {}
+            loader, SupervisedDatasetBuilder, overrides, "dataset", label
         )
         return detail
 

@@ -5,6 +5,14 @@ build replays the same episodes.
 
 An env may declare the range of its per-episode total reward as `reward_range`, a `(low, high)`
 attribute or method of its builder; without one only finiteness is checked.
+
+Group size. The runner asks for `group_size` envs per group (`ctx.group_size`) and centres
+rewards within a group, so a training group holds exactly that many envs. In a game whose seats
+are all the policy (self-play), the seats of one game are envs of the same group: a group of G
+envs is G/S games of S seats (G must be a multiple of S; refuse other sizes with a `UserError`).
+An env that instead makes `group_size` games of S seats per group (S x group_size envs) declares
+`seats_per_game = S` (an attribute or method of its builder). The check builds the training set
+at two group sizes and counts the envs of its groups.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import asyncio
 import math
 import pickle
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from cookbook.rl.rollouts import do_group_rollout, mix_seed
@@ -84,7 +92,7 @@ def check_env(
     policy = ScriptedPolicy(ctx.tokenizer)
 
     def config() -> str:
-        state.builder, detail = configure(loader, RLDatasetBuilder, overrides, "env", label, {})
+        state.builder, detail = configure(loader, RLDatasetBuilder, overrides, "env", label)
         return detail
 
     import_check(checks, modules, check_imports)
@@ -98,6 +106,7 @@ def check_env(
         lambda: _rollouts(state, policy, seed, max_turns, step_timeout_s),
         needs=["batches"],
     )
+    checks.run("group size", lambda: _group_size(state, ctx), needs=["rollouts"])
     checks.run("group rewards", lambda: _group_rewards(state), needs=["rollouts"])
     checks.run("rewards", lambda: _rewards(state, reward_range), needs=["group rewards"])
     checks.run("observations", lambda: _observations(policy, ctx), needs=["rollouts"])
@@ -266,6 +275,67 @@ def _rollouts(
     return (
         f"{len(state.runs)} groups, {len(lengths)} episodes, {sum(lengths)} turns (longest "
         f"{max(lengths, default=0)}) with a scripted random policy, seed {seed}"
+    )
+
+
+def _declared_seats(builder: RLDatasetBuilder | None) -> int | None:
+    """The builder's `seats_per_game` (attribute or method), checked; None when undeclared."""
+    declared = getattr(builder, "seats_per_game", None)
+    if callable(declared):
+        declared = declared()
+    if declared is None:
+        return None
+    if not (isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1):
+        raise CheckFailed(
+            f"{type(builder).__name__}.seats_per_game is {short_repr(declared)}; declare it as "
+            "a positive int (the seats of one game)"
+        )
+    return declared
+
+
+def _sizes_allowed(group_size: int, seats: int | None) -> list[int]:
+    return [group_size] if seats in (None, 1) else [group_size, seats * group_size]
+
+
+def _group_size(state: _EnvState, ctx: BuildContext) -> str:
+    seats = _declared_seats(state.builder)
+    rule = (
+        "a group holds group_size envs (a game of S seats puts group_size/S games in a group); "
+        "an env that makes group_size games of S seats per group declares seats_per_game = S on "
+        "its builder"
+    )
+    allowed = _sizes_allowed(ctx.group_size, seats)
+    seen: set[int] = set()
+    for run in state.runs:
+        if not run.label.startswith("train") or run.trajectories_G is None:
+            continue
+        size = len(run.trajectories_G)
+        seen.add(size)
+        if size not in allowed:
+            raise CheckFailed(
+                f"{run.label} has {size} envs, but the runner asked for group_size="
+                f"{ctx.group_size}; {rule}"
+            )
+    # A size written into the env instead of read from ctx.group_size shows at another size.
+    other = ctx.group_size * 2
+    assert state.builder is not None
+    train, _ = _rl_pair(state.builder(replace(ctx, group_size=other)))
+    builder = first_batch(train, "train")[0]
+    if not isinstance(builder, EnvGroupBuilder):
+        raise CheckFailed(
+            f"train batch 0 item 0 is a {type(builder).__name__} at group_size={other}"
+        )
+    size = len(run_async(builder.make_envs()))
+    if size not in _sizes_allowed(other, seats):
+        raise CheckFailed(
+            f"built with group_size={other}, train group 0 has {size} envs (is a size written "
+            f"into the env instead of read from ctx.group_size?); {rule}"
+        )
+    declared = f"; seats_per_game = {seats}" if seats is not None else ""
+    held = "/".join(str(n) for n in sorted(seen))
+    return (
+        f"train groups hold {held} envs at group_size={ctx.group_size}, {size} at "
+        f"group_size={other}{declared}"
     )
 
 

@@ -1,6 +1,6 @@
 """Contract checks for an eval: it builds, runs against an untrained tiny model (or a given
-sampling client) within a time limit, with its size fields lowered (`SMALL_EVAL_SETTINGS`), and
-returns a non-empty dict of finite floats."""
+sampling client) within a time limit, at the size its builder's `small()` gives (see
+`cookbook.eval.types.EvaluatorBuilder.small`), and returns a non-empty dict of finite floats."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cookbook.eval.types import Evaluator, EvaluatorBuilder
+from cookbook.eval.types import SMALL_SIZES, Evaluator, EvaluatorBuilder
 from cookbook.testing.context import tiny_context
-from cookbook.testing.report import CheckFailed, Checklist, ContractReport
+from cookbook.testing.report import CheckFailed, Checklist, ContractReport, describe_error
 from cookbook.testing.shared import (
     asserting,
     check_metrics,
@@ -26,16 +26,9 @@ if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient
     from cookbook.build_context import BuildContext
 
-SMALL_EVAL_SETTINGS: dict[str, int] = {
-    "num_games": 2,
-    "num_problems": 4,
-    "max_problems": 4,
-    "max_examples": 4,
-    "num_episodes": 2,
-    "num_tasks": 4,
-}
-"""Size fields an eval check lowers (when the builder has them and the user did not set them),
-so an eval runs in seconds on an untrained tiny model."""
+SMALL_EVAL_SETTINGS = SMALL_SIZES
+"""The size fields the default `EvaluatorBuilder.small` lowers (kept under this name for
+tests written against earlier versions)."""
 
 EvalTarget = str | type[EvaluatorBuilder] | EvaluatorBuilder
 """A registered eval name, a builder class, or a configured builder."""
@@ -56,19 +49,20 @@ def check_eval(
     untrained tiny model (or `sampling_client`, with the matching `ctx`) within
     `time_limit_s`, and returns a non-empty dict of finite floats.
 
-    With `small`, the size fields of `SMALL_EVAL_SETTINGS` the builder has (`num_games`,
-    `num_problems`, ...) are lowered unless `overrides` set them."""
+    With `small`, the eval runs at the size its builder's `small()` method gives (by default:
+    the size fields of `SMALL_SIZES` it has, such as `num_games` and `num_problems`, lowered);
+    `overrides` are applied on top of that."""
     label, loader, modules = resolve_target("eval", target, overrides)
     report = ContractReport("eval", label)
     checks = Checklist(report)
     ctx = ctx or tiny_context(seed)
     state = _EvalState()
-    shrink = SMALL_EVAL_SETTINGS if small else {}
 
     def config() -> str:
-        state.builder, detail = configure(
-            loader, EvaluatorBuilder, overrides, "eval", label, shrink
+        builder, detail = configure(
+            loader, EvaluatorBuilder, overrides, "eval", label, _small if small else None
         )
+        state.builder = builder
         return detail
 
     def build() -> str:
@@ -91,6 +85,15 @@ def check_eval(
     )
     checks.run("metrics", lambda: _eval_metrics(state), needs=["runs"])
     return report
+
+
+def _small(builder: EvaluatorBuilder) -> EvaluatorBuilder:
+    try:
+        return builder.small()
+    except CheckFailed:
+        raise
+    except Exception as e:
+        raise CheckFailed(f"{type(builder).__name__}.small() raised {describe_error(e)}") from e
 
 
 @dataclass

@@ -75,7 +75,7 @@ def check_preference_model(
 
     def config() -> str:
         state.builder, detail = configure(
-            loader, PreferenceModelBuilder, overrides, "preference model", label, {}
+            loader, PreferenceModelBuilder, overrides, "preference model", label
         )
         return detail
 

@@ -55,10 +55,20 @@ def configure(
     overrides: Sequence[str],
     kind: str,
     label: str,
-    small: Mapping[str, int],
+    small: Callable[[_B], _B] | None = None,
 ) -> tuple[_B, str]:
-    """The configured builder and the detail line of the `config` check."""
-    from cookbook.configs import make_config
+    """The configured builder and the detail line of the `config` check. `small` (the eval
+    check's) makes a small version of the configured builder; the user's `overrides` are then
+    applied on top of it."""
+    from cookbook.configs import (
+        COMMAND_LINE,
+        Layer,
+        blueprint_values,
+        build_config,
+        make_config,
+        parse_overrides,
+        undecorated_fields,
+    )
 
     loaded = loader()
     if isinstance(loaded, type):
@@ -67,44 +77,47 @@ def configure(
             raise CheckFailed(f"{name} is not a {base.__name__} subclass")
         if not chz.is_chz(loaded):
             raise CheckFailed(f"{name} is not a chz class; decorate it with @chz.chz")
+        missing = undecorated_fields(loaded)
+        if missing:
+            raise CheckFailed(
+                f"{name} declares {', '.join(missing)} without @chz.chz on its class, so they "
+                "are not options; decorate it with @chz.chz"
+            )
         instance = make_config(loaded, overrides, label=f"{kind} {label}")
-        shrunk = small_settings(instance, small, overrides)
-        if shrunk:
-            instance = make_config(loaded, overrides, defaults=shrunk, label=f"{kind} {label}")
     else:
         if not isinstance(loaded, base):
             raise CheckFailed(f"{type(loaded).__name__} is not a {base.__name__}")
         instance = loaded
-        shrunk = small_settings(instance, small, overrides)
-        if shrunk:
-            instance = chz.replace(instance, **{k: int(v) for k, v in shrunk.items()})
     assert isinstance(instance, base)
+    full = instance
+    if small is not None:
+        instance = small(instance)
+        if type(instance) is not type(full):
+            raise CheckFailed(
+                f"small() returned {type(instance).__name__}, not a {type(full).__name__}"
+            )
+        if overrides:  # the user's own settings win over the small ones
+            layers = [
+                Layer("its small() version", blueprint_values(instance)),
+                Layer(COMMAND_LINE, parse_overrides(overrides, f"{kind} {label}")),
+            ]
+            instance = build_config(type(full), layers, label=f"{kind} {label}")
     round_trip_config(instance)
     detail = f"{type(instance).__name__}, round-trips through config.json"
     if overrides:
         detail += f"; set: {' '.join(overrides)}"
-    if shrunk:
-        detail += "; small: " + " ".join(f"{k}={v}" for k, v in shrunk.items())
+    changed = changed_fields(full, instance)
+    if changed:
+        detail += "; small: " + " ".join(f"{k}={v}" for k, v in changed.items())
     return instance, detail
 
 
-def small_settings(
-    instance: object, small: Mapping[str, int], overrides: Sequence[str]
-) -> dict[str, str]:
-    """The size fields to lower: present, an int (or None: no limit) above the small value, and
-    not set by the user."""
-    if not small or not chz.is_chz(instance):
-        return {}
-    user_keys = {arg.partition("=")[0].strip() for arg in overrides}
-    fields = chz.chz_fields(instance)
-    out: dict[str, str] = {}
-    for name, value in small.items():
-        if name not in fields or name in user_keys:
-            continue
-        current = getattr(instance, name)
-        if current is None or (is_number(current) and isinstance(current, int) and current > value):
-            out[name] = str(value)
-    return out
+def changed_fields(before: object, after: object) -> dict[str, str]:
+    """The leaf settings of chz config `after` that differ from `before`'s, as text."""
+    from cookbook.configs import blueprint_values
+
+    old, new = blueprint_values(before), blueprint_values(after)
+    return {k: str(v) for k, v in new.items() if k not in old or old[k] != v}
 
 
 def round_trip_config(instance: object) -> None:

@@ -1,8 +1,10 @@
-"""Sampling client: logprobs agree with scoring, seeds, stops, lengths, top-k/top-p, batching."""
+"""Sampling client: logprobs agree with scoring, seeds, stops, lengths, top-k/top-p, requests
+joining a running generation, failures."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from backend_helpers import ce_datum
 from tinker import types
 
 from cookbook.backends.local.batch import BadRequestError
+from cookbook.backends.local.generation import DecodeEngine
 from cookbook.backends.local.sampling import LocalSamplingClient
 from cookbook.backends.local.service import LocalServiceClient
 from cookbook.backends.local.tiny_model import TinyConfig, TinyGPT
@@ -116,6 +119,50 @@ def test_seeded_sampling_is_reproducible_even_when_batched_with_others(
     other_seed = types.SamplingParams(max_tokens=20, temperature=1.5, seed=8, stop=[])
     different = sampler.sample(_prompt("the quick"), 3, other_seed).result()
     assert [s.tokens for s in different.sequences] != tokens_alone
+
+
+def test_a_request_joins_a_running_generation(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    _, sampler = trained
+    short = SP(max_tokens=4, temperature=1.0, seed=2, stop=[])
+    alone = sampler.sample(_prompt("ab"), 2, short).result()
+    long = sampler.sample(_prompt("the"), 1, SP(max_tokens=500, seed=1, stop=[]))
+    while sampler._engine is None or sampler._engine.rows == 0:  # wait until it decodes
+        time.sleep(1e-4)
+    served = sampler.batches_served
+    joined = sampler.sample(_prompt("ab"), 2, short).result()
+    assert not long.future().done()  # the short request came and went while the long one ran
+    assert len(long.result().sequences[0].tokens) == 500
+    assert sampler.batches_served == served  # it joined the long one's run
+    assert [s.tokens for s in joined.sequences] == [s.tokens for s in alone.sequences]
+
+
+def test_a_failing_generation_fails_every_request_it_holds(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, sampler = trained
+    steps = 0
+    real_step = DecodeEngine.step
+
+    def failing_step(engine: DecodeEngine) -> None:
+        nonlocal steps
+        steps += 1
+        if steps == 3:
+            raise RuntimeError("boom")
+        real_step(engine)
+
+    monkeypatch.setattr(DecodeEngine, "step", failing_step)
+
+    async def fire() -> list[BaseException | types.SampleResponse]:
+        futures = [sampler.sample(_prompt(t), 2, SP(max_tokens=10, seed=1, stop=[])) for t in "abc"]
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    results = asyncio.run(fire())
+    assert all(isinstance(r, RuntimeError) and str(r) == "boom" for r in results)
+    monkeypatch.undo()
+    again = sampler.sample(_prompt("a"), 2, SP(max_tokens=5, seed=1, stop=[])).result()
+    assert all(len(s.tokens) == 5 for s in again.sequences)
 
 
 def test_eos_stop_tokens_and_stop_strings(

@@ -142,16 +142,16 @@ def test_load_state_is_weights_only_and_with_optimizer_is_both(tmp_path: Path) -
             client.forward_backward(batch, "cross_entropy")
             client.optim_step(adam)
 
-    source = service.create_lora_training_client("tiny", seed=1)
+    source = service.create_lora_training_client("tiny-32x1", seed=1)
     train(source, batches[:2])
     path = source.save_state("mid").result().path
 
-    weights_only = service.create_lora_training_client("tiny", seed=9)
+    weights_only = service.create_lora_training_client("tiny-32x1", seed=9)
     weights_only.load_state(path).result()
     assert weights_only.step == 0  # fresh optimizer: Adam's moments and step count not loaded
     fresh_run = service.create_training_client_from_state(path)
     assert fresh_run.step == 0
-    both = service.create_lora_training_client("tiny", seed=9)
+    both = service.create_lora_training_client("tiny-32x1", seed=9)
     both.load_state_with_optimizer(path).result()
     resumed = service.create_training_client_from_state_with_optimizer(path)
     assert both.step == resumed.step == 2

@@ -65,6 +65,7 @@ def test_a_crash_mid_run_then_the_same_command_resumes(
     assert MetricsLog(log_dir / "metrics.jsonl").read()[3] == line3  # step 3 was not rerun
     assert CheckpointIndex(log_dir).all()[-1].step == 8
     assert "rl fixture-letters: 4 steps run" in out  # steps 4-7, not all 8
+    assert "fixture-letters step 8/8" in err  # the progress line names the env, not the dir
 
 
 @pytest.mark.slow

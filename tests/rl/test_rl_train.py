@@ -51,7 +51,9 @@ def _without_timings(records: list[dict[str, MetricValue]]) -> list[dict[str, Me
 
 @pytest.fixture(scope="module")
 def letters_run(rl_plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3-step two-turn run with inline evals (one of them broken) and checkpoints."""
+    """A 3-step two-turn run with inline evals (one of them broken) and checkpoints; serial
+    sampling (`deterministic=True`), so its config replays it exactly even on a loaded machine
+    (batched sampling replays only as long as the same requests happen to arrive together)."""
     from cookbook_rl_fixture.envs import LettersBuilder
     from cookbook_rl_fixture.evals import BrokenEvalBuilder, EchoEvalBuilder
 
@@ -64,6 +66,7 @@ def letters_run(rl_plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         eval_every=2,
         save_every=2,
         evals={"echo": EchoEvalBuilder(), "broken": BrokenEvalBuilder()},
+        deterministic=True,
     )
     summary = main(config, argv=["test"])
     assert summary.steps_run == 3
@@ -99,7 +102,9 @@ def test_a_run_writes_config_metrics_checkpoints_and_transcripts(letters_run: Pa
     assert records[2]["eval/broken/failed"] == 1
     index = json.loads((letters_run / "checkpoints.json").read_text())
     assert [c["step"] for c in index] == [2, 3]
-    assert all(Path(c["state_path"]).exists() and Path(c["sampler_path"]).exists() for c in index)
+    # Stored relative to the run directory (so a moved run finds them).
+    assert all(not Path(c["state_path"]).is_absolute() for c in index)
+    assert all((letters_run / c[k]).exists() for c in index for k in ("state_path", "sampler_path"))
     transcripts = sorted(p.name for p in (letters_run / "transcripts").iterdir())
     assert transcripts == ["step000000.txt", "step000001.txt", "step000002.txt"]
     text = (letters_run / "transcripts" / "step000001.txt").read_text()

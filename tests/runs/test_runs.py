@@ -43,6 +43,8 @@ def test_resume_drops_metrics_after_checkpoint_and_torn_lines(tmp_path: Path) ->
 
     resumed = open_run_dir(tmp_path / "run")
     assert resumed.start_step == 3
+    assert len(resumed.metrics.read()) == 5  # nothing dropped until the steps start again
+    resumed.start_steps(Outer(inner=Inner()))
     assert [r["step"] for r in resumed.metrics.read()] == [0, 1, 2]
     for step in range(3, 6):
         resumed.metrics.log(step, {"reward": 1.0})

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
 import httpx
@@ -17,18 +16,11 @@ from server_thread import running_server
 from tinker import types
 
 from cookbook.backends.local.service import LocalServiceClient
+from cookbook.cli import main as cookbook_main
 from cookbook.serve import SDK_VERSIONS
 from cookbook.serve.state import ServerState
 
 ADAM = types.AdamParams(learning_rate=1e-2, eps=1e-6)
-
-
-@pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, ServerState]]:
-    monkeypatch.setenv("TINKER_API_KEY", "tml-test")
-    monkeypatch.setenv("TINKER_TELEMETRY", "0")
-    with running_server(tmp_path / "serve") as running:
-        yield running
 
 
 def _datum(tokens: list[int]) -> types.Datum:
@@ -49,9 +41,9 @@ def test_sdk_version_is_one_this_server_was_verified_against() -> None:
 
 
 def test_sdk_trains_samples_saves_and_resumes_like_in_process(
-    server: tuple[str, ServerState], tmp_path: Path
+    shared_server: tuple[str, ServerState], tmp_path: Path
 ) -> None:
-    url, _ = server
+    url, server_state = shared_server
     rng = np.random.default_rng(0)
     batches = [[_datum(rng.integers(0, 256, 16).tolist()) for _ in range(2)] for _ in range(4)]
     local = LocalServiceClient(device="cpu", base_dir=tmp_path / "local")
@@ -74,6 +66,14 @@ def test_sdk_trains_samples_saves_and_resumes_like_in_process(
     state = remote.save_state("mid", user_metadata={"k": "v"}).result().path
     sampler_path = remote.save_weights_for_sampler("mid").result().path
     assert state.startswith("tinker://") and "/weights/mid" in state
+    # Names that are paths (the cookbook's loops pass run-directory paths) stay distinct and
+    # stay under the server's checkpoint root.
+    odd = ["/runs/a/step1/state", "/runs/b/step1/state", "../../../escape"]
+    odd_paths = [remote.save_state(name).result().path for name in odd]
+    assert len(set(odd_paths)) == 3 and all(p.startswith("tinker://") for p in odd_paths)
+    assert all(
+        Path(server_state.local_path(p)).is_relative_to(server_state.root) for p in odd_paths
+    )
     resumed = service.create_training_client_from_state_with_optimizer(state).result()
     fresh = service.create_training_client_from_state(state).result()
     for client in (remote, resumed):
@@ -108,9 +108,9 @@ def test_sdk_trains_samples_saves_and_resumes_like_in_process(
 
 
 def test_refused_requests_fail_their_future_not_the_server(
-    server: tuple[str, ServerState],
+    shared_server: tuple[str, ServerState],
 ) -> None:
-    url, _ = server
+    url, _ = shared_server
     service = tinker.ServiceClient(base_url=url)
     trainer = service.create_lora_training_client("tiny", rank=4).result()
     bad = types.Datum(
@@ -127,10 +127,11 @@ def test_refused_requests_fail_their_future_not_the_server(
     assert trainer.forward([_datum([1, 2, 3, 4])], "cross_entropy").result().metrics
     with pytest.raises(tinker.TinkerError):
         service.create_lora_training_client("/no/such/model/dir").result()
+    service.close("success").result()
 
 
-def test_many_clients_at_once_each_in_order(server: tuple[str, ServerState]) -> None:
-    url, state = server
+def test_many_clients_at_once_each_in_order(shared_server: tuple[str, ServerState]) -> None:
+    url, state = shared_server
     service = tinker.ServiceClient(base_url=url)
     rng = np.random.default_rng(1)
     datum = _datum(rng.integers(0, 256, 12).tolist())
@@ -149,6 +150,7 @@ def test_many_clients_at_once_each_in_order(server: tuple[str, ServerState]) -> 
         except BaseException as exc:
             errors.append(exc)
 
+    runs_before = set(state.runs)
     threads = [threading.Thread(target=train, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
@@ -157,15 +159,16 @@ def test_many_clients_at_once_each_in_order(server: tuple[str, ServerState]) -> 
     assert not errors, errors
     for losses in results.values():
         assert losses[0] > losses[1] > losses[2]
-    assert len(results) == 4 and len(state.runs) == 4
+    mine = set(state.runs) - runs_before
+    assert len(results) == 4 and len(mine) == 4
     service.close("success").result()
-    assert not state.runs  # a finished session releases its models
+    assert not mine & set(state.runs)  # a finished session releases its models
 
 
 def test_malformed_bodies_unknown_ids_and_disconnects_get_errors(
-    server: tuple[str, ServerState],
+    shared_server: tuple[str, ServerState],
 ) -> None:
-    url, _ = server
+    url, _ = shared_server
     with httpx.Client(base_url=url, timeout=30) as http:
         assert http.post("/api/v1/create_session", content=b"{not json").status_code == 400
         assert http.post("/api/v1/create_model", json={"model_seq_id": 0}).status_code == 400
@@ -194,7 +197,6 @@ def test_malformed_bodies_unknown_ids_and_disconnects_get_errors(
 
 
 def test_api_key_is_checked_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TINKER_TELEMETRY", "0")
     with running_server(tmp_path / "serve", api_key="tml-secret") as (url, _):
         with httpx.Client(base_url=url, timeout=30) as http:
             assert http.get("/api/v1/healthz").status_code == 200
@@ -216,28 +218,71 @@ def test_api_key_is_checked_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyP
         service = make_service_client("tinker", base_url=url)
         trainer = service.create_lora_training_client("tiny", rank=4).result()
         assert trainer.get_info().model_data.model_name == "tiny"
+        assert isinstance(service, tinker.ServiceClient)
+        service.close("success").result()  # no heartbeats to this server once it stops
 
 
-def test_serve_command_is_listed_and_refuses_bad_options() -> None:
-    help_text = subprocess.run(
-        [sys.executable, "-m", "cookbook", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    assert "serve" in help_text
-    bad = subprocess.run(
-        [sys.executable, "-m", "cookbook", "serve", "--api-key", "secret"],
-        capture_output=True,
-        text=True,
-    )
-    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "tml-" in bad.stderr
-    with socket.socket() as busy:  # the port is taken: one line, no traceback
+def test_a_server_that_dies_mid_run_stops_the_client_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK alone would wait for ever on a result from a server that went away (it retries
+    a pending result without end): the backend's watchdog stops the waiting main thread."""
+    import cookbook.backends.tinker_remote as tinker_remote
+    from cookbook.backends import make_service_client
+
+    monkeypatch.setattr(tinker_remote, "WATCH_EVERY_S", 0.1)
+    monkeypatch.setattr(tinker_remote, "GONE_AFTER_S", 0.5)
+    with running_server(tmp_path / "serve") as (url, _):
+        service = make_service_client("tinker", base_url=url)
+        trainer = service.create_lora_training_client("tiny-32x1", rank=4).result()
+        trainer.forward_backward([_datum([1, 2, 3])], "cross_entropy").result()
+    start = time.monotonic()
+    with pytest.raises(tinker_remote.ServerGoneError, match="stopped answering") as exc:
+        trainer.forward_backward([_datum([1, 2, 3])], "cross_entropy").result()
+    assert time.monotonic() - start < 120  # a hang guard only: the SDK alone waits for ever
+    assert url in str(exc.value) and "\n" not in str(exc.value)
+    # Stop the SDK's heartbeats to the dead server (they log a warning after 2 minutes, and
+    # close() would first retry finishing the session for 5).
+    assert isinstance(service, tinker.ServiceClient)
+    holder = service._session_holder
+    assert holder is not None
+    holder.run_coroutine_threadsafe(service._close_holders()).result(30)
+
+
+def test_sample_requests_that_arrive_together_are_submitted_together_in_order() -> None:
+    from cookbook.serve.state import SAMPLE_GATHER_MAX_S, Burst, SampleGather
+
+    async def main() -> None:
+        burst, submitted = Burst(), []
+        first = SampleGather(burst)
+        for i in range(3):
+            first.add(lambda i=i: submitted.append(i))
+        assert not submitted  # held for the next request
+        await asyncio.sleep(4 * SAMPLE_GATHER_MAX_S)
+        assert submitted == [0, 1, 2] and burst.size == 3
+        submitted.clear()
+        second = SampleGather(burst)  # the session's next sampler: 3 go as soon as they came
+        for i in range(4):
+            second.add(lambda i=i: submitted.append(i))
+            assert submitted == ([0, 1, 2] if i >= 2 else [])
+        await asyncio.sleep(4 * SAMPLE_GATHER_MAX_S)
+        assert submitted == [0, 1, 2, 3] and burst.size == 4  # a larger burst: split once
+
+    asyncio.run(main())
+
+
+def test_serve_command_is_listed_and_refuses_bad_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cookbook_main(["--help"]) == 0
+    assert "serve" in capsys.readouterr().out
+    assert cookbook_main(["serve", "--api-key", "secret"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "tml-" in err
+    with socket.socket() as busy:  # the port is taken: one line, at once, nothing loaded
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        taken = subprocess.run(
-            [sys.executable, "-m", "cookbook", "serve", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert taken.returncode == 2 and "cannot listen" in taken.stderr
-    assert "Traceback" not in taken.stderr
+        assert cookbook_main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot listen") and "Traceback" not in err

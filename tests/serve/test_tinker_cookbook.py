@@ -3,6 +3,10 @@ in-process local backend (the only change: `tinker.ServiceClient` is `LocalServi
 (b) `cookbook serve` through the real SDK (`base_url`). The model is a small random Llama saved
 to a temp dir (`random_hf.py`); nothing is downloaded.
 
+The default suite runs, on each path, the RL loop with its default loss (one step) and the SFT
+loop (two steps), and through the server a resume that finds its checkpoint over REST;
+`--runslow` adds every other RL loss on both paths and the in-process resume.
+
 tinker-cookbook installs with `pip install -r requirements/tinker-cookbook.txt` and
 `pip install --no-deps tinker-cookbook==0.6.1` (scripts/install.sh does it); without it these
 tests skip.
@@ -17,31 +21,20 @@ from pathlib import Path
 
 import pytest
 import tinker
-from server_thread import running_server
 
-from cookbook.backends.local.random_hf import save_random_hf_model
 from cookbook.backends.local.service import LocalServiceClient
+from cookbook.serve.state import ServerState
 
 pytest.importorskip("tinker_cookbook", reason="tinker-cookbook is not installed")
 
-RL_LOSSES = ["importance_sampling", "ppo", "cispo", "dro", "stable_reinforce"]
-"""Config.loss_fn's default is importance_sampling; stable_reinforce is the math recipe's."""
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(save_random_hf_model(tmp_path_factory.mktemp("tc") / "llama", "llama", seed=0))
+DEFAULT_LOSS = "importance_sampling"
+"""tinker-cookbook's `rl.train.Config.loss_fn` default."""
+OTHER_LOSSES = ["ppo", "cispo", "dro", "stable_reinforce"]
+"""stable_reinforce is its math recipe's default."""
 
 
 @pytest.fixture
-def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TINKER_API_KEY", "tml-test")
-    monkeypatch.setenv("TINKER_TELEMETRY", "0")
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-
-
-@pytest.fixture
-def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quiet: None) -> Iterator[None]:
+def in_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """tinker-cookbook's `tinker.ServiceClient(...)` builds the local backend instead."""
 
     def local(*args: object, **kwargs: object) -> LocalServiceClient:
@@ -66,7 +59,7 @@ def _rl_config(model_dir: str, log_path: Path, loss_fn: str, base_url: str | Non
             batch_size=2,
             model_name_for_tokenizer=model_dir,
             renderer_name="role_colon",
-            n_batches=2,
+            n_batches=1,
             group_size=2,
             include_fewshot=False,
         ),
@@ -135,42 +128,50 @@ def chats(tmp_path: Path) -> Path:
                 {"role": "assistant", "content": str(2 * a)},
             ]
         }
-        for a in range(8)
+        for a in range(4)  # two steps of two
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
-@pytest.mark.parametrize("loss_fn", RL_LOSSES)
-def test_rl_loop_in_process(model_dir: str, tmp_path: Path, in_process: None, loss_fn: str) -> None:
-    _run_rl(model_dir, tmp_path / "rl", loss_fn)
-
-
-def test_rl_loop_resumes_in_process(model_dir: str, tmp_path: Path, in_process: None) -> None:
-    log = tmp_path / "rl"
-    _run_rl(model_dir, log, "importance_sampling")
+def _rl_then_resume(model_dir: str, log: Path, loss_fn: str, base_url: str | None = None) -> None:
+    _run_rl(model_dir, log, loss_fn, base_url)
     before = (log / "checkpoints.jsonl").read_text()
-    _run_rl(model_dir, log, "importance_sampling")  # finds its checkpoints, resumes, ends
+    _run_rl(model_dir, log, loss_fn, base_url)  # finds its checkpoint (REST), resumes, ends
     assert (log / "checkpoints.jsonl").read_text().startswith(before)
 
 
-def test_sft_loop_in_process(model_dir: str, tmp_path: Path, in_process: None, chats: Path) -> None:
-    _run_sft(model_dir, tmp_path / "sft", chats)
+def test_rl_and_sft_loops_in_process(
+    hf_model_dir: str, tmp_path: Path, in_process: None, chats: Path
+) -> None:
+    _run_rl(hf_model_dir, tmp_path / "rl", DEFAULT_LOSS)
+    _run_sft(hf_model_dir, tmp_path / "sft", chats)
 
 
 def test_rl_and_sft_loops_through_cookbook_serve(
-    model_dir: str, tmp_path: Path, quiet: None, chats: Path
+    hf_model_dir: str, tmp_path: Path, shared_server: tuple[str, ServerState], chats: Path
 ) -> None:
-    with running_server(tmp_path / "serve") as (url, _):
-        _run_rl(model_dir, tmp_path / "rl", "ppo", base_url=url)
-        _run_rl(model_dir, tmp_path / "rl", "ppo", base_url=url)  # resume through REST
-        _run_sft(model_dir, tmp_path / "sft", chats, base_url=url)
+    url, _ = shared_server
+    _rl_then_resume(hf_model_dir, tmp_path / "rl", DEFAULT_LOSS, base_url=url)
+    _run_sft(hf_model_dir, tmp_path / "sft", chats, base_url=url)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss_fn", RL_LOSSES)
-def test_rl_loop_every_loss_through_cookbook_serve(
-    model_dir: str, tmp_path: Path, quiet: None, loss_fn: str
+def test_rl_loop_resumes_in_process(hf_model_dir: str, tmp_path: Path, in_process: None) -> None:
+    _rl_then_resume(hf_model_dir, tmp_path / "rl", DEFAULT_LOSS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_fn", OTHER_LOSSES)
+def test_rl_loop_every_loss_in_process(
+    hf_model_dir: str, tmp_path: Path, in_process: None, loss_fn: str
 ) -> None:
-    with running_server(tmp_path / "serve") as (url, _):
-        _run_rl(model_dir, tmp_path / "rl", loss_fn, base_url=url)
+    _run_rl(hf_model_dir, tmp_path / "rl", loss_fn)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_fn", OTHER_LOSSES)
+def test_rl_loop_every_loss_through_cookbook_serve(
+    hf_model_dir: str, tmp_path: Path, shared_server: tuple[str, ServerState], loss_fn: str
+) -> None:
+    _run_rl(hf_model_dir, tmp_path / "rl", loss_fn, base_url=shared_server[0])

@@ -109,7 +109,7 @@ def test_overrides_reach_the_run(capsys: pytest.CaptureFixture[str], tmp_path: P
     status, _, err = run([*args, "--fresh"], capsys)
     assert status == 0 and "resuming" not in err
     status, _, err = run(args, capsys)
-    assert status == 0 and "resuming" in err
+    assert status == 0 and "already complete" in err
 
 
 def test_default_log_dir_is_per_dataset() -> None:

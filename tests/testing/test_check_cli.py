@@ -31,10 +31,10 @@ def test_check_tictactoe_prints_a_table_and_exits_0(
     assert cookbook_main(["check", "tictactoe"]) == 0
     out = capsys.readouterr().out
     assert "env tictactoe (from cookbook-env-tictactoe)" in out
-    for check in ("import cost", "picklable", "rollouts", "observations", "determinism"):
+    for check in ("import cost", "picklable", "rollouts", "group size", "determinism"):
         assert check in out
     assert "FAILED" not in out
-    assert "env tictactoe: passed (11 passed, 0 failed, 0 skipped" in out
+    assert "env tictactoe: passed (12 passed, 0 failed, 0 skipped" in out
 
 
 @needs_tictactoe

@@ -138,9 +138,14 @@ class GuessDataset(RLDataset):
     def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]:
         rng = random.Random(self.ctx.seed * 1_000_003 + index)
         lock = threading.Lock() if self.fault == "unpicklable" else None
+        size = {
+            "fixed_group_size": 4,  # right at the check's group_size=4, wrong at any other
+            "half_groups": self.ctx.group_size // 2,
+            "two_seat_games": 2 * self.ctx.group_size,  # group_size games of 2 seats
+        }.get(self.fault, self.ctx.group_size)
         return [
             GuessGroup(
-                tuple(rng.randrange(10) for _ in range(self.ctx.group_size)),
+                tuple(rng.randrange(10) for _ in range(size)),
                 self.ctx.renderer,
                 self.fault,
                 lock,
@@ -167,6 +172,13 @@ class GuessEnvBuilder(RLDatasetBuilder):
         train = GuessDataset(ctx, self.fault, self.num_batches)
         test = GuessDataset(ctx, self.fault, 1)
         return train, test
+
+
+@chz.chz
+class TwoSeatGuessBuilder(GuessEnvBuilder):
+    """Declares that its groups are group_size games of 2 seats each."""
+
+    seats_per_game = 2
 
 
 @chz.chz
@@ -199,6 +211,9 @@ def test_a_well_behaved_env_passes_every_check() -> None:
         ("endless", {"rollouts"}, "did not end within 5 turns"),
         ("raises", {"rollouts"}, "ValueError: boom (at testing/test_contract_failures.py"),
         ("bad_return", {"builds"}, "must return (train, test | None)"),
+        ("half_groups", {"group size"}, "train group 0 has 2 envs, but the runner asked for"),
+        ("fixed_group_size", {"group size"}, "built with group_size=8, train group 0 has 4"),
+        ("two_seat_games", {"group size"}, "declares seats_per_game = S on its builder"),
     ],
 )
 def test_each_env_fault_fails_its_own_check(fault: str, broken: set[str], says: str) -> None:
@@ -209,6 +224,16 @@ def test_each_env_fault_fails_its_own_check(fault: str, broken: set[str], says: 
     assert says in details, report.format()
     with pytest.raises(AssertionError, match="env GuessEnvBuilder breaks the contract"):
         report.raise_for_failures()
+
+
+def test_groups_of_several_seated_games_pass_when_declared() -> None:
+    report = check_env(TwoSeatGuessBuilder, ["fault=two_seat_games"])
+    assert report.result("group size").status == "passed", report.format()
+    assert "8 envs at group_size=4, 16 at group_size=8; seats_per_game = 2" in (
+        report.result("group size").detail
+    )
+    report = check_env(TwoSeatGuessBuilder)  # group_size envs (G/2 games) is fine too
+    assert report.result("group size").status == "passed"
 
 
 def test_checks_after_a_failure_are_skipped_not_failed() -> None:
@@ -397,6 +422,22 @@ class ReplyLengthEvalBuilder(EvaluatorBuilder):
         return ReplyLengthEvaluator(ctx.renderer, self.num_games, self.fault)
 
 
+@chz.chz
+class SamplesEvalBuilder(ReplyLengthEvalBuilder):
+    """Its size is `samples`, a field no default guesses: it says what small is itself."""
+
+    samples: int = 100
+    """Replies to sample."""
+
+    def __call__(self, ctx: BuildContext) -> Evaluator:
+        return ReplyLengthEvaluator(ctx.renderer, self.samples, self.fault)
+
+    def small(self) -> SamplesEvalBuilder:
+        if self.fault == "small_raises":
+            raise RuntimeError("no small version")
+        return chz.replace(self, samples=3)
+
+
 @pytest.fixture(scope="module")
 def tiny_sampler() -> Iterator[SamplingClient]:
     from cookbook.backends import make_service_client
@@ -411,6 +452,24 @@ def test_an_eval_runs_small_unless_told_otherwise(tiny_sampler: SamplingClient) 
     assert "games=2" in report.result("metrics").detail  # it really ran 2, not 100
     report = check_eval(ReplyLengthEvalBuilder, ["num_games=3"], sampling_client=tiny_sampler)
     assert "games=3" in report.result("metrics").detail
+
+
+def test_an_eval_that_says_what_small_is(tiny_sampler: SamplingClient) -> None:
+    report = check_eval(SamplesEvalBuilder, sampling_client=tiny_sampler)
+    assert report.passed, report.format()
+    # Its own small(), not the guess from field names (num_games is not its size).
+    assert "small: samples=3 num_games=2" not in report.result("config").detail
+    assert "small: samples=3" in report.result("config").detail
+    assert "games=3" in report.result("metrics").detail
+    report = check_eval(SamplesEvalBuilder, ["samples=5"], sampling_client=tiny_sampler)
+    assert "games=5" in report.result("metrics").detail  # the user's setting wins
+    report = check_eval(SamplesEvalBuilder(samples=7), sampling_client=tiny_sampler)
+    assert "small: samples=3" in report.result("config").detail  # a configured builder too
+    report = check_eval(SamplesEvalBuilder, ["fault=small_raises"], sampling_client=tiny_sampler)
+    assert failed(report) == {"config"}
+    assert "SamplesEvalBuilder.small() raised RuntimeError: no small version" in (
+        report.result("config").detail
+    )
 
 
 @pytest.mark.parametrize(

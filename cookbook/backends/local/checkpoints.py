@@ -9,6 +9,7 @@ into place, so a crash leaves either the old checkpoint or the new one, never ha
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -51,9 +52,21 @@ def write_atomically(final: Path, write: Callable[[Path], None]) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
+        full = isinstance(exc, RuntimeError) and _out_of_space(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full:  # torch.save reports a full disk as an opaque RuntimeError
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(final)) from exc
         raise
+
+
+def _out_of_space(directory: Path) -> bool:
+    """Whether the filesystem of `directory` is (about) full: under 1 MiB left."""
+    try:
+        stats = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return False
+    return stats.f_bavail * stats.f_frsize < 1 << 20
 
 
 def save_checkpoint(

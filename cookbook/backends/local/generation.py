@@ -1,33 +1,59 @@
-"""Batched generation with a KV cache, and the token sampler.
+"""Continuous batching over a static KV cache, the token sampler, and prompt scoring.
 
-One call generates every row of a batch together: identical prompts are prefilled once and their
-cache rows repeated for each sample; prompts are left-padded so all rows write the same cache
-position at each step; each row has its own positions, stop tokens, stop strings, token budget,
-temperature, top-k and top-p.
+`DecodeEngine` keeps up to `max_rows` sequences ("rows") in the slots of a preallocated
+`SlotCache` and moves all of them one token forward per `step()`:
+
+1. decode: one forward of `[rows, 1]` tokens, each row at its own position;
+2. admit: waiting rows take the free slots; their prompts are prefilled (each distinct prompt
+   once, its keys and values copied into every slot that samples from it);
+3. sample the next token of every row at once (`sample_tokens`), with its logprob;
+4. retire the rows that finished (stop token, stop string or token budget): the result goes to
+   the request's callback, and the last running rows move into the freed slots, so the running
+   rows are always slots `[0, rows)`.
+
+A request submitted while others run joins at the next step; a row that finishes frees its slot
+for a waiting one at once. Per token the host does no per-row work: each row's last step is known
+when it is admitted, stop tokens are compared on the device, and generated tokens and logprobs
+stay in device buffers until the row retires. The one exception is stop strings: a row with stop
+strings decodes its new token incrementally (`StopStrings`), never the whole text.
 
 Randomness is per row and independent of the batch: a row draws its uniforms up front from
 `numpy.random.default_rng([seed, sample_index])` and picks each token by inverse-CDF sampling
-with one uniform per step. A seeded request therefore gets the same tokens whatever else shares
-its batch (up to float rounding of the logits, which moves a draw only when it lands within
+with one uniform per step. A seeded request therefore gets the same tokens whatever else runs
+beside it (up to float rounding of the logits, which moves a draw only when it lands within
 ~1e-7 of a boundary).
 
-The decode step (`_decode_step`) takes fixed-shape tensors (`[B, 1]` tokens and positions, a
-`[B, S_max]` key mask, the cache), which is the shape a static cache and a captured CUDA graph
-need later. Finished rows keep running until the whole batch is done; their outputs are dropped.
+On CUDA the decode forward of step 1 is replayed from CUDA graphs (`cuda_graphs.py`).
 """
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import torch
 
-from cookbook.backends.local.models import GenerationCache, LocalModel, target_logprobs
+from cookbook.backends.local.models import LocalModel, target_logprobs
+
+if TYPE_CHECKING:
+    from cookbook.backends.local.cuda_graphs import GraphedDecode
+    from cookbook.backends.local.kv_cache import SlotCache
 
 StopReason = Literal["stop", "length"]
+
+_LENGTH_HEADROOM = 128
+"""New tokens a row's first cache allocation makes room for."""
+
+_WIDE_VOCAB = 4096
+"""From this many logits per row, `sample_tokens` takes the path with the fewest passes over
+them; below, the one with the fewest ops."""
+
+_U_MAX = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+"""The largest float32 below 1: `u * total` then stays below the CDF's last value, so the
+inverse-CDF draw always lands on a token with mass (see `sample_tokens`)."""
 
 
 @dataclass
@@ -66,154 +92,594 @@ def row_uniforms(seed: int, sample_index: int, n: int) -> np.ndarray:
     return rng.random(n)
 
 
+# --- the sampler ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplerFlags:
+    """Which kinds of rows a batch holds (the work for the others is skipped)."""
+
+    any_greedy: bool = False
+    all_greedy: bool = False
+    scaled: bool = False
+    """Some sampled row has a temperature other than 1."""
+    filtered: bool = False
+    """Some row restricts to top-k / top-p."""
+
+
 def sample_tokens(
     logits_B_V: torch.Tensor,
-    temperature_B: torch.Tensor,
-    top_k_B: torch.Tensor,
-    top_p_B: torch.Tensor,
-    u_B: torch.Tensor,
-    *,
-    filtered: bool,
-    any_greedy: bool,
+    u_B_1: torch.Tensor,
+    temperature_B_1: torch.Tensor,
+    top_k_B_1: torch.Tensor,
+    top_p_B_1: torch.Tensor,
+    flags: SamplerFlags,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row, `[B, 1]`, and its logprob under the model (temperature 1, no
+    filtering, as tinker reports it). Greedy where the temperature is 0; else the first token
+    whose cumulative probability under softmax(logits / temperature), restricted to top-k /
+    top-p, exceeds `u * total` (`u` in [0, 1), at most `_U_MAX`, so the draw always lands on a
+    token with mass)."""
+    logits_f = logits_B_V.float()
+    if flags.all_greedy:
+        token_B_1 = logits_f.argmax(dim=-1, keepdim=True)
+        return token_B_1, logits_f.gather(1, token_B_1) - logits_f.logsumexp(-1, keepdim=True)
+    wide = logits_f.shape[1] >= _WIDE_VOCAB and not flags.scaled and not flags.filtered
+    if wide:
+        # The fewest passes over many logits: an unnormalised CDF whose last value is the
+        # softmax denominator (CPU cumsum accumulates in float64).
+        max_B_1 = logits_f.amax(dim=-1, keepdim=True)
+        cdf_B_V = (logits_f - max_B_1).exp_().cumsum_(dim=-1)
+    else:  # the fewest ops
+        logprobs_B_V = torch.log_softmax(logits_f, dim=-1)
+        if flags.scaled:  # greedy rows divide by 1; their draw is replaced below
+            divisor_B_1 = torch.where(temperature_B_1 > 0, temperature_B_1, 1.0)
+            probs_B_V = torch.softmax(logits_f / divisor_B_1, dim=-1)
+        else:
+            probs_B_V = logprobs_B_V.exp()
+        if flags.filtered:
+            probs_B_V = _filter_top_k_top_p(probs_B_V, top_k_B_1, top_p_B_1)
+        cdf_B_V = probs_B_V.cumsum(dim=-1)
+    total_B_1 = cdf_B_V[:, -1:]
+    token_B_1 = torch.searchsorted(cdf_B_V, u_B_1 * total_B_1, right=True)
+    if flags.any_greedy:
+        greedy_B_1 = logits_f.argmax(dim=-1, keepdim=True)
+        token_B_1 = torch.where(temperature_B_1 <= 0, greedy_B_1, token_B_1)
+    if wide:
+        return token_B_1, logits_f.gather(1, token_B_1) - max_B_1 - total_B_1.log()
+    return token_B_1, logprobs_B_V.gather(1, token_B_1)
+
+
+def _filter_top_k_top_p(
+    probs_B_V: torch.Tensor, top_k_B_1: torch.Tensor, top_p_B_1: torch.Tensor
 ) -> torch.Tensor:
-    """One token per row: greedy where temperature is 0, else inverse-CDF sampling from
-    softmax(logits / temperature) restricted to top-k / top-p. `filtered` / `any_greedy` say
-    whether any row restricts / is greedy (the work for them is skipped otherwise)."""
-    if any_greedy:
-        greedy_B = temperature_B <= 0
-        temperature_B = torch.where(greedy_B, torch.ones_like(temperature_B), temperature_B)
-    probs_B_V = torch.softmax(logits_B_V / temperature_B[:, None], dim=-1)
-    if filtered:
-        sorted_B_V, order_B_V = probs_B_V.sort(dim=-1, descending=True)
-        rank_V = torch.arange(probs_B_V.shape[1], device=probs_B_V.device)
-        keep_k = (top_k_B[:, None] <= 0) | (rank_V[None, :] < top_k_B[:, None])
-        # Keep a token while the mass before it is below top_p (the first one always stays);
-        # rows with top_p 1 keep everything, whatever the rounding of the cumulative sum.
-        mass_before = sorted_B_V.cumsum(dim=-1) - sorted_B_V
-        keep_p = (mass_before < top_p_B[:, None]) | (top_p_B[:, None] >= 1.0)
-        # Back to vocabulary order: the CDF is always taken in that order, so a row draws the
-        # same token whether or not other rows of its batch filter.
-        keep_B_V = torch.zeros_like(keep_k).scatter(1, order_B_V, keep_k & keep_p)
-        probs_B_V = torch.where(keep_B_V, probs_B_V, torch.zeros_like(probs_B_V))
-    cdf_B_V = probs_B_V.cumsum(dim=-1)
-    total_B = cdf_B_V[:, -1:]
-    idx_B = torch.searchsorted(cdf_B_V, u_B[:, None] * total_B, right=True)
-    # Rounding can put the draw at the very top: clamp to the last token with mass.
-    last_B = (cdf_B_V < total_B).sum(dim=-1, keepdim=True)
-    idx_B = torch.minimum(idx_B, last_B)[:, 0]
-    if any_greedy:
-        return torch.where(greedy_B, logits_B_V.argmax(dim=-1), idx_B)
-    return idx_B
+    """`probs_B_V` with the tokens outside each row's top-k / top-p set to 0."""
+    sorted_B_V, order_B_V = probs_B_V.sort(dim=-1, descending=True)
+    rank_V = torch.arange(probs_B_V.shape[1], device=probs_B_V.device)
+    keep_k = (top_k_B_1 <= 0) | (rank_V[None, :] < top_k_B_1)
+    # Keep a token while the mass before it is below top_p (the first one always stays); rows
+    # with top_p 1 keep everything, whatever the rounding of the cumulative sum.
+    mass_before = sorted_B_V.cumsum(dim=-1) - sorted_B_V
+    keep_p = (mass_before < top_p_B_1) | (top_p_B_1 >= 1.0)
+    # Back to vocabulary order: the CDF is always taken in that order, so a row draws the same
+    # token whether or not other rows of its batch filter.
+    keep_B_V = torch.zeros_like(keep_k).scatter(1, order_B_V, keep_k & keep_p)
+    return torch.where(keep_B_V, probs_B_V, torch.zeros_like(probs_B_V))
 
 
-def _decode_step(
-    model: LocalModel,
-    tokens_B_1: torch.Tensor,
-    positions_B_1: torch.Tensor,
-    key_mask_B_S: torch.Tensor,
-    cache: GenerationCache,
-) -> torch.Tensor:
-    """Logits `[B, V]` for one new token per row."""
-    return model.logits(tokens_B_1, positions_B_1, key_mask_B_S, cache, last_only=True)[:, -1]
+# --- stop strings -----------------------------------------------------------------------------
 
 
-def _stop_check(
-    row: GenRow, generated: list[int], decode: Callable[[list[int]], str]
-) -> StopReason | None:
-    if generated[-1] in row.stop_ids:
-        return "stop"
-    if row.stop_strings:
-        # A stop string of k characters spans at most ~4k tokens (byte-level pieces).
-        tail = decode(generated[-(4 * max(len(s) for s in row.stop_strings) + 4) :])
-        if any(s in tail for s in row.stop_strings):
-            return "stop"
-    if len(generated) >= row.max_new:
-        return "length"
-    return None
+class StopStrings:
+    """Watches one row's output for stop strings, decoding only what each new token adds.
+
+    The text a token adds is `decode(tokens[prefix:])` minus `decode(tokens[prefix:read])`
+    (decoding a few tokens with one of context keeps tokenizers that merge or strip spaces
+    right); while it ends in an incomplete UTF-8 sequence it waits for the next token. Only the
+    last `longest - 1` characters are kept to find a stop string that spans tokens."""
+
+    def __init__(self, stops: tuple[str, ...], decode: Callable[[list[int]], str]) -> None:
+        self._stops = stops
+        self._decode = decode
+        self._keep = max(len(s) for s in stops) - 1
+        self._tokens: list[int] = []
+        self._prefix = 0
+        self._read = 0
+        self._tail = ""
+
+    def push(self, token: int) -> bool:
+        """Add `token`; True when the output now contains a stop string."""
+        self._tokens.append(token)
+        before = self._decode(self._tokens[self._prefix : self._read])
+        text = self._decode(self._tokens[self._prefix :])
+        if len(text) <= len(before) or text.endswith("\ufffd"):
+            return False
+        window = self._tail + text[len(before) :]
+        self._prefix, self._read = self._read, len(self._tokens)
+        self._tail = window[-self._keep :] if self._keep else ""
+        return any(s in window for s in self._stops)
 
 
-@torch.inference_mode()
-def generate(
-    model: LocalModel, rows: Sequence[GenRow], decode: Callable[[list[int]], str]
-) -> list[GenResult]:
-    """Generate all `rows` in one batch (see the module docstring)."""
-    device = model.device
-    results = [GenResult([], [], "length") for _ in rows]
-    live = [i for i, r in enumerate(rows) if r.max_new > 0]
-    if not live:
-        return results
-    rows = [rows[i] for i in live]
+# --- the engine -------------------------------------------------------------------------------
 
-    # Prefill each distinct prompt once, left-padded to the longest.
-    unique: dict[tuple[int, ...], int] = {}
-    row_to_unique = [unique.setdefault(tuple(r.prompt), len(unique)) for r in rows]
-    p_max = max(len(p) for p in unique)
-    steps = max(r.max_new for r in rows)
-    s_max = p_max + steps
-    n_unique = len(unique)
-    tokens_U_P = torch.full((n_unique, p_max), model.pad_token_id, dtype=torch.long)
-    key_mask_U_S = torch.zeros((n_unique, s_max), dtype=torch.bool)
-    for prompt, u in unique.items():
-        tokens_U_P[u, p_max - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-        key_mask_U_S[u, p_max - len(prompt) : p_max] = True
-    tokens_U_P = tokens_U_P.to(device)
-    key_mask_U_S = key_mask_U_S.to(device)
-    positions_U_P = (key_mask_U_S[:, :p_max].long().cumsum(dim=1) - 1).clamp(min=0)
-    cache = model.new_cache(n_unique, s_max)
-    logits_U_V = model.logits(tokens_U_P, positions_U_P, key_mask_U_S, cache, last_only=True)[:, -1]
 
-    index_B = torch.tensor(row_to_unique, dtype=torch.long, device=device)
-    cache = cache.select_rows(index_B)
-    key_mask_B_S = key_mask_U_S.index_select(0, index_B)
-    logits_B_V = logits_U_V.index_select(0, index_B)
-    prompt_len_B = torch.tensor([len(r.prompt) for r in rows], dtype=torch.long, device=device)
-    max_pos = model.context_length - 1
-    temperature_B = torch.tensor([r.temperature for r in rows], dtype=torch.float32, device=device)
-    top_k_B = torch.tensor([r.top_k for r in rows], dtype=torch.long, device=device)
-    top_p_B = torch.tensor([r.top_p for r in rows], dtype=torch.float32, device=device)
-    filtered = any(r.top_k > 0 or r.top_p < 1.0 for r in rows)
-    any_greedy = any(r.temperature <= 0 for r in rows)
-    steps_M = torch.arange(steps, device=device)
-    positions_B_M = (prompt_len_B[:, None] + steps_M[None, :]).clamp(max=max_pos)
-    uniforms = np.zeros((len(rows), steps), dtype=np.float64)
-    for b, r in enumerate(rows):
-        uniforms[b, : r.max_new] = row_uniforms(r.seed, r.sample_index, r.max_new)
-    uniforms_B_M = torch.from_numpy(uniforms).to(device=device, dtype=torch.float32)
+class SlotDecoder(Protocol):
+    """A model's forward over a `SlotCache` (`TinySlotDecoder`, `HFSlotDecoder`)."""
 
-    generated: list[list[int]] = [[] for _ in rows]
-    logprobs: list[list[float]] = [[] for _ in rows]
-    reasons: list[StopReason | None] = [None] * len(rows)
-    for step in range(steps):
-        logits_f = logits_B_V.float()
-        token_B = sample_tokens(
-            logits_f,
-            temperature_B,
-            top_k_B,
-            top_p_B,
-            uniforms_B_M[:, step],
-            filtered=filtered,
-            any_greedy=any_greedy,
+    vocab_size: int
+
+    def new_cache(self, slots: int, length: int) -> SlotCache:
+        """An empty static cache of `slots` sequences of `length` positions."""
+        ...
+
+    def __call__(self, tokens_B_T: torch.Tensor, cache: SlotCache) -> torch.Tensor:
+        """Logits `[B, V]` after the last of `T` new tokens per row, as `cache`'s plan says."""
+        ...
+
+
+def slot_decoder(model: LocalModel) -> SlotDecoder:
+    """The decoder of `model`'s family."""
+    from cookbook.backends.local.tiny_model import TinyGPT, TinySlotDecoder
+
+    if isinstance(model.module, TinyGPT):
+        return TinySlotDecoder(model.module)
+    from cookbook.backends.local.hf_model import HFSlotDecoder
+
+    return HFSlotDecoder(model.module, model.vocab_size)
+
+
+@dataclass
+class _Request:
+    rows: Sequence[GenRow]
+    on_done: Callable[[list[GenResult]], None]
+    results: list[GenResult | None]
+    pending: int
+
+
+@dataclass
+class _Running:
+    """A row in a slot."""
+
+    request: _Request
+    index: int
+    """Which of the request's rows it is."""
+    slot: int
+    start: int
+    """The step that sampled its first token (token i is sampled at step start + i)."""
+    offset: int
+    """At step s it feeds the token at position offset + s."""
+    stop_strings: StopStrings | None
+    done: bool = False
+
+    @property
+    def row(self) -> GenRow:
+        """What it generates."""
+        return self.request.rows[self.index]
+
+
+@dataclass
+class _Counts:
+    """How many running rows are of each kind (sampler flags, stop checks)."""
+
+    greedy: int = 0
+    scaled: int = 0
+    filtered: int = 0
+    stop_ids: int = 0
+    offsets: Counter[int] = field(default_factory=Counter)
+
+    def add(self, r: _Running, sign: int) -> None:
+        row = r.row
+        self.greedy += sign * (row.temperature <= 0)
+        self.scaled += sign * (row.temperature > 0 and row.temperature != 1.0)
+        self.filtered += sign * (row.top_k > 0 or row.top_p < 1.0)
+        self.stop_ids += sign * bool(row.stop_ids)
+        self.offsets[r.offset] += sign
+        if self.offsets[r.offset] == 0:
+            del self.offsets[r.offset]
+
+
+class DecodeEngine:
+    """Continuous batching of `GenRow`s on one model (see the module docstring). Not
+    thread-safe: one thread submits and steps."""
+
+    def __init__(
+        self,
+        model: LocalModel,
+        decode: Callable[[list[int]], str],
+        *,
+        max_rows: int = 512,
+        prefill_tokens: int = 1 << 14,
+        cuda_graphs: bool | None = None,
+    ) -> None:
+        """`decode` turns tokens into text (stop strings); `prefill_tokens` bounds the padded
+        tokens of one prefill forward; `cuda_graphs` (default: on CUDA) replays decode steps."""
+        self.model = model
+        self.max_rows = max_rows
+        self._decode_text = decode
+        self._decoder = slot_decoder(model)
+        self._device = model.device
+        self._prefill_tokens = prefill_tokens
+        self._use_graphs = self._device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        self._graphs: GraphedDecode | None = None
+        self._waiting: deque[tuple[_Request, int]] = deque()
+        self._slots: list[_Running] = []
+        self._ends: dict[int, list[_Running]] = {}
+        self._counts = _Counts()
+        self._watch: list[_Running] = []
+        self._watch_index: torch.Tensor | None = None
+        self._max_offset = 0
+        self._step = 0
+        self._cache: SlotCache | None = None
+        self._state: dict[str, torch.Tensor] = {}
+        self._views: dict[str, torch.Tensor] = {}
+        """`_state` cut to the running rows."""
+        self._flags = SamplerFlags()
+        self.steps_run = 0
+        """Decode steps run so far."""
+
+    # --- public -------------------------------------------------------------------------------
+
+    def submit(self, rows: Sequence[GenRow], on_done: Callable[[list[GenResult]], None]) -> None:
+        """Queue `rows`; `on_done(results)` runs (on the stepping thread) once all finished."""
+        request = _Request(rows, on_done, [None] * len(rows), len(rows))
+        for i, row in enumerate(rows):
+            if row.max_new > 0:
+                self._waiting.append((request, i))
+            else:
+                self._deliver(request, i, GenResult([], [], "length"))
+        if not rows:
+            on_done([])
+
+    @property
+    def busy(self) -> bool:
+        """Whether any row is running or waiting."""
+        return bool(self._slots or self._waiting)
+
+    @property
+    def rows(self) -> int:
+        """Rows running now."""
+        return len(self._slots)
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes held by the cache and the per-slot buffers."""
+        tensors = list(self._state.values())
+        if self._cache is not None:
+            tensors += self._cache.keys_L + self._cache.values_L
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def run(self) -> None:
+        """Step until every submitted row has finished."""
+        while self.busy:
+            self.step()
+
+    def release(self) -> None:
+        """Free the cache and buffers (only while idle; the next step allocates them again)."""
+        if self.busy:
+            raise RuntimeError("DecodeEngine.release: rows are still running")
+        self._cache = None
+        self._state = {}
+        self._views = {}
+        self._graphs = None
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """Advance every running row by one token and admit waiting rows (module docstring)."""
+        t = self._step
+        self._step += 1
+        parts: list[torch.Tensor] = []
+        if self._slots:
+            parts.append(self._decode_running(t))
+        admitted = self._admit(t)
+        if admitted is not None:
+            parts.append(admitted)
+        if not parts:
+            return
+        self.steps_run += 1
+        v = self._views
+        logits_B_V = parts[0] if len(parts) == 1 else torch.cat(parts)
+        index_B_1 = t - v["start"]  # which of its tokens each row samples now
+        token_B_1, logprob_B_1 = sample_tokens(
+            logits_B_V,
+            v["uniforms"].gather(1, index_B_1),
+            v["temperature"],
+            v["top_k"],
+            v["top_p"],
+            self._flags,
         )
-        token_lp_B = target_logprobs(logits_f[:, None, :], token_B[:, None])[:, 0]
-        if device.type == "cpu":
-            tokens_host, lps_host = token_B.tolist(), token_lp_B.tolist()
-        else:  # one transfer: ids are exact in float32 (vocabularies are far below 2**24)
-            tokens_host, lps_host = torch.stack([token_B.float(), token_lp_B]).cpu().tolist()
-        for b, row in enumerate(rows):
-            if reasons[b] is not None:
-                continue
-            generated[b].append(int(tokens_host[b]))
-            logprobs[b].append(lps_host[b])
-            reasons[b] = _stop_check(row, generated[b], decode)
-        if all(r is not None for r in reasons):
-            break
-        key_mask_B_S[:, p_max + step] = True
-        positions_B_1 = positions_B_M[:, step : step + 1]
-        logits_B_V = _decode_step(model, token_B[:, None], positions_B_1, key_mask_B_S, cache)
+        v["out_tokens"].scatter_(1, index_B_1, token_B_1)
+        v["out_logprobs"].scatter_(1, index_B_1, logprob_B_1)
+        v["token"].copy_(token_B_1)
+        finished = self._finished(t, token_B_1)
+        if finished:
+            self._retire(finished, t)
 
-    for b, i in enumerate(live):
-        results[i] = GenResult(generated[b], logprobs[b], reasons[b] or "length")
-    return results
+    # --- decode -------------------------------------------------------------------------------
+
+    def _decode_running(self, t: int) -> torch.Tensor:
+        """Logits `[rows, V]` of one decode forward over the running rows at step `t`."""
+        n = len(self._slots)
+        read_length = self._max_offset + t + 1
+        assert self._cache is not None
+        if read_length > self._cache.length:
+            self._grow_length(read_length)
+            assert self._cache is not None
+        if self._use_graphs:
+            if self._graphs is None:
+                from cookbook.backends.local.cuda_graphs import GraphedDecode
+
+                max_position = min(self._cache.length, self.model.context_length) - 1
+                self._graphs = GraphedDecode(
+                    self._decoder, self._cache, self._state, max_position=max_position
+                )
+            return self._graphs.run(n, t, read_length)
+        offsets = self._counts.offsets
+        shared = next(iter(offsets)) + t if len(offsets) == 1 else None
+        self._cache.plan_decode(n, self._views["offset"] + t, read_length, shared)
+        return self._decoder(self._views["token"], self._cache)
+
+    # --- admission ----------------------------------------------------------------------------
+
+    def _admit(self, t: int) -> torch.Tensor | None:
+        """Move waiting rows into free slots and prefill them; their first logits, or None."""
+        free = self.max_rows - len(self._slots)
+        if free <= 0 or not self._waiting:
+            return None
+        taken = [self._waiting.popleft() for _ in range(min(free, len(self._waiting)))]
+        rows = [req.rows[i] for req, i in taken]
+        first = len(self._slots)
+        k = len(rows)
+        # The cache starts with room for the prompts and a few tokens and doubles as rows
+        # grow (`_grow_length`): a budget of the whole context is rarely used.
+        self._reserve(
+            first + k,
+            max(len(r.prompt) + min(r.max_new, _LENGTH_HEADROOM) for r in rows),
+            max(r.max_new for r in rows),
+            max(len(r.stop_ids) for r in rows),
+        )
+        logits_K_V = self._prefill([r.prompt for r in rows], first)
+
+        # Per-slot state of the new rows, built on the host and copied once.
+        s, dev = self._state, self._device
+        m = s["uniforms"].shape[1]
+        uniforms = np.zeros((k, m), dtype=np.float32)
+        stop_ids = np.full((k, s["stop_ids"].shape[1]), -1, dtype=np.int64)
+        for j, r in enumerate(rows):
+            if r.temperature > 0:
+                u = row_uniforms(r.seed, r.sample_index, r.max_new).astype(np.float32)
+                uniforms[j, : r.max_new] = np.minimum(u, _U_MAX)
+            stop_ids[j, : len(r.stop_ids)] = sorted(r.stop_ids)
+        new = slice(first, first + k)
+        offsets = [len(r.prompt) - t - 1 for r in rows]
+
+        def put(name: str, values: object, dtype: torch.dtype) -> None:
+            host = torch.as_tensor(values, dtype=dtype).view(s[name][new].shape)
+            s[name][new] = host.to(dev, non_blocking=True)
+
+        put("offset", offsets, torch.long)
+        put("start", [t] * k, torch.long)
+        put("temperature", [r.temperature for r in rows], torch.float32)
+        put("top_k", [r.top_k for r in rows], torch.long)
+        put("top_p", [r.top_p for r in rows], torch.float32)
+        put("uniforms", uniforms, torch.float32)
+        put("stop_ids", stop_ids, torch.long)
+
+        for j, ((req, i), r) in enumerate(zip(taken, rows, strict=True)):
+            watch = StopStrings(r.stop_strings, self._decode_text) if r.stop_strings else None
+            running = _Running(req, i, first + j, t, offsets[j], watch)
+            self._slots.append(running)
+            self._ends.setdefault(t + r.max_new - 1, []).append(running)
+            self._counts.add(running, +1)
+            if watch is not None:
+                self._watch.append(running)
+        self._rows_changed()
+        return logits_K_V
+
+    def _prefill(self, prompts: list[list[int]], first: int) -> torch.Tensor:
+        """Prefill `prompts` into slots `first, first + 1, ...`; logits `[len(prompts), V]`
+        after each. Each distinct prompt runs once, in forwards of at most `prefill_tokens`
+        padded tokens."""
+        assert self._cache is not None
+        unique: dict[tuple[int, ...], int] = {}
+        source = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+        prompts_U = list(unique)
+        chunks: list[tuple[int, int]] = []
+        start = 0
+        while start < len(prompts_U):
+            end, longest = start + 1, len(prompts_U[start])
+            while end < len(prompts_U):
+                longer = max(longest, len(prompts_U[end]))
+                if (end - start + 1) * longer > self._prefill_tokens:
+                    break
+                longest, end = longer, end + 1
+            chunks.append((start, end))
+            start = end
+        pad_id = self.model.pad_token_id
+        dev = self._device
+        out: torch.Tensor | None = None
+        for lo, hi in chunks:
+            chunk = prompts_U[lo:hi]
+            t = max(len(p) for p in chunk)
+            tokens_U_T = torch.full((len(chunk), t), pad_id, dtype=torch.long)
+            for u, p in enumerate(chunk):
+                tokens_U_T[u, t - len(p) :] = torch.tensor(p, dtype=torch.long)
+            rows = [j for j, u in enumerate(source) if lo <= u < hi]
+            slots_N = torch.tensor([first + j for j in rows], device=dev)
+            source_N = torch.tensor([source[j] - lo for j in rows], device=dev)
+            pad_U = torch.tensor([t - len(p) for p in chunk], device=dev)
+            self._cache.plan_prefill(slots_N, source_N, pad_U, t)
+            logits_U_V = self._decoder(tokens_U_T.to(dev), self._cache)
+            logits_N_V = logits_U_V.index_select(0, source_N)
+            if len(chunks) == 1:
+                return logits_N_V
+            if out is None:
+                out = logits_N_V.new_empty((len(prompts), logits_N_V.shape[1]))
+            out.index_copy_(0, slots_N - first, logits_N_V)
+        assert out is not None
+        return out
+
+    def _reserve(self, rows: int, length: int, max_new: int, n_stop_ids: int) -> None:
+        """Grow the cache and per-slot buffers to hold `rows` rows of `length` positions,
+        `max_new` new tokens and `n_stop_ids` stop ids each (capacities round up)."""
+        s, cache = self._state, self._cache
+        have_rows = cache.slots if cache is not None else 0
+        have_length = cache.length if cache is not None else 0
+        have_new = s["uniforms"].shape[1] if s else 0
+        have_stops = s["stop_ids"].shape[1] if s else 0
+        if (
+            rows <= have_rows
+            and length <= have_length
+            and max_new <= have_new
+            and n_stop_ids <= have_stops
+        ):
+            return
+        new_rows = max(have_rows, min(self.max_rows, _round_up_pow2(rows, 8)))
+        new_length = max(have_length, _round_up(length, 32))
+        new_new = max(have_new, _round_up(max_new, 32))
+        new_stops = max(have_stops, n_stop_ids, 1)
+        live = len(self._slots)
+        if cache is None:
+            self._cache = self._decoder.new_cache(new_rows, new_length)
+        elif new_rows > have_rows or new_length > have_length:
+            self._cache = cache.resized(new_rows, new_length, live, have_length)
+        dev = self._device
+        shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
+            "token": ((new_rows, 1), torch.long),
+            "offset": ((new_rows, 1), torch.long),
+            "start": ((new_rows, 1), torch.long),
+            "temperature": ((new_rows, 1), torch.float32),
+            "top_k": ((new_rows, 1), torch.long),
+            "top_p": ((new_rows, 1), torch.float32),
+            "stop_ids": ((new_rows, new_stops), torch.long),
+            "uniforms": ((new_rows, new_new), torch.float32),
+            "out_tokens": ((new_rows, new_new), torch.long),
+            "out_logprobs": ((new_rows, new_new), torch.float32),
+        }
+        grown: dict[str, torch.Tensor] = {}
+        for name, (shape, dtype) in shapes.items():
+            buf = torch.zeros(shape, dtype=dtype, device=dev)
+            if name == "stop_ids":
+                buf.fill_(-1)
+            old = s.get(name)
+            if old is not None and live:
+                buf[(slice(0, live), *(slice(0, d) for d in old.shape[1:]))] = old[:live]
+            grown[name] = buf
+        self._state = grown
+        self._graphs = None  # captured over the old buffers
+
+    def _grow_length(self, need: int) -> None:
+        """Make the cache hold `need` positions per row: at least double, at most what the
+        running rows can reach."""
+        cache = self._cache
+        assert cache is not None
+        cap = max(len(r.row.prompt) + r.row.max_new for r in self._slots)
+        length = min(max(2 * cache.length, need), _round_up(cap, 32))
+        self._cache = cache.resized(cache.slots, max(length, need), len(self._slots), cache.length)
+        self._graphs = None  # captured over the old cache
+
+    # --- finishing ----------------------------------------------------------------------------
+
+    def _finished(self, t: int, token_B_1: torch.Tensor) -> dict[int, StopReason]:
+        """Slots whose row ended at step `t`, and why."""
+        reasons: dict[int, StopReason] = {}
+        if self._counts.stop_ids:
+            hit_B = (token_B_1 == self._views["stop_ids"]).any(dim=1)
+            for slot in hit_B.nonzero()[:, 0].tolist():
+                reasons[slot] = "stop"
+        if self._watch:
+            assert self._watch_index is not None
+            tokens = token_B_1[:, 0].index_select(0, self._watch_index).tolist()
+            for r, token in zip(self._watch, tokens, strict=True):
+                assert r.stop_strings is not None
+                if r.stop_strings.push(token) and r.slot not in reasons:
+                    reasons[r.slot] = "stop"
+        for r in self._ends.pop(t, []):
+            if not r.done:
+                reasons.setdefault(r.slot, "length")
+        return reasons
+
+    def _retire(self, reasons: dict[int, StopReason], t: int) -> None:
+        """Deliver the finished rows' results and compact the running rows into `[0, rows)`."""
+        slots = sorted(reasons)
+        lengths = [t - self._slots[slot].start + 1 for slot in slots]
+        index = torch.tensor(slots, device=self._device)
+        upto = max(lengths)
+        tokens = self._state["out_tokens"][index, :upto].tolist()
+        logprobs = self._state["out_logprobs"][index, :upto].tolist()
+        for slot, n_tokens, toks, lps in zip(slots, lengths, tokens, logprobs, strict=True):
+            r = self._slots[slot]
+            r.done = True
+            self._counts.add(r, -1)
+            result = GenResult(toks[:n_tokens], lps[:n_tokens], reasons[slot])
+            self._deliver(r.request, r.index, result)
+
+        n = len(self._slots)
+        kept = n - len(slots)
+        gone = set(slots)
+        holes = [slot for slot in slots if slot < kept]
+        movers = [slot for slot in range(kept, n) if slot not in gone]
+        if holes:
+            dest = torch.tensor(holes, device=self._device)
+            source = torch.tensor(movers, device=self._device)
+            for buf in self._state.values():
+                buf[dest] = buf[source]
+            assert self._cache is not None
+            self._cache.move_rows(dest, source, min(self._cache.length, self._max_offset + t + 2))
+            for hole, mover in zip(holes, movers, strict=True):
+                self._slots[hole] = self._slots[mover]
+                self._slots[hole].slot = hole
+        del self._slots[kept:]
+        self._watch = [r for r in self._watch if not r.done]
+        self._rows_changed()
+
+    def _rows_changed(self) -> None:
+        """Recompute what depends on the set of running rows (not on the step)."""
+        n = len(self._slots)
+        c = self._counts
+        self._views = {name: buf[:n] for name, buf in self._state.items()}
+        self._flags = SamplerFlags(
+            any_greedy=c.greedy > 0,
+            all_greedy=c.greedy == n,
+            scaled=c.scaled > 0,
+            filtered=c.filtered > 0,
+        )
+        self._max_offset = max(c.offsets) if c.offsets else 0
+        self._watch_index = (
+            torch.tensor([r.slot for r in self._watch], device=self._device)
+            if self._watch
+            else None
+        )
+
+    def _deliver(self, request: _Request, index: int, result: GenResult) -> None:
+        request.results[index] = result
+        request.pending -= 1
+        if request.pending == 0:
+            request.on_done([r for r in request.results if r is not None])
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _round_up_pow2(n: int, minimum: int) -> int:
+    size = minimum
+    while size < n:
+        size *= 2
+    return size
+
+
+def generate(
+    model: LocalModel,
+    rows: Sequence[GenRow],
+    decode: Callable[[list[int]], str],
+    max_rows: int = 512,
+) -> list[GenResult]:
+    """Generate all `rows` (at most `max_rows` at a time) with a fresh `DecodeEngine`."""
+    engine = DecodeEngine(model, decode, max_rows=max_rows)
+    out: list[GenResult] = []
+    engine.submit(rows, out.extend)
+    engine.run()
+    return out
 
 
 @torch.inference_mode()

@@ -5,6 +5,14 @@ Weights are bf16 on CUDA and fp32 on CPU. The base stays frozen; LoRA adapters (
 dropout) go on the attention, MLP and/or output projections as asked. transformers and peft are
 imported inside the functions, so importing this module is cheap.
 
+Generation (`HFSlotDecoder`) runs over a `SlotCache`. Llama and Qwen2 models without sliding
+windows are run layer by layer from their own submodules (norms, projections with any LoRA
+adapters, MLP, rotary embedding), with one `scaled_dot_product_attention` per layer: the same
+operations as their forward, without its per-call bookkeeping (a sizeable share of a decode step
+on CPU at small batches). Other models run their own forward: the cache object it receives
+answers `update()` as transformers' attention layers call it, and the attention mask is passed
+ready-made (4-D, additive), so every row keeps its own positions.
+
 Training splits the model into its decoder (`final_hidden`) and its output head
 (`training_head`, for the chunked logprobs of `head.py`), once a probe has shown that the
 model's logits are exactly the head applied to the decoder's output (no softcapping or scaling
@@ -15,15 +23,19 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cookbook.backends.local.head import OutputHead
+from cookbook.backends.local.kv_cache import SlotCache
 from cookbook.backends.local.models import GenerationCache, LocalModel, LoraSpec
 from cookbook.errors import UserError
 
@@ -308,6 +320,235 @@ class HFLocalModel(LocalModel):
             "base_model": self.base_model,
             "lora": self.lora.to_dict() if self.lora else None,
         }
+
+
+class _SlotCacheView:
+    """A `SlotCache` as transformers' attention layers use a cache: `update(k, v, layer_idx)`
+    with keys and values shaped `[B, H, T, D]` (the other Cache methods are never reached: the
+    positions and the 4-D mask are given)."""
+
+    def __init__(self, cache: SlotCache) -> None:
+        self.cache = cache
+        self.updates = 0
+        """Layers that called `update` (a model that ignores the cache leaves it at 0)."""
+
+    def update(
+        self,
+        key_states: torch.Tensor,
+        value_states: torch.Tensor,
+        layer_idx: int,
+        *args: object,
+        **kwargs: object,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.updates += 1
+        k, v = self.cache.update(
+            layer_idx, key_states.transpose(1, 2), value_states.transpose(1, 2)
+        )
+        return k.transpose(1, 2), v.transpose(1, 2)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+
+class HFSlotDecoder:
+    """A Hugging Face causal LM's forward over a `SlotCache` (continuous batching)."""
+
+    def __init__(self, module: nn.Module, vocab_size: int) -> None:
+        self.module = module
+        self.vocab_size = vocab_size
+        config = getattr(module, "config", None)
+        get_text = getattr(config, "get_text_config", None)
+        text = get_text() if callable(get_text) else config
+        heads = int(getattr(text, "num_attention_heads", 0) or 0)
+        layers = int(getattr(text, "num_hidden_layers", 0) or 0)
+        if not heads or not layers:
+            raise UserError(f"{type(module).__name__}: unsupported model for sampling (no heads)")
+        self._layers = layers
+        self._kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+        hidden = int(getattr(text, "hidden_size", 0) or 0)
+        self._head_dim = int(getattr(text, "head_dim", None) or hidden // heads)
+        layer_types = getattr(text, "layer_types", None) or []
+        window = getattr(text, "sliding_window", None)
+        self._window = int(window) if "sliding_attention" in layer_types and window else None
+        params = inspect.signature(module.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._keep_kw = "logits_to_keep" in params
+        weight = next(module.parameters())
+        self._dtype, self._device = weight.dtype, weight.device
+        self._checked = False
+        self._direct = (
+            _LlamaParts.of(module, grouped=self._kv_heads != heads)
+            if self._window is None
+            else None
+        )
+
+    @property
+    def layer_by_layer(self) -> bool:
+        """Whether decoding runs the model's layers directly (Llama and Qwen2 without sliding
+        windows) rather than its forward."""
+        return self._direct is not None
+
+    def new_cache(self, slots: int, length: int) -> SlotCache:
+        """An empty static cache of `slots` sequences of `length` positions."""
+        return SlotCache(
+            self._layers, slots, length, self._kv_heads, self._head_dim, self._dtype, self._device
+        )
+
+    def __call__(self, tokens_B_T: torch.Tensor, cache: SlotCache) -> torch.Tensor:
+        """Logits `[B, V]` after the last of `T` new tokens per row, as `cache`'s plan says.
+        Call it under `torch.inference_mode()`."""
+        if self._direct is not None:
+            return self._direct.forward(tokens_B_T, cache)
+        plan = cache.plan
+        s = plan.read_length or tokens_B_T.shape[1]
+        allowed = plan.mask
+        if allowed is None:
+            allowed = torch.ones((1, 1, 1, s), dtype=torch.bool, device=tokens_B_T.device)
+        full = self._additive(allowed)
+        mask: torch.Tensor | dict[str, torch.Tensor] = full
+        if self._window is not None:
+            # Sliding-window layers also drop keys `window` or more positions back.
+            near = (
+                plan.query_positions[:, None, :, None] - plan.key_positions[:, None, None, :]
+                < self._window
+            )
+            mask = {"full_attention": full, "sliding_attention": self._additive(allowed & near)}
+        view = _SlotCacheView(cache)
+        kwargs: dict[str, object] = {
+            "input_ids": tokens_B_T,
+            "position_ids": plan.query_positions,
+            "attention_mask": mask,
+            self._cache_kw: view,
+            "use_cache": True,
+        }
+        t = tokens_B_T.shape[1]
+        if self._keep_kw:
+            # An index tensor, not the int 1: the model then gathers the last position into a
+            # contiguous tensor, and the head is one matmul instead of one per row.
+            keep = 1 if t == 1 else torch.tensor([t - 1], device=tokens_B_T.device)
+            kwargs["logits_to_keep"] = keep
+        try:
+            logits: torch.Tensor = self.module(**kwargs).logits
+        except AttributeError as exc:  # it wanted more of a transformers Cache than `update`
+            if self._checked:
+                raise
+            raise UserError(
+                f"{type(self.module).__name__}: this model or transformers version is not "
+                f"supported for sampling ({exc})"
+            ) from None
+        capturing = self._device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        if not self._checked and not capturing:
+            if view.updates != self._layers:
+                raise UserError(
+                    f"{type(self.module).__name__}: its attention did not use the sampler's cache "
+                    f"({view.updates} of {self._layers} layers); this model or transformers "
+                    "version is not supported for sampling"
+                )
+            self._checked = True
+        return logits[:, -1]
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        """0 where attention is allowed, the dtype's minimum elsewhere (eager and sdpa both
+        take an additive 4-D mask as given)."""
+        zero = torch.zeros((), dtype=self._dtype, device=allowed.device)
+        return torch.where(allowed, zero, torch.finfo(self._dtype).min)
+
+
+_DIRECT_ARCHS = ("LlamaForCausalLM", "Qwen2ForCausalLM")
+"""Models `HFSlotDecoder` runs layer by layer (their decoder layers have the same structure)."""
+
+
+@dataclass
+class _LlamaLayer:
+    """The submodules of one Llama-structured decoder layer (LoRA adapters included)."""
+
+    input_norm: nn.Module
+    q_proj: nn.Module
+    k_proj: nn.Module
+    v_proj: nn.Module
+    o_proj: nn.Module
+    post_norm: nn.Module
+    mlp: nn.Module
+    scaling: float
+
+    @classmethod
+    def of(cls, layer: nn.Module) -> _LlamaLayer | None:
+        """The parts of `layer`, or None when one is missing."""
+        attn = getattr(layer, "self_attn", None)
+        scaling = getattr(attn, "scaling", None)
+        parts = [getattr(layer, "input_layernorm", None)]
+        parts += [getattr(attn, n, None) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        parts += [getattr(layer, n, None) for n in ("post_attention_layernorm", "mlp")]
+        modules = [p for p in parts if isinstance(p, nn.Module)]
+        if len(modules) != len(parts) or not isinstance(scaling, float):
+            return None
+        norm_1, q, k, v, o, norm_2, mlp = modules
+        return cls(norm_1, q, k, v, o, norm_2, mlp, scaling)
+
+
+@dataclass
+class _LlamaParts:
+    """The submodules of a Llama-structured causal LM that a decode step calls."""
+
+    embed: nn.Module
+    layers: list[_LlamaLayer]
+    norm: nn.Module
+    rotary: nn.Module
+    head: nn.Module
+    apply_rotary: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    """The model's own `apply_rotary_pos_emb`."""
+    grouped: bool
+    """Fewer key/value heads than query heads."""
+
+    @classmethod
+    def of(cls, module: nn.Module, grouped: bool) -> _LlamaParts | None:
+        """The parts of `module` (`grouped`: it has fewer key/value heads than query heads),
+        or None when it is not of a known Llama structure."""
+        if type(module).__name__ not in _DIRECT_ARCHS:
+            return None
+        inner = getattr(module, "model", None)
+        blocks = getattr(inner, "layers", None)
+        if not isinstance(blocks, nn.ModuleList) or not len(blocks):
+            return None
+        layers = [_LlamaLayer.of(block) for block in blocks]
+        named = [getattr(inner, n, None) for n in ("embed_tokens", "norm", "rotary_emb")]
+        named.append(getattr(module, "lm_head", None))
+        modules = [p for p in named if isinstance(p, nn.Module)]
+        rope = getattr(sys.modules[type(blocks[0]).__module__], "apply_rotary_pos_emb", None)
+        full = [layer for layer in layers if layer is not None]
+        if len(full) != len(layers) or len(modules) != len(named) or not callable(rope):
+            return None
+        embed, norm, rotary, head = modules
+        return cls(embed, full, norm, rotary, head, rope, grouped)
+
+    def forward(self, tokens_B_T: torch.Tensor, cache: SlotCache) -> torch.Tensor:
+        """Logits `[B, V]` after the last of `T` new tokens per row, as `cache`'s plan says
+        (what the model's forward computes, its attention over the cache)."""
+        plan = cache.plan
+        b, t = tokens_B_T.shape
+        d = cache.head_dim
+        x = self.embed(tokens_B_T)
+        cos, sin = self.rotary(x, plan.query_positions)
+        for i, layer in enumerate(self.layers):
+            h = layer.input_norm(x)
+            q = layer.q_proj(h).view(b, t, -1, d).transpose(1, 2)
+            k = layer.k_proj(h).view(b, t, -1, d).transpose(1, 2)
+            v = layer.v_proj(h).view(b, t, -1, d)
+            q, k = self.apply_rotary(q, k, cos, sin)
+            k_all, v_all = cache.update(i, k.transpose(1, 2), v)
+            y = F.scaled_dot_product_attention(
+                q,
+                k_all.transpose(1, 2),
+                v_all.transpose(1, 2),
+                attn_mask=plan.mask,
+                scale=layer.scaling,
+                enable_gqa=self.grouped,
+            )
+            x = x + layer.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+            x = x + layer.mlp(layer.post_norm(x))
+        last = x if t == 1 else x[:, -1:]
+        logits: torch.Tensor = self.head(self.norm(last))
+        return logits[:, -1]
 
 
 def _head_tensors(head: nn.Module | None) -> OutputHead | None:

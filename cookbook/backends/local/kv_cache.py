@@ -1,19 +1,203 @@
-"""The tiny model's KV cache: preallocated key/value buffers with an explicit fill length.
+"""KV caches: `SlotCache`, the static cache continuous batching decodes over, and `KVCache`, the
+tiny model's simpler cache behind `LocalModel.new_cache`.
 
-Every row of a batch shares one write position (generation left-pads prompts), so appending a
-step is a slice write at `length`; which cached positions a row may attend to is the caller's
-`key_mask_B_S`. Buffers are allocated once for the whole generation, which is what a static cache
-for CUDA graphs needs: a later version can write with a tensor index (`index_copy_`) and attend
-over the full buffer under the mask, without changing this interface.
+`SlotCache` holds, for every layer, keys and values shaped `[slots, length, kv_heads * head_dim]`,
+allocated once. Each slot holds one sequence at its own positions (position p of a sequence is at
+index p of its slot), so a sequence can join or leave the batch at any decode step. Before each
+forward the caller plans the call (`plan_prefill` / `plan_decode`): which slots and positions the
+new keys and values go to, what the queries attend to, and the attention mask. The model then calls
+`update(layer, k, v)` once per layer. Every index is a tensor computed from tensors, with fixed
+shapes for a given batch size and length, so a decode step can be captured in a CUDA graph.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
+@dataclass
+class _Plan:
+    """What the next forward writes and reads."""
+
+    rows: int
+    """Rows in the forward's batch."""
+    write_index: torch.Tensor | None
+    """Flat `[slots * length]` row of every new position (None: slice write at `position`)."""
+    position: int | None
+    """The decode position shared by every row, when there is one (slice write, no mask)."""
+    source_rows: torch.Tensor | None
+    """Prefill: the forward row whose keys each written slot takes (a prompt shared by several
+    samples is computed once)."""
+    read_length: int
+    """Decode: positions `[0, read_length)` of each slot are attended to (0: prefill, the
+    queries attend to the forward's own keys)."""
+    mask: torch.Tensor | None
+    """`[B, 1, T, S]` booleans, True where a query may attend (None: attend to everything)."""
+    query_positions: torch.Tensor
+    """`[B, T]` model positions of the forward's tokens."""
+    key_positions: torch.Tensor
+    """`[B or 1, S]` model positions of the keys attended to."""
+
+
+class SlotCache:
+    """Keys and values of `slots` sequences of up to `length` positions, per layer."""
+
+    def __init__(
+        self,
+        n_layers: int,
+        slots: int,
+        length: int,
+        kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        shape = (slots, length, kv_heads * head_dim)
+        # Zeros, not empty: attention multiplies masked positions by 0, and 0 * NaN is NaN.
+        self.keys_L = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.values_L = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.kv_heads = kv_heads
+        self.head_dim = head_dim
+        self._slot_start = torch.arange(slots, device=device) * length
+        self._arange = torch.arange(length, device=device)
+        self._plan: _Plan | None = None
+
+    @property
+    def slots(self) -> int:
+        """Sequences the buffers hold."""
+        return self.keys_L[0].shape[0]
+
+    @property
+    def length(self) -> int:
+        """Positions per sequence."""
+        return self.keys_L[0].shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the buffers live."""
+        return self.keys_L[0].device
+
+    @property
+    def plan(self) -> _Plan:
+        """The current forward's plan (set by `plan_prefill` or `plan_decode`)."""
+        if self._plan is None:
+            raise RuntimeError("SlotCache: plan the forward (plan_prefill/plan_decode) first")
+        return self._plan
+
+    # --- planning ---------------------------------------------------------------------------
+
+    def plan_prefill(
+        self, slots_N: torch.Tensor, source_N: torch.Tensor, pad_U: torch.Tensor, t: int
+    ) -> torch.Tensor:
+        """Plan a forward over `U` prompts left-padded to `t` tokens (`pad_U` padding tokens
+        each). Slot `slots_N[i]` receives the keys of prompt `source_N[i]`: column j of a prompt
+        goes to position `(j - pad) mod t`, so the prompt fills `[0, len)` and its padding lands
+        beyond, where decoding overwrites it before anything reads it. Queries attend causally
+        to their own prompt's tokens. Returns the `[U, t]` model positions of the tokens."""
+        cols_T = self._arange[:t] if t <= self.length else torch.arange(t, device=self.device)
+        shifted_U_T = cols_T[None, :] - pad_U[:, None]
+        positions_U_T = shifted_U_T.clamp(min=0)
+        dest_N_T = (shifted_U_T.index_select(0, source_N) % t) + self._slot_start[slots_N, None]
+        causal_T_T = cols_T[None, :] <= cols_T[:, None]
+        real_U_T = shifted_U_T >= 0
+        # Each query also sees itself, so a padding query never has an empty row (NaN).
+        itself_T_T = cols_T[None, :] == cols_T[:, None]
+        mask = (causal_T_T[None] & real_U_T[:, None, :]) | itself_T_T[None]
+        self._plan = _Plan(
+            rows=int(pad_U.shape[0]),
+            write_index=dest_N_T.reshape(-1),
+            position=None,
+            source_rows=source_N,
+            read_length=0,
+            mask=mask[:, None],
+            query_positions=positions_U_T,
+            key_positions=positions_U_T,
+        )
+        return positions_U_T
+
+    def plan_decode(
+        self,
+        rows: int,
+        positions_B_1: torch.Tensor,
+        read_length: int,
+        position: int | None = None,
+    ) -> None:
+        """Plan a forward of one new token for each of slots `[0, rows)`, at `positions_B_1`
+        (`position` when every row is at the same one: slice writes and no mask). Queries
+        attend to positions `<=` their own among `[0, read_length)`."""
+        keys_S = self._arange[:read_length]
+        mask = None
+        write_index = None
+        if position is None:
+            mask = (keys_S <= positions_B_1)[:, None, None, :]
+            write_index = (self._slot_start[:rows, None] + positions_B_1).view(-1)
+        self._plan = _Plan(
+            rows=rows,
+            write_index=write_index,
+            position=position,
+            source_rows=None,
+            read_length=read_length,
+            mask=mask,
+            query_positions=positions_B_1,
+            key_positions=keys_S[None, :],
+        )
+
+    # --- the model's side ---------------------------------------------------------------------
+
+    def update(
+        self, layer: int, k_B_T_H_D: torch.Tensor, v_B_T_H_D: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the forward's new keys and values of `layer` as planned; returns the keys and
+        values its queries attend to, `[B, S, H, D]`."""
+        plan = self.plan
+        keys, values = self.keys_L[layer], self.values_L[layer]
+        b = k_B_T_H_D.shape[0]
+        width = self.kv_heads * self.head_dim
+        if plan.read_length == 0:  # prefill: attend to the prompt's own keys
+            k_src, v_src = k_B_T_H_D, v_B_T_H_D
+            if plan.source_rows is not None:
+                k_src = k_src.index_select(0, plan.source_rows)
+                v_src = v_src.index_select(0, plan.source_rows)
+            assert plan.write_index is not None
+            keys.view(-1, width).index_copy_(0, plan.write_index, k_src.reshape(-1, width))
+            values.view(-1, width).index_copy_(0, plan.write_index, v_src.reshape(-1, width))
+            return k_B_T_H_D, v_B_T_H_D
+        if plan.position is not None:
+            keys[:b, plan.position] = k_B_T_H_D.reshape(b, width)
+            values[:b, plan.position] = v_B_T_H_D.reshape(b, width)
+        else:
+            assert plan.write_index is not None
+            keys.view(-1, width).index_copy_(0, plan.write_index, k_B_T_H_D.reshape(b, width))
+            values.view(-1, width).index_copy_(0, plan.write_index, v_B_T_H_D.reshape(b, width))
+        shape = (b, plan.read_length, self.kv_heads, self.head_dim)
+        return keys[:b, : plan.read_length].view(shape), values[:b, : plan.read_length].view(shape)
+
+    # --- rows ---------------------------------------------------------------------------------
+
+    def move_rows(self, dest: torch.Tensor, source: torch.Tensor, upto: int) -> None:
+        """Copy positions `[0, upto)` of slots `source` into slots `dest` (compaction)."""
+        for buffers in (self.keys_L, self.values_L):
+            for buf in buffers:
+                buf[dest, :upto] = buf[source, :upto]
+
+    def resized(self, slots: int, length: int, keep_rows: int, keep_length: int) -> SlotCache:
+        """A cache of `slots` x `length` holding this one's first `keep_rows` slots (positions
+        `[0, keep_length)`)."""
+        k0 = self.keys_L[0]
+        out = SlotCache(
+            len(self.keys_L), slots, length, self.kv_heads, self.head_dim, k0.dtype, k0.device
+        )
+        rows, upto = min(keep_rows, slots), min(keep_length, length)
+        for new, old in zip(out.keys_L + out.values_L, self.keys_L + self.values_L, strict=True):
+            new[:rows, :upto] = old[:rows, :upto]
+        return out
+
+
 class KVCache:
-    """Keys and values of each layer, shaped `[B, H, S_max, D]`, filled up to `length`."""
+    """Keys and values of each layer, shaped `[B, H, S_max, D]`, filled up to `length` (every row
+    shares the write position; the caller left-pads and passes a key mask)."""
 
     def __init__(self, keys_L: list[torch.Tensor], values_L: list[torch.Tensor]) -> None:
         self.keys_L = keys_L
@@ -66,8 +250,7 @@ class KVCache:
         self.length += n_positions
 
     def select_rows(self, index_B: torch.Tensor) -> KVCache:
-        """A cache whose row `i` is row `index_B[i]` of this one (repeats allowed): the samples
-        of one prompt share its prefill."""
+        """A cache whose row `i` is row `index_B[i]` of this one (repeats allowed)."""
         out = KVCache(
             [k.index_select(0, index_B) for k in self.keys_L],
             [v.index_select(0, index_B) for v in self.values_L],

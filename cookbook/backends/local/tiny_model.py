@@ -9,6 +9,10 @@ a prototype measured on 2 CPU cores, embeddings start with std 0.3 and the outpu
 
 Names: `tiny` is `d_model` 64 with 2 layers; `tiny-DxL` picks `d_model` D and L layers
 (`tiny-128x4`). The context is 512 tokens.
+
+Generation runs `TinySlotDecoder`: the same maths as `TinyGPT.forward`, written with plain
+functions over the weights (at decode sizes a step is a few dozen small ops, and module calls
+would cost as much as the arithmetic), over a `SlotCache`.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cookbook.backends.local.head import OutputHead
-from cookbook.backends.local.kv_cache import KVCache
+from cookbook.backends.local.kv_cache import KVCache, SlotCache
 from cookbook.backends.local.models import (
     GenerationCache,
     LocalModel,
@@ -257,6 +262,92 @@ def _cached_attention_mask(key_mask_B_S: torch.Tensor, start: int, t: int) -> to
     itself_T_S = k_pos[None, :] == q_pos[:, None]
     mask = causal_T_S[None] & key_mask_B_S[:, None, :end]
     return (mask | itself_T_S[None]).unsqueeze(1)
+
+
+class _LayerWeights(NamedTuple):
+    ln_1_w: torch.Tensor
+    ln_1_b: torch.Tensor
+    qkv_wt: torch.Tensor
+    qkv_b: torch.Tensor
+    proj_wt: torch.Tensor
+    proj_b: torch.Tensor
+    ln_2_w: torch.Tensor
+    ln_2_b: torch.Tensor
+    fc_wt: torch.Tensor
+    fc_b: torch.Tensor
+    mlp_wt: torch.Tensor
+    mlp_b: torch.Tensor
+
+
+class TinySlotDecoder:
+    """`TinyGPT`'s forward over a `SlotCache`, for continuous batching. The weights are read
+    once (module attribute lookups cost as much as a small op), as views of the module's own
+    tensors (linear weights transposed, for `addmm`: what `F.linear` computes on rows, without
+    its transpose per call), so the decoder sees any later in-place change."""
+
+    def __init__(self, model: TinyGPT) -> None:
+        self.model = model
+        self.vocab_size = model.cfg.vocab_size
+        self._layers = [
+            _LayerWeights(
+                b.ln_1.weight,
+                b.ln_1.bias,
+                b.attn.qkv.weight.t(),
+                b.attn.qkv.bias,
+                b.attn.proj.weight.t(),
+                b.attn.proj.bias,
+                b.ln_2.weight,
+                b.ln_2.bias,
+                b.mlp.fc.weight.t(),
+                b.mlp.fc.bias,
+                b.mlp.proj.weight.t(),
+                b.mlp.proj.bias,
+            )
+            for b in model.blocks
+            if isinstance(b, Block)
+        ]
+
+    def new_cache(self, slots: int, length: int) -> SlotCache:
+        """An empty static cache of `slots` sequences of `length` positions."""
+        cfg, weight = self.model.cfg, self.model.tok_emb.weight
+        head_dim = cfg.d_model // cfg.n_heads
+        return SlotCache(
+            cfg.n_layers, slots, length, cfg.n_heads, head_dim, weight.dtype, weight.device
+        )
+
+    def __call__(self, tokens_B_T: torch.Tensor, cache: SlotCache) -> torch.Tensor:
+        """Logits `[B, V]` after the last of `T` new tokens per row; keys and values are stored
+        in and read from `cache`, and positions and mask come from its current plan. Call it
+        under `torch.inference_mode()`."""
+        plan = cache.plan
+        m, cfg = self.model, self.model.cfg
+        b, t = tokens_B_T.shape
+        c, heads = cfg.d_model, cfg.n_heads
+        # Rows of [B * T, C]: every linear is one addmm.
+        x = torch.embedding(m.tok_emb.weight, tokens_B_T.reshape(-1))
+        if plan.position is not None:  # every row at one position: one row of the table
+            x = x + m.pos_emb.weight[plan.position]
+        else:
+            x = x + torch.embedding(m.pos_emb.weight, plan.query_positions.reshape(-1))
+        for i, w in enumerate(self._layers):
+            h = torch.layer_norm(x, (c,), w.ln_1_w, w.ln_1_b)
+            qkv = torch.addmm(w.qkv_b, h, w.qkv_wt)
+            q, k, v = qkv.view(b, t, 3, heads, c // heads).unbind(2)
+            k_all, v_all = cache.update(i, k, v)
+            y = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2), plan.mask
+            )
+            x = x + torch.addmm(w.proj_b, y.transpose(1, 2).reshape(b * t, c), w.proj_wt)
+            h = torch.layer_norm(x, (c,), w.ln_2_w, w.ln_2_b)
+            x = x + torch.addmm(w.mlp_b, F.gelu(torch.addmm(w.fc_b, h, w.fc_wt)), w.mlp_wt)
+        last = x if t == 1 else x.view(b, t, c)[:, -1]
+        last = torch.layer_norm(last, (c,), m.ln_f.weight, m.ln_f.bias)
+        return F.linear(last, m.head.weight, m.head.bias)
+
+
+def make_tiny_tokenizer() -> ByteTokenizer:
+    """The tiny model's tokenizer."""
+    return ByteTokenizer()
 
 
 class TinyLocalModel(LocalModel):

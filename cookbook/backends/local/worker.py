@@ -5,8 +5,9 @@ ordering guarantee: `forward_backward` then `optim_step` submitted back to back 
 order). The thread starts on the first job and exits after a few idle seconds, so a sampling
 client nobody uses any more holds no thread and can be garbage collected.
 
-A sampling client's queue runs in batch mode: the thread waits a moment for concurrent requests
-to stop arriving and hands all of them to one batched generation.
+A sampling client's queue runs in batch mode: the thread hands every request that has arrived to
+one call, which can take more with `poll()` while it runs (continuous batching: requests that
+arrive during a generation join it).
 
 Results come back as tinker's own `AwaitableConcurrentFuture`: `.result(timeout)` blocks,
 `await` waits on the event loop without blocking it (it wraps a `concurrent.futures.Future`).
@@ -90,9 +91,10 @@ class JobQueue(Generic[J]):
 
     In serial mode `process` gets one job at a time. In batch mode it gets every job that has
     arrived, after waiting until no new job came for `gather_s` seconds (at most `max_gather_s`),
-    so requests fired concurrently from asyncio land in the same batch.
+    so requests fired concurrently from asyncio land in the same batch; while it runs it may
+    take the jobs queued since with `poll()`.
     `process` must settle each job; if it raises, the error goes to every job of that call
-    still pending.
+    (polled ones included) still pending.
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class JobQueue(Generic[J]):
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._current: list[J] = []
         _LIVE_QUEUES.add(self)
 
     def put(self, job: J) -> None:
@@ -135,6 +138,16 @@ class JobQueue(Generic[J]):
             self._cv.notify()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    def poll(self) -> list[J]:
+        """From inside `process` (batch mode): the jobs queued since, marked started; they
+        become part of the running call."""
+        with self._cv:
+            jobs = list(self._jobs)
+            self._jobs.clear()
+        live = [job for job in jobs if job.start()]
+        self._current.extend(live)
+        return live
 
     def _take(self) -> list[J] | None:
         """The next job(s), or None when the queue stayed empty for `idle_exit_s`."""
@@ -164,11 +177,14 @@ class JobQueue(Generic[J]):
             live = [job for job in jobs if job.start()]
             if not live:
                 continue
+            self._current = live
             try:
-                self._process(live)
+                self._process(list(live))
             except BaseException as exc:  # delivered through the futures, never lost
-                for job in live:
+                for job in self._current:
                     job.fail(exc)
+            finally:
+                self._current = []
 
 
 class _Runnable(Job, Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from cookbook_math.grader import answers_match, grade_response, symbolic_grader
 
@@ -40,7 +41,21 @@ def main() -> None:
     ]  # fmt: skip
     for name, fn, repeat in rows:
         print(f"{name:45s} {median_ms(fn, repeat):9.3f} ms")
+    print(f"{'hostile batch: 32 x 9^{9^{9^{9}}} at once (3 s)':45s} {batch_ms(32, 3.0):9.1f} ms")
     print(f"worker restarts: {[w.restarts for w in symbolic_grader().workers]}")
+
+
+def batch_ms(n: int, timeout_s: float) -> float:
+    """Wall time until the last of `n` concurrent hostile answers is graded (target: about
+    `timeout_s`, whatever `n`)."""
+
+    def one(_: int) -> bool:
+        return answers_match("9^{9^{9^{9}}}", "3", timeout_s=timeout_s)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(one, range(n)))
+    return 1000 * (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

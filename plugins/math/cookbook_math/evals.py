@@ -1,31 +1,33 @@
 """Evals: `arithmetic` (held-out accuracy) and `gsm8k-file` / `math-file` (accuracy and pass@k
 on a problem file's test split).
 
-All sampling requests are submitted before any is awaited, so a backend can batch them.
+Each reply is an episode of the math env (`cookbook_math.env.MathEnv`), played by
+`cookbook.eval.episodes`: graded exactly as RL rewards it, every problem at once so a backend can
+batch the requests.
 """
 
 from __future__ import annotations
 
-import asyncio
 from math import comb
 from typing import TYPE_CHECKING
 
 import chz
 
 from cookbook.errors import UserError
+from cookbook.eval.episodes import EpisodeEvaluator
 from cookbook.eval.types import Evaluator, EvaluatorBuilder
 from cookbook.renderers.base import Message
 from cookbook_math.answers import AnswerMode
 from cookbook_math.arithmetic import ArithmeticSettings, heldout_problems
 from cookbook_math.arithmetic_env import arithmetic_grading, arithmetic_messages
-from cookbook_math.env import GradingOptions
+from cookbook_math.env import GradingOptions, MathGroupBuilder
 from cookbook_math.file_env import (
     COMPETITION_INSTRUCTION,
     WORD_PROBLEM_INSTRUCTION,
     ProblemSource,
     record_messages,
 )
-from cookbook_math.grader import DEFAULT_TIMEOUT_S, grade_response_async
+from cookbook_math.grader import DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from cookbook.backends.protocol import SamplingClient
@@ -48,7 +50,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 class SampledAnswersEvaluator(Evaluator):
-    """Samples `num_samples` replies per problem and grades them.
+    """Plays `num_samples` episodes of the math env per problem (`MathEnv`: one reply, graded)
+    with `cookbook.eval.episodes`, and aggregates them.
 
     Metrics: `accuracy` (share of correct replies), `format_ok` (share well formed and ended
     cleanly), `exact_accuracy` (both), and `pass@k` for each k (counting correct replies).
@@ -67,56 +70,38 @@ class SampledAnswersEvaluator(Evaluator):
         seed: int,
     ) -> None:
         self.problems = problems
-        self.renderer = renderer
-        self.grading = grading
         self.num_samples = num_samples
         self.ks = tuple(k for k in ks if k <= num_samples)
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.seed = seed
-
-    async def _grade(self, tokens: list[int], gold: str) -> tuple[bool, bool]:
-        message, ended = self.renderer.parse_response(tokens)
-        g = self.grading
-        grade = await grade_response_async(
-            message["content"],
-            gold,
-            answer_mode=g.answer_mode,
-            format_mode=g.format_mode,
-            symbolic=g.symbolic,
-            timeout_s=g.timeout_s,
+        # One group per problem: its num_samples attempts, graded exactly as in training.
+        groups_P = [
+            MathGroupBuilder(messages, gold, renderer, grading, group_size=num_samples)
+            for messages, gold in problems
+        ]
+        self.episodes = (
+            EpisodeEvaluator(groups_P, max_tokens=max_tokens, temperature=temperature, seed=seed)
+            if groups_P
+            else None
         )
-        return grade.correct, grade.format_ok and ended
 
     async def __call__(self, sampling_client: SamplingClient) -> dict[str, float]:
         """Sample every problem, grade every reply, average."""
-        from tinker import types as tinker_types
-
-        if not self.problems:
+        if self.episodes is None:
             return {}
-        futures = [
-            sampling_client.sample(
-                self.renderer.build_generation_prompt(messages),
-                self.num_samples,
-                tinker_types.SamplingParams(
-                    max_tokens=self.max_tokens,
-                    temperature=self.temperature,
-                    stop=self.renderer.get_stop_sequences(),
-                    seed=self.seed * 1_000_003 + i,
-                ),
+        results = await self.episodes.play(sampling_client)
+        if results.lost:
+            raise RuntimeError(
+                f"{results.lost} problems could not be graded; first: {results.error_messages[0]}"
             )
-            for i, (messages, _) in enumerate(self.problems)
-        ]
         correct_P: list[int] = []
         format_ok_total = exact_total = replies = 0
-        for future, (_, gold) in zip(futures, self.problems, strict=True):
-            response = await future
-            grades_G = await asyncio.gather(
-                *(self._grade(list(seq.tokens), gold) for seq in response.sequences)
-            )
-            correct_P.append(sum(c for c, _ in grades_G))
-            format_ok_total += sum(f for _, f in grades_G)
-            exact_total += sum(c and f for c, f in grades_G)
+        for group in results.groups_P:
+            grades_G = [
+                (t.transitions[-1].metrics["correct"], t.transitions[-1].metrics["format_ok"])
+                for t in group.trajectories_G
+            ]
+            correct_P.append(int(sum(c for c, _ in grades_G)))
+            format_ok_total += int(sum(f for _, f in grades_G))
+            exact_total += int(sum(c * f for c, f in grades_G))
             replies += len(grades_G)
         metrics = {
             "accuracy": sum(correct_P) / max(replies, 1),

@@ -2,12 +2,19 @@
 
 Model output is hostile input. Nothing here evaluates it:
 
-- plain numbers (`68`, `-3.5`, `1,234`, `7/2`, `\\frac{7}{2}`) are compared exactly as
+- plain numbers (`68`, `-3.5`, `1,234`, `7/2`, `\\frac{7}{2}`, `1e3`) are compared exactly as
   `Fraction`s in-process (`cookbook_math.answers`), in microseconds;
 - anything else (`2\\sqrt{3}`, `x+1`, sets, intervals) goes to math-verify's LaTeX parser in a
-  separate worker process (`_symbolic_worker.py`) that is killed and restarted when a call
-  overruns its time limit, so a parser-hanging or memory-eating answer costs at most
-  `timeout_s` and is graded wrong.
+  separate worker process (`_symbolic_worker.py`) that is killed when a call overruns its time
+  limit (and restarted in the background), so a parser-hanging or memory-eating answer costs at
+  most `timeout_s` and is graded wrong.
+
+Time is budgeted per call: `timeout_s` runs from the moment the call is made and covers the wait
+for a free worker too, so a batch of hostile answers costs at most its timeout however many there
+are (those no worker could take in time are graded wrong), and a killed worker restarts in the
+background, never inside a call. The pool has a worker per core (4 to 8). The first call waits
+for one worker to start (a few seconds of imports, the only wait not counted); the others start
+in the background.
 
 Use `grade_response_async` from async code (env steps): the fast path runs inline, the
 symbolic path in a thread so the event loop keeps running.
@@ -21,13 +28,16 @@ import contextlib
 import json
 import os
 import queue
-import select
+import re
+import selectors
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal, TypeAlias
 
@@ -47,7 +57,11 @@ DEFAULT_TIMEOUT_S = 3.0
 """Time limit of one symbolic comparison (the worker is killed past it)."""
 STARTUP_TIMEOUT_S = 120.0
 """How long a fresh worker may take to import sympy and math-verify (slow on busy machines)."""
-DEFAULT_NUM_WORKERS = 2
+DEFAULT_NUM_WORKERS = min(8, max(4, os.cpu_count() or 4))
+"""Symbolic workers in the process-wide pool: a hostile answer keeps one busy up to its whole
+timeout, so a few per core keep honest answers of the same batch flowing."""
+MAX_EXPONENT = 1000
+"""Largest power of ten the exact path reads in `1e3` notation (beyond: not a plain number)."""
 
 Verdict: TypeAlias = Literal["equal", "different", "timeout", "error"]
 
@@ -68,6 +82,21 @@ class SymbolicWorker:
         self._next_id = 0
         self.restarts = 0
         """How many times the process was killed for overrunning or died (for tests, metrics)."""
+
+    def start(self) -> None:
+        """Make sure a live process is ready (a fresh one if the last one died or was killed);
+        `UserError` when it cannot start."""
+        if self.alive:
+            return
+        if self._proc is not None:
+            self.restarts += 1
+            self.kill()
+        self._start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is running."""
+        return self._proc is not None and self._proc.poll() is None
 
     def _start(self) -> subprocess.Popen[bytes]:
         # -I: isolated mode, nothing from the current directory or PYTHON* variables is imported.
@@ -94,17 +123,18 @@ class SymbolicWorker:
         """One line from the worker, or None at the deadline or when it died."""
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None
-            self._buffer += chunk
+        # A selector, not select.select: that refuses descriptors >= 1024, which a process
+        # holding many files (a long test session, a server) reaches.
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    return None
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return None
+                self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
@@ -139,12 +169,15 @@ class SymbolicWorker:
         return "error" if verdict == "died" else verdict
 
     def _attempt(self, gold: str, pred: str, timeout_s: float) -> Verdict | Literal["died"]:
-        proc = self._proc if self._proc is not None and self._proc.poll() is None else None
-        if proc is None:
-            if self._proc is not None:
-                self.restarts += 1
-                self.kill()
-            proc = self._start()
+        self.start()
+        return self.send(gold, pred, timeout_s)
+
+    def send(self, gold: str, pred: str, timeout_s: float) -> Verdict | Literal["died"]:
+        """One request to the running process (call `start` first): its verdict, `timeout`
+        (the process is then killed) or `died`."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return "died"
         assert proc.stdin is not None
         self._next_id += 1
         request = {
@@ -186,22 +219,69 @@ def _json_object(line: bytes | None) -> dict[str, object]:
 
 
 class SymbolicGrader:
-    """A small pool of `SymbolicWorker`s shared by all threads of the process."""
+    """A pool of `SymbolicWorker`s shared by all threads of the process, with a time budget per
+    call (see the module docstring)."""
 
     def __init__(self, num_workers: int = DEFAULT_NUM_WORKERS) -> None:
         self._owner_pid = os.getpid()
         self.workers = [SymbolicWorker() for _ in range(num_workers)]
-        self._idle: queue.SimpleQueue[SymbolicWorker] = queue.SimpleQueue()
-        for worker in self.workers:
-            self._idle.put(worker)
+        # Last in, first out: calls one after another keep using the same worker.
+        self._idle: queue.LifoQueue[SymbolicWorker] = queue.LifoQueue()
+        self._warm = threading.Event()
+        self._warming = threading.Lock()
 
     def compare(self, gold: str, pred: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Verdict:
-        """Compare on the next free worker (blocks while all are busy)."""
-        worker = self._idle.get()
-        try:
-            return worker.compare(gold, pred, timeout_s)
-        finally:
+        """Compare on the next free worker within `timeout_s` from now, the wait for a worker
+        included (`timeout` when none was free in time). A worker found dead is replaced in the
+        background and the request goes to another, once. The first call waits for the first
+        worker to start (not billed)."""
+        self._warm_up()
+        deadline = time.monotonic() + timeout_s
+        for _ in range(2):
+            try:
+                worker = self._idle.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                return "timeout"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._idle.put(worker)
+                return "timeout"
+            verdict = worker.send(gold, pred, remaining)
+            if worker.alive:
+                self._idle.put(worker)
+            else:
+                self._restart_later(worker)
+            if verdict != "died":
+                return verdict
+        return "error"
+
+    def _warm_up(self) -> None:
+        """On first use: start one worker (the first call waits for it; a `UserError` when it
+        cannot start) and the others in the background, each joining the pool when ready."""
+        if self._warm.is_set():
+            return
+        with self._warming:
+            if self._warm.is_set():
+                return
+            first, *rest = self.workers
+            first.start()
+            self._idle.put(first)
+            for worker in rest:
+                self._restart_later(worker)
+            self._warm.set()
+
+    def _restart_later(self, worker: SymbolicWorker) -> None:
+        """Start a (fresh) process for `worker` on a thread of its own, then make it available
+        (a call never waits through a restart)."""
+
+        def restart() -> None:
+            try:
+                worker.start()
+            except Exception:  # cannot start again: the pool goes on without it
+                return
             self._idle.put(worker)
+
+        threading.Thread(target=restart, name="cookbook-math-restart", daemon=True).start()
 
     def close(self) -> None:
         """Stop every worker process (only in the process that made them: a forked child
@@ -230,6 +310,20 @@ def symbolic_grader() -> SymbolicGrader:
         return _grader
 
 
+_SCIENTIFIC_RE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))[eE]([+-]?\d{1,6})")
+
+
+def _number(text: str) -> Fraction | None:
+    """`parse_number`, plus `1e3` / `2.5E-2` notation (exactly, up to `MAX_EXPONENT`)."""
+    value = parse_number(text)
+    if value is not None:
+        return value
+    match = _SCIENTIFIC_RE.fullmatch(text.strip())
+    if match is None or abs(int(match.group(2))) > MAX_EXPONENT:
+        return None
+    return Fraction(Decimal(match.group(1)).scaleb(int(match.group(2))))
+
+
 def _fast_verdict(answer: str, gold: str) -> bool | None:
     """True/False when decided without the worker, None when a symbolic check is needed."""
     if len(answer) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
@@ -239,7 +333,7 @@ def _fast_verdict(answer: str, gold: str) -> bool | None:
         return False
     if answer_n == gold_n:
         return True
-    answer_value, gold_value = parse_number(answer_n), parse_number(gold_n)
+    answer_value, gold_value = _number(answer_n), _number(gold_n)
     if answer_value is not None and gold_value is not None:
         return answer_value == gold_value
     if gold_value is not None and not any(c.isdigit() or c == "\\" for c in answer_n):

@@ -65,11 +65,12 @@ class ReadyFuture(Generic[T]):
 
 
 class ScriptedSampler:
-    """A scripted policy: for each prompt, a fixed list of replies (cycled), so the expected
-    metrics are known exactly."""
+    """A scripted policy: for each prompt, a fixed list of replies, handed out in turn (cycled)
+    to the successive samples of that prompt, so the expected metrics are known exactly."""
 
     def __init__(self, replies_by_prompt: dict[tuple[int, ...], list[str]]) -> None:
         self.replies_by_prompt = replies_by_prompt
+        self.served: dict[tuple[int, ...], int] = {}
         self.requests: list[tinker_types.SamplingParams] = []
 
     def sample(
@@ -80,18 +81,21 @@ class ScriptedSampler:
         include_prompt_logprobs: bool = False,
     ) -> ReadyFuture[tinker_types.SampleResponse]:
         self.requests.append(sampling_params)
-        replies = self.replies_by_prompt[tuple(prompt.to_ints())]
-        sequences = [
-            tinker_types.SampledSequence(
-                stop_reason="stop",
-                sequence_id=f"s{i}",
-                tokens_np=np.asarray(
-                    [*TOKENIZER.encode(replies[i % len(replies)]), TOKENIZER.eos_token_id],
-                    dtype=np.int32,
-                ),
+        key = tuple(prompt.to_ints())
+        replies = self.replies_by_prompt[key]
+        sequences = []
+        for i in range(num_samples):
+            served = self.served.get(key, 0)
+            self.served[key] = served + 1
+            tokens = [*TOKENIZER.encode(replies[served % len(replies)]), TOKENIZER.eos_token_id]
+            sequences.append(
+                tinker_types.SampledSequence(
+                    stop_reason="stop",
+                    sequence_id=f"s{i}",
+                    tokens_np=np.asarray(tokens, dtype=np.int32),
+                    logprobs_np=np.zeros(len(tokens), dtype=np.float32),
+                )
             )
-            for i in range(num_samples)
-        ]
         return ReadyFuture(tinker_types.SampleResponse(sequences=sequences))
 
     def compute_logprobs(self, prompt: tinker_types.ModelInput) -> ReadyFuture[list[float | None]]:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from cookbook_math.grader import (
+    DEFAULT_NUM_WORKERS,
+    SymbolicGrader,
     SymbolicWorker,
     answers_match,
     grade_response,
@@ -32,10 +36,21 @@ from cookbook_math.grader import (
         ("$18.00", "18"),
         ("-22", "-22"),
         ("\\dfrac{19}{12}", "19/12"),
+        ("1e3", "1000"),
+        ("2.5E-2", "0.025"),
+        ("-1e+3", "-1000"),
     ],
 )
 def test_numbers_compare_exactly_without_the_worker(answer: str, gold: str) -> None:
     assert answers_match(answer, gold, symbolic=False)
+
+
+def test_scientific_notation_is_a_number_not_eulers_e() -> None:
+    """`1e3` went to the symbolic parser, which read it as 1 * e * 3."""
+    assert answers_match("1e3", "1000")
+    assert grade_response("#### 1e3", "1000", answer_mode="hash").correct
+    assert not answers_match("1e3", "999", symbolic=False)
+    assert not answers_match("1e999999999", "3", timeout_s=1.0)  # no giant integer is built
 
 
 @pytest.mark.parametrize(
@@ -144,6 +159,21 @@ def test_a_worker_that_dies_is_restarted() -> None:
         worker.kill()
 
 
+def test_a_process_holding_over_a_thousand_files_still_grades() -> None:
+    """A long test session or server can hold descriptors past 1024, where select.select fails;
+    the worker's pipes then get such numbers."""
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    worker = SymbolicWorker()
+    try:
+        assert worker.compare("x+1", "1+x", timeout_s=10.0) == "equal"
+        assert worker._proc is not None and worker._proc.stdout is not None
+        assert worker._proc.stdout.fileno() >= 1024
+    finally:
+        worker.kill()
+        for fd in held:
+            os.close(fd)
+
+
 def test_a_worker_that_cannot_start_is_a_user_error(tmp_path: Path) -> None:
     from cookbook.errors import UserError
 
@@ -191,6 +221,51 @@ def test_pool_answers_from_several_threads() -> None:
 
     assert asyncio.run(run()) == [True, True, False, True] * 3
     assert len(symbolic_grader().workers) >= 1
+
+
+def _slow_to_restart_worker(tmp_path: Path) -> Path:
+    """A worker whose first process starts at once and hangs on its request (ignoring SIGALRM,
+    like C code), and whose later processes take a minute to start."""
+    script = tmp_path / "slow_restart_worker.py"
+    marker = tmp_path / "started-once"
+    script.write_text(
+        "import json, pathlib, signal, sys, time\n"
+        "signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if marker.exists():\n"
+        "    time.sleep(60)\n"
+        "marker.touch()\n"
+        "print(json.dumps({'ready': True}), flush=True)\n"
+        "sys.stdin.readline()\n"
+        "time.sleep(3600)\n"
+    )
+    return script
+
+
+def test_a_batch_of_hostile_answers_costs_at_most_its_timeout(tmp_path: Path) -> None:
+    """One worker, six concurrent answers that would each hang it: the first is sent and killed
+    at its limit; the others, finding no free worker within their own limit, are graded
+    `timeout` without being sent (before, each waited its turn: six limits plus five
+    restarts). A call made while the worker restarts does not wait for the restart."""
+    grader = SymbolicGrader(num_workers=1)
+    (worker,) = grader.workers
+    worker.script = _slow_to_restart_worker(tmp_path)
+    try:
+        worker.start()  # the first start is not billed to any call
+        with ThreadPoolExecutor(6) as pool:
+            verdicts = list(pool.map(lambda _: grader.compare("1", "x", 0.5), range(6)))
+        assert verdicts == ["timeout"] * 6
+        assert worker.restarts == 1  # only the first answer reached the worker
+        t0 = time.monotonic()
+        assert grader.compare("1", "x", 0.5) == "timeout"
+        assert time.monotonic() - t0 < 30  # the restart takes 60 s: it was not waited for
+    finally:
+        grader.close()
+
+
+def test_the_pool_has_a_worker_per_core_and_at_least_four() -> None:
+    assert 4 <= DEFAULT_NUM_WORKERS <= 8
+    assert min(os.cpu_count() or 4, 8) <= DEFAULT_NUM_WORKERS
 
 
 def test_worker_runs_isolated_from_the_working_directory(

@@ -6,9 +6,13 @@ A weights reference is one of:
 - a checkpoint directory saved by the local backend (it has `meta.json`);
 - a base model: `tiny` / `tiny-DxL` (initialised from the seed) or a local Hugging Face directory.
 
+On a Tinker server (`backend=tinker`: the Tinker service, or `cookbook serve`) a reference is
+instead a `tinker://` path, a run directory trained there (its newest checkpoint), or a base model
+name the server hosts (`remote_weights`).
+
 `start_of_run` finds the weights a run started from (after its warm start), the default reference
-of the `pairwise-win-rate` eval. Sampling clients are made on the local backend, once per process
-and weights (every group of a run shares them).
+of the `pairwise-win-rate` eval. Sampling clients are made once per process, backend, server and
+weights (every group of a run shares them).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cookbook.errors import UserError
 
@@ -104,6 +108,28 @@ def resolve_weights(ref: str, seed: int = 0) -> Weights:
     )
 
 
+def remote_weights(ref: str) -> Weights:
+    """The weights `ref` names on a Tinker server: a `tinker://` path, a run directory trained
+    there (its newest checkpoint), or the name of a base model the server hosts."""
+    if ref.startswith("tinker://"):
+        return Weights(model_path=ref)
+    path = Path(ref).expanduser()
+    if _is_run_dir(path):
+        latest = latest_weights(path)
+        if not latest.startswith("tinker://"):
+            raise UserError(
+                f"run {ref} was trained on the local backend (its checkpoints are files here, not "
+                "on a Tinker server); judge with it using backend=local"
+            )
+        return Weights(model_path=latest)
+    if _is_checkpoint(path):
+        raise UserError(
+            f"{ref} is a local checkpoint, which a Tinker server cannot load; use backend=local, "
+            "or a tinker:// path"
+        )
+    return Weights(base_model=ref)
+
+
 def _run_config(run_dir: Path) -> dict[str, object]:
     """The `config` part of a run's `config.json`."""
     try:
@@ -151,25 +177,62 @@ def start_of_run(run_dir: str | Path) -> Weights:
     return Weights(base_model=model if isinstance(model, str) else "tiny", seed=seed)
 
 
-_clients: dict[Weights, SamplingClient] = {}
+_clients: dict[tuple[Weights, str, str | None], tuple[SamplingClient, str]] = {}
 
 
-def sampling_client(weights: Weights) -> SamplingClient:
-    """The local backend's sampling client for `weights`, made once per process."""
-    client = _clients.get(weights)
-    if client is None:
-        from cookbook.backends import make_service_client
+def sampling_client(
+    weights: Weights, backend: str = "local", base_url: str | None = None
+) -> SamplingClient:
+    """A sampling client for `weights`, made once per process (see `sampler`)."""
+    return sampler(weights, backend, base_url)[0]
 
-        service = make_service_client("local")
+
+def sampler(
+    weights: Weights, backend: str = "local", base_url: str | None = None
+) -> tuple[SamplingClient, str]:
+    """A sampling client for `weights` and the name of its base model, made once per process:
+    in-process (`local`), or on the Tinker server at `base_url` (`tinker`; default
+    `$TINKER_BASE_URL`, else the Tinker service), which is checked to answer first (one
+    `UserError` line when it does not)."""
+    key = (weights, backend, base_url)
+    made = _clients.get(key)
+    if made is None:
+        made = _local_client(weights) if backend == "local" else _remote_client(weights, base_url)
+        _clients[key] = made
+    return made
+
+
+def _local_client(weights: Weights) -> tuple[SamplingClient, str]:
+    from cookbook.backends import make_service_client
+
+    service = make_service_client("local")
+    name = weights.base_model or weights.model_path or "tiny"
+    if weights.model_path is not None:
+        return service.create_sampling_client(model_path=weights.model_path), name
+    # The local service takes a seed for base models (the tiny model's initialisation).
+    from cookbook.backends.local.service import LocalServiceClient
+
+    assert isinstance(service, LocalServiceClient)
+    client = service.create_sampling_client(base_model=weights.base_model, seed=weights.seed)
+    return client, name
+
+
+def _remote_client(weights: Weights, base_url: str | None) -> tuple[SamplingClient, str]:
+    import tinker
+
+    from cookbook.runs.setup import make_service
+
+    service = make_service("tinker", None, base_url)
+    try:
         if weights.model_path is not None:
-            client = service.create_sampling_client(model_path=weights.model_path)
+            client = service.create_sampling_client(model_path=weights.model_path).result()
         else:
-            # The local service takes a seed for base models (the tiny model's initialisation).
-            from cookbook.backends.local.service import LocalServiceClient
-
-            assert isinstance(service, LocalServiceClient)
-            client = service.create_sampling_client(
-                base_model=weights.base_model, seed=weights.seed
-            )
-        _clients[weights] = client
-    return client
+            client = service.create_sampling_client(base_model=weights.base_model).result()
+    except tinker.APIError as e:
+        raise UserError(
+            f"the Tinker server cannot sample from {weights.describe()} ({e}); give a model it "
+            "hosts or a tinker:// path it saved"
+        ) from None
+    # The tinker backend hands out the SDK's own clients, which know the base model of a
+    # tinker:// path (the server told them).
+    return client, cast("tinker.SamplingClient", client).get_base_model()

@@ -45,6 +45,35 @@ def test_preference_models_through_the_cli(capsys: pytest.CaptureFixture[str]) -
     assert "judge[:ARG],KEY=VALUE" in out and "prompt_style" in out
     assert cookbook_main(["check", "length", "preference_model.target=3"]) == 0
     assert "preference model length: passed" in capsys.readouterr().out
+    # The form preference models are named in elsewhere: NAME:ARG[,KEY=VALUE...].
+    assert cookbook_main(["check", "length:3", "--json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["target"] == "length" and report["passed"]
+    assert cookbook_main(["check", "cookbook-env-pairwise:length:3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["passed"]
+    assert cookbook_main(["describe", "preference-model", "trained:runs/judge,mode=sample"]) == 0
+    assert capsys.readouterr().out.startswith("preference model trained  (from")
+    # A bad argument fails the config check, as a bad preference_model.KEY=VALUE does.
+    assert cookbook_main(["check", "trained:/no/such/run", "--json"]) == 1
+    (failed,) = json.loads(capsys.readouterr().out)
+    assert "no trained judge at '/no/such/run'" in json.dumps(failed)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["check", "pairwise:x"], "'pairwise' is an env, not a preference model"),
+        (["check", "vowels:3"], "vowels takes no argument; write vowels"),
+        (["check", "length:3", "--kind", "env"], "name the env alone"),
+    ],
+)
+def test_check_spec_mistakes_are_one_line(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cookbook_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and says in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_preference_models_keep_the_contract() -> None:
@@ -110,7 +139,9 @@ def test_three_commands_train_check_and_use_a_judge(
     assert metrics["eval/comparison-accuracy/comparisons"] == 16
     assert 0.0 <= metrics["eval/comparison-accuracy/accuracy"] <= 1.0
     assert metrics["eval/comparison-accuracy/judge_failure_rate"] == 0.0
-    assert_preference_model_contract("trained", [f"path={judge_dir}"])
+    # `cookbook check` takes the judge as `env.preference_model` does.
+    assert cookbook_main(["check", f"trained:{judge_dir}"]) == 0
+    assert "preference model trained: passed" in capsys.readouterr().out
     # 3. RL against it, with the hidden rule watching.
     rl_dir = tmp_path / "rl"
     assert (

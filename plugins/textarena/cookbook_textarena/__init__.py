@@ -15,6 +15,8 @@ Everything else is shared by every game and lives here, one concern per module:
 - `game`: the contract a game implements (`TwoPlayerGame`) and one game in progress
   (`GameSession`, textarena as the referee), outcomes and prompt styles;
 - `players`: who sits across the board (random, optimal, a frozen checkpoint);
+- `opponents`: weighted mixtures of opponents chosen per group, and the pool of the run's own
+  frozen snapshots;
 - `seats`: which seat the policy takes, in training and in evals;
 - `envs`: the RL envs (against an opponent, or self-play), groups and the dataset of groups;
 - `demos`: demonstration games for supervised training and the RL warm start;

@@ -18,6 +18,7 @@ from cookbook.eval.types import EvaluatorBuilder
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.supervised.types import SupervisedDatasetBuilder
 from cookbook_textarena.game import PROMPT_STYLES, resolve_prompt_style
+from cookbook_textarena.opponents import parse_mixture
 from cookbook_textarena.players import OPPONENTS, check_opponent
 from cookbook_textarena.seats import ENV_SEATS, EVAL_SEATS, eval_seats
 
@@ -49,6 +50,10 @@ def _positive(option: str) -> Callable[[object, str], None]:
     return check
 
 
+def _mixture(obj: object, attr: str) -> None:
+    parse_mixture(getattr(obj, attr), "env.opponent")
+
+
 def _fraction(option: str) -> Callable[[object, str], None]:
     def check(obj: object, attr: str) -> None:
         value = getattr(obj, attr)
@@ -64,9 +69,12 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
 
     opponent: str = chz.field(
         default="random",
-        validator=_one_of("env.opponent", OPPONENTS),
-        doc="who the policy plays: random (uniform legal moves), optimal (game-tree search, ties "
-        "broken at random) or checkpoint (frozen weights at opponent_checkpoint)",
+        validator=_mixture,
+        doc="who the policy plays, one kind or a weighted mixture chosen per group "
+        "(random:1,optimal:1,self:1,pool:1): random (uniform legal moves), optimal (game-tree "
+        "search, ties broken at random), checkpoint (frozen weights at opponent_checkpoint), self "
+        "(self-play, both seats trained), pool (a frozen snapshot of this run: one of its newest "
+        "pool_size checkpoints)",
     )
     opponent_checkpoint: str | None = chz.field(
         default=None,
@@ -74,14 +82,19 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
     )
     self_play: bool = chz.field(
         default=False,
-        doc="both seats are the policy: a group of G envs plays G/2 games, seats side by side "
-        "(opponent and seat are then ignored)",
+        doc="shorthand for opponent=self: a group of G envs plays G/2 games, seats side by side",
     )
     seat: str = chz.field(
         default="first",
         validator=_one_of("env.seat", ENV_SEATS),
-        doc="the policy's seat against the opponent: first (moves first), second, or alternate "
-        "(by group, so the games of a group share a seat)",
+        doc="the policy's seat against an opponent: first (moves first), second, or alternate "
+        "(by group, half of each opponent's groups in each seat; a group's games share a seat)",
+    )
+    pool_size: int = chz.field(
+        default=8,
+        validator=_positive("env.pool_size"),
+        doc="snapshots in the pool of opponent=pool: the run's newest checkpoints (save_every "
+        "sets how often one is added; until the first, pool groups play self-play)",
     )
     prompt_style: str = chz.field(
         default="auto",
@@ -113,32 +126,32 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
     def __call__(self, ctx: BuildContext) -> tuple[RLDataset, RLDataset | None]:
         """The training dataset (no test set: the registered evals measure progress)."""
         from cookbook_textarena.envs import Rewards, TwoPlayerGroupBuilder, TwoPlayerRLDataset
+        from cookbook_textarena.opponents import SnapshotPool
 
         game = self.game()
-        if self.self_play:
-            if ctx.group_size < 2 or ctx.group_size % 2:
-                raise UserError(
-                    f"env.self_play needs an even group_size (two seats per game), got "
-                    f"{ctx.group_size}"
-                )
-            games_per_group = ctx.group_size // 2
-        else:
-            check_opponent(self.opponent, self.opponent_checkpoint)
-            if self.opponent == "optimal":
-                game.require_optimal_policy("env.opponent=optimal")
-            if self.opponent == "checkpoint" and not os.path.exists(str(self.opponent_checkpoint)):
+        weights = {"self": 1.0} if self.self_play else parse_mixture(self.opponent)
+        if ("self" in weights or "pool" in weights) and (ctx.group_size < 2 or ctx.group_size % 2):
+            raise UserError(
+                f"self-play (env.opponent with self or pool) needs an even group_size (two seats "
+                f"per game), got {ctx.group_size}"
+            )
+        if "optimal" in weights:
+            game.require_optimal_policy("env.opponent=optimal")
+        if "checkpoint" in weights:
+            check_opponent("checkpoint", self.opponent_checkpoint)
+            if not os.path.exists(str(self.opponent_checkpoint)):
                 raise UserError(
                     f"no checkpoint at env.opponent_checkpoint={self.opponent_checkpoint!r}; give "
                     "the path of saved sampler weights"
                 )
-            games_per_group = ctx.group_size
+        first = next(iter(weights))
         template = TwoPlayerGroupBuilder(
             game=game,
             renderer=ctx.renderer,
             style=resolve_prompt_style(self.prompt_style, ctx.is_tiny),
             game_seeds=(),
-            self_play=self.self_play,
-            opponent=self.opponent,
+            self_play=first == "self",
+            opponent=first if first in OPPONENTS else "random",
             opponent_checkpoint=self.opponent_checkpoint,
             opponent_max_tokens=self.opponent_max_tokens,
             opponent_temperature=self.opponent_temperature,
@@ -149,8 +162,10 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
             seed=ctx.seed,
             num_batches=self.num_batches,
             groups_per_batch=ctx.groups_per_batch,
-            games_per_group=games_per_group,
+            group_size=ctx.group_size,
             seat_mode=self.seat,
+            weights=weights,
+            pool=SnapshotPool(ctx.log_dir, self.pool_size) if "pool" in weights else None,
         )
         return train, None
 

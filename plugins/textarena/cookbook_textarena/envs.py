@@ -29,6 +29,13 @@ from cookbook.rl.types import (
 )
 from cookbook_textarena import players
 from cookbook_textarena.game import GameSession, Outcome, score_metric
+from cookbook_textarena.opponents import (
+    MODEL_KINDS,
+    POOL_CLIENTS,
+    Snapshot,
+    SnapshotPool,
+    allocate,
+)
 from cookbook_textarena.seats import policy_seat
 from cookbook_textarena.seeding import derive_seed
 
@@ -254,7 +261,7 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
     """One group: `len(game_seeds)` games against an opponent (one env each), or
     `len(game_seeds)` self-play games (two envs each, seats 0 and 1 next to each other).
 
-    Plain data: the opponent checkpoint is a path, opened through a per-process cache."""
+    Plain data: a frozen opponent is a path, opened through a per-process cache."""
 
     game: TwoPlayerGame
     renderer: Renderer
@@ -265,14 +272,28 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
     seat: int = 0
     """The policy's seat against an opponent (0 moves first)."""
     opponent: str = "random"
+    """`random`, `optimal`, `checkpoint` or `pool` (a snapshot of this run, at
+    `opponent_checkpoint`); ignored in self-play."""
     opponent_checkpoint: str | None = None
     opponent_max_tokens: int = 16
     opponent_temperature: float = 1.0
     rewards: Rewards = field(default_factory=Rewards)
+    pool_size: int = 0
+    """Snapshots in the pool when this group was made (pool groups)."""
+    snapshot_age: int = 0
+    """Steps between the pool snapshot played and this group's batch (pool groups)."""
+
+    @property
+    def kind(self) -> str:
+        """Who the policy plays: `self` in self-play, else the opponent kind."""
+        return "self" if self.self_play else self.opponent
 
     def _make_opponent(self) -> Player:
-        if self.opponent == "checkpoint" and self.opponent_checkpoint:
-            client = players.checkpoint_sampling_client(self.opponent_checkpoint)
+        if self.opponent in MODEL_KINDS and self.opponent_checkpoint:
+            if self.opponent == "pool":
+                client = POOL_CLIENTS.get(self.opponent_checkpoint, self.pool_size)
+            else:
+                client = players.checkpoint_sampling_client(self.opponent_checkpoint)
             model = players.ModelPlayer(
                 client,
                 self.renderer,
@@ -309,21 +330,57 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
     async def compute_group_rewards(
         self, trajectories_G: list[Trajectory], envs_G: Sequence[Env]
     ) -> list[tuple[float, Metrics]]:
-        """No extra reward (each env's last step carries it); the per-game outcome metrics."""
+        """No extra reward (each env's last step carries it); per game: the outcome metrics, and
+        what shows a group collapsing (its share of distinct games, the sampled tokens' entropy);
+        against a pool snapshot, the pool's size and the snapshot's age."""
+        sessions = {id(env.session): env.session for env in envs_G if isinstance(env, _SeatEnv)}
+        distinct = len({_moves(s) for s in sessions.values()}) / max(len(sessions), 1)
+        # Scripted drivers (cookbook_textarena.testing) may pass no trajectories.
+        trajectories = (
+            trajectories_G if len(trajectories_G) == len(envs_G) else [None] * len(envs_G)
+        )
         out: list[tuple[float, Metrics]] = []
-        for env in envs_G:
+        for env, trajectory in zip(envs_G, trajectories, strict=True):
             assert isinstance(env, _SeatEnv)
-            out.append((0.0, env.metrics()))
+            metrics = env.metrics()
+            metrics["distinct_games"] = distinct
+            logprobs = [] if trajectory is None else trajectory_logprobs(trajectory)
+            if logprobs:
+                metrics["entropy"] = -sum(logprobs) / len(logprobs)
+            if self.opponent == "pool" and not self.self_play:
+                metrics["pool_size"] = float(self.pool_size)
+                metrics["snapshot_age"] = float(self.snapshot_age)
+            out.append((0.0, metrics))
         return out
 
     def logging_tags(self) -> list[str]:
-        """The game's name."""
-        return [self.game.name]
+        """The game's name, `vs_<kind>` and, against an opponent, the seat: the runner reports
+        rewards and env metrics per tag (`tag/vs_optimal/env/draw`, `tag/second_seat/...`)."""
+        tags = [self.game.name, f"vs_{self.kind}"]
+        if not self.self_play:
+            tags.append("first_seat" if self.seat == 0 else "second_seat")
+        return tags
+
+
+def trajectory_logprobs(trajectory: Trajectory) -> list[float]:
+    """The sampling logprobs of every action token of a trajectory."""
+    return [lp for t in trajectory.transitions for lp in t.ac_logprobs]
+
+
+def _moves(session: GameSession) -> tuple[tuple[int, str], ...]:
+    """A game's moves, to tell identical games apart."""
+    return tuple((m.player, m.reply) for m in session.history)
 
 
 class TwoPlayerRLDataset(RLDataset):
     """Batches of groups; every group and game seed derives from the dataset seed and its
-    position, so batch `i` is the same whenever it is asked for."""
+    position, so batch `i` is the same whenever it is asked for (pool groups: given the same
+    saved snapshots, which a resumed run has).
+
+    Each batch splits its groups between the opponent kinds by weight (`opponents.allocate`);
+    the k-th group of a kind in batch i takes seat `policy_seat(seat_mode, i * n + k)`, n being
+    the kind's groups per batch, so with `alternate` a kind's groups alternate seats within a
+    batch and, when it has an odd number of them, from one batch to the next."""
 
     def __init__(
         self,
@@ -331,33 +388,69 @@ class TwoPlayerRLDataset(RLDataset):
         seed: int,
         num_batches: int,
         groups_per_batch: int,
-        games_per_group: int,
+        group_size: int,
         seat_mode: str,
+        weights: dict[str, float] | None = None,
+        pool: SnapshotPool | None = None,
     ) -> None:
-        """`seat_mode` is one of `seats.ENV_SEATS` (ignored in self-play)."""
+        """`seat_mode` is one of `seats.ENV_SEATS`; `weights` the opponent mixture
+        (`opponents.parse_mixture`; default: the template's opponent, or self-play); `pool` the
+        run's snapshots (needed for `pool` groups to play anything but self-play)."""
         self.template = template
         self.seed = seed
         self.num_batches = num_batches
         self.groups_per_batch = groups_per_batch
-        self.games_per_group = games_per_group
+        self.group_size = group_size
         self.seat_mode = seat_mode
+        self.weights = weights or {template.kind: 1.0}
+        self.pool = pool
 
     def get_batch(self, index: int) -> Sequence[TwoPlayerGroupBuilder]:
-        """Batch `index`: `groups_per_batch` groups with their own game seeds."""
+        """Batch `index`: `groups_per_batch` groups with their own opponent, seat and seeds."""
+        rng = random.Random(derive_seed(self.seed, "opponents", index))
+        kinds = allocate(self.weights, self.groups_per_batch, rng)
+        snapshots = self.pool.snapshots(index) if self.pool and "pool" in self.weights else []
+        per_kind = {kind: kinds.count(kind) for kind in self.weights}
+        seen: dict[str, int] = {}
+        builders = []
+        for g, kind in enumerate(kinds):
+            k = seen[kind] = seen.get(kind, -1) + 1
+            seat = policy_seat(self.seat_mode, index * per_kind[kind] + k)
+            builders.append(self._group(index, g, kind, seat, snapshots, rng))
+        return builders
+
+    def _group(
+        self,
+        index: int,
+        g: int,
+        kind: str,
+        seat: int,
+        snapshots: list[Snapshot],
+        rng: random.Random,
+    ) -> TwoPlayerGroupBuilder:
         from dataclasses import replace
 
-        builders = []
-        for g in range(self.groups_per_batch):
-            group_index = index * self.groups_per_batch + g
-            seeds = tuple(
-                derive_seed(self.seed, index, g, game) for game in range(self.games_per_group)
+        if kind == "pool" and not snapshots:
+            kind = "self"  # nothing saved yet: the newest policy is the whole pool
+        self_play = kind == "self"
+        games = self.group_size // 2 if self_play else self.group_size
+        seeds = tuple(derive_seed(self.seed, index, g, game) for game in range(games))
+        if kind == "pool":
+            snapshot = rng.choice(snapshots)
+            return replace(
+                self.template,
+                game_seeds=seeds,
+                seat=seat,
+                self_play=False,
+                opponent="pool",
+                opponent_checkpoint=snapshot.path,
+                pool_size=len(snapshots),
+                snapshot_age=index - snapshot.step,
             )
-            builders.append(
-                replace(
-                    self.template, game_seeds=seeds, seat=policy_seat(self.seat_mode, group_index)
-                )
-            )
-        return builders
+        opponent = self.template.opponent if self_play else kind
+        return replace(
+            self.template, game_seeds=seeds, seat=seat, self_play=self_play, opponent=opponent
+        )
 
     def __len__(self) -> int:
         """Number of batches."""

@@ -188,7 +188,8 @@ def test_unknown_options_are_one_line_user_errors() -> None:
     with pytest.raises(UserError) as error:
         chz.Blueprint(TicTacToeEnvBuilder).apply({"opponent": "minimax"}).make()
     assert str(error.value) == (
-        "unknown env.opponent 'minimax'; choose one of: random, optimal, checkpoint"
+        "unknown env.opponent 'minimax'; choose one of: random, optimal, checkpoint, self, pool "
+        "(or weights, such as random:1,optimal:1)"
     )
     with pytest.raises(UserError, match=r"env\.seat"):
         TicTacToeEnvBuilder(seat="middle")

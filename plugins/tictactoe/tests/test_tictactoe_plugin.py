@@ -41,6 +41,7 @@ def test_hooks_register_the_env_dataset_and_evals() -> None:
         "tictactoe-demos",
         "tictactoe-vs-random",
         "tictactoe-vs-optimal",
+        "tictactoe-exhaustive",
     }
     env = specs["tictactoe"]
     assert isinstance(env, EnvSpec)
@@ -71,9 +72,15 @@ def test_listing_imports_nothing_heavy() -> None:
 
 
 def test_recommended_settings_are_fields_of_the_rl_config() -> None:
+    from cookbook_tictactoe.tictactoe import TicTacToeEnvBuilder
+
     from cookbook.rl.train import Config
 
     config = Config.for_env("tictactoe")
     assert config.kl_penalty_coef == 0.1 and config.max_steps == 800
+    assert config.max_minutes == 15.0
     assert config.warm_start is not None and config.warm_start.steps == 600
-    assert list(config.evals) == ["tictactoe-vs-random"]
+    assert list(config.evals) == ["tictactoe-exhaustive"]
+    env = config.env
+    assert isinstance(env, TicTacToeEnvBuilder)
+    assert (env.opponent, env.seat) == ("random", "first")

@@ -10,8 +10,9 @@ the verdict (`orders_agree`). It reads the answer one of two ways:
   into a probability (`p_A = e^lpA / (e^lpA + e^lpB)`). Deterministic, and soft: a judge trained
   by `cookbook sft --dataset comparisons` is read this way.
 
-`judge` (any model: a base model, a checkpoint, a run) and `trained` (a judge this project
-trained; `logprobs` by default) are the registered builders.
+`judge` (any model: a base model, a checkpoint, a run; on the local backend or on a Tinker
+server) and `trained` (a judge this project trained; `logprobs` by default) are the registered
+builders.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 import chz
 
+from cookbook.backends import BACKENDS
 from cookbook.errors import UserError
 from cookbook.preference.types import (
     JudgeOutputError,
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
     from cookbook.backends.protocol import SamplingClient
     from cookbook.renderers.base import Renderer
+    from cookbook.tokenizers import Tokenizer
     from cookbook_pairwise.weights import Weights
 
 JudgeMode = Literal["sample", "logprobs"]
@@ -62,14 +65,16 @@ class ModelJudge(PreferenceModel):
         mode: JudgeMode,
         max_tokens: int = 8,
         seed: int = 0,
+        tokenizer: Tokenizer | None = None,
     ) -> None:
+        """`tokenizer` defaults to the client's own (the SDK's cannot load the tiny model's)."""
         self.client = client
         self.renderer = renderer
         self.style = style
         self.mode = mode
         self.max_tokens = max_tokens
         self.seed = seed
-        tokenizer = client.get_tokenizer()
+        tokenizer = tokenizer or client.get_tokenizer()
         self._answer_tokens = (
             tokenizer.encode(ANSWER_FIRST, add_special_tokens=False),
             tokenizer.encode(ANSWER_SECOND, add_special_tokens=False),
@@ -150,17 +155,24 @@ def _check_choice(option: str, allowed: tuple[str, ...]) -> Callable[[object, st
 
 
 def make_judge(
-    weights: Weights, mode: str, prompt_style: str, max_tokens: int, seed: int
+    weights: Weights,
+    mode: str,
+    prompt_style: str,
+    max_tokens: int,
+    seed: int,
+    backend: str = "local",
+    base_url: str | None = None,
 ) -> ModelJudge:
-    """A `ModelJudge` on `weights` (loaded on the local backend, once per process)."""
+    """A `ModelJudge` on `weights`, sampled on `backend` (the client made once per process)."""
+    from cookbook.model_names import is_tiny_model
     from cookbook.renderers import get_renderer
     from cookbook.tokenizers import ByteTokenizer
-    from cookbook_pairwise.weights import sampling_client
+    from cookbook_pairwise.weights import sampler
 
-    client = sampling_client(weights)
-    tokenizer = client.get_tokenizer()
+    client, name = sampler(weights, backend, base_url)
+    # The tiny model's byte tokenizer is the core's: the SDK cannot load it by name.
+    tokenizer = ByteTokenizer() if is_tiny_model(name) else client.get_tokenizer()
     is_tiny = isinstance(tokenizer, ByteTokenizer)
-    name = weights.base_model or weights.model_path or "tiny"
     style = resolve_style(prompt_style, is_tiny)
     resolved: JudgeMode
     if mode == "auto":
@@ -171,19 +183,33 @@ def make_judge(
         resolved = "logprobs"
     else:
         raise UserError(f"unknown judge mode {mode!r}; choose one of: {', '.join(JUDGE_MODES)}")
-    return ModelJudge(client, get_renderer(name, tokenizer), style, resolved, max_tokens, seed)
+    renderer = get_renderer(name, tokenizer)
+    return ModelJudge(client, renderer, style, resolved, max_tokens, seed, tokenizer)
 
 
 @chz.chz
 class JudgeBuilder(PreferenceModelBuilder):
-    """Any model as a judge (`judge:MODEL`): asked "A, B or tie?" in both orders."""
+    """Any model as a judge (`judge:MODEL`): asked "A, B or tie?" in both orders, on the local
+    backend or on a Tinker server (`backend=tinker`)."""
 
     arg_field = "model"
 
     model: str = chz.field(
         default="tiny",
         doc="the judge's weights: a run directory (its newest checkpoint), a checkpoint, tiny, or "
-        "a local Hugging Face model directory",
+        "a local Hugging Face model directory; with backend=tinker a model the server hosts, a "
+        "tinker:// path or a run trained there",
+    )
+    backend: str = chz.field(
+        default="local",
+        validator=_check_choice("judge backend", BACKENDS),
+        doc="local (weights loaded in-process) or tinker (sampled on a Tinker server: the Tinker "
+        "service, or `cookbook serve`; needs TINKER_API_KEY)",
+    )
+    base_url: str | None = chz.field(
+        default=None,
+        doc="the Tinker server with backend=tinker (default $TINKER_BASE_URL, else the Tinker "
+        "service)",
     )
     mode: str = chz.field(
         default="auto",
@@ -198,18 +224,34 @@ class JudgeBuilder(PreferenceModelBuilder):
         "instruction, for chat models) or auto (by the judge's tokenizer)",
     )
     max_tokens: int = chz.field(default=8, doc="reply length limit in sample mode")
-    seed: int = chz.field(default=0, doc="seed of a base model's initialisation and of sampling")
+    seed: int = chz.field(
+        default=0, doc="seed of sampling (and, locally, of a base model's initialisation)"
+    )
+
+    @chz.validate
+    def _check_base_url(self) -> None:
+        if self.base_url is not None and self.backend == "local":
+            raise UserError(
+                f"judge base_url={self.base_url} is for backend=tinker; add backend=tinker to "
+                "judge on that server, or drop base_url"
+            )
 
     def __call__(self) -> PreferenceModel:
-        """The judge, its weights loaded on the local backend."""
-        from cookbook_pairwise.weights import resolve_weights
+        """The judge: its weights loaded here, or its sampling client on the Tinker server."""
+        from cookbook_pairwise.weights import remote_weights, resolve_weights
 
+        if self.backend == "local":
+            weights = resolve_weights(self.model, self.seed)
+        else:
+            weights = remote_weights(self.model)
         return make_judge(
-            resolve_weights(self.model, self.seed),
+            weights,
             self.mode,
             self.prompt_style,
             self.max_tokens,
             self.seed,
+            self.backend,
+            self.base_url,
         )
 
 

@@ -7,62 +7,27 @@
 NAME is a registered preference model (`cookbook list preference-models`; `distribution:NAME`
 when two plugins register one name); ARG sets its builder's `arg_field` (`target` for `length`,
 `model` for `judge`, `path` for `trained`); `KEY=VALUE` sets any other option
-(`cookbook describe preference-model NAME`). Built models are cached per process and string, so
+(`cookbook describe preference-model NAME`); the string is parsed by the core
+(`cookbook/preference/spec.py`). Built models are cached per process and string, so
 every group of a run shares one judge and its loaded weights.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cookbook.errors import UserError
+from cookbook.preference.spec import ParsedSpec, builder_settings, parse_spec
 
 if TYPE_CHECKING:
     from cookbook.preference.types import PreferenceModel, PreferenceModelBuilder
 
-_OPTION = re.compile(r"^[A-Za-z_][\w.]*=")
-
-
-@dataclass(frozen=True)
-class ParsedSpec:
-    """The parts of a preference-model string."""
-
-    name: str
-    """The registered name, possibly qualified (`dist:name`)."""
-    arg: str | None
-    """What follows the name's colon (None: nothing)."""
-    options: tuple[str, ...]
-    """`KEY=VALUE` settings after the commas."""
-
-
-def parse_spec(spec: str, distributions: frozenset[str] = frozenset()) -> ParsedSpec:
-    """Split `NAME[:ARG][,KEY=VALUE...]`. A comma not followed by `KEY=` belongs to the argument
-    (a path may hold one); a first part that is one of `distributions` makes the name qualified
-    (`cookbook-env-pairwise:trained:runs/x`)."""
-    parts = spec.strip().split(",")
-    head, options = parts[0], []
-    for part in parts[1:]:
-        if _OPTION.match(part.strip()):
-            options.append(part.strip())
-        elif options:
-            options[-1] += "," + part
-        else:
-            head += "," + part
-    name, sep, arg = head.partition(":")
-    name = name.strip().lower()
-    if sep and name in distributions:
-        bare, sep, arg = arg.partition(":")
-        name = f"{name}:{bare.strip().lower()}"
-    return ParsedSpec(name, arg if sep else None, tuple(options))
+__all__ = ["ParsedSpec", "check_spec", "make_builder", "parse_spec", "preference_model"]
 
 
 def make_builder(spec: str) -> PreferenceModelBuilder:
     """The configured builder `spec` names (its argument and options cast to their fields'
     types); one `UserError` line for an unknown name or a bad value."""
-    import chz
-
     from cookbook.configs import make_config
     from cookbook.preference.types import PreferenceModelBuilder
     from cookbook.registry.catalog import load_catalog
@@ -78,13 +43,7 @@ def make_builder(spec: str) -> PreferenceModelBuilder:
             f"preference model {entry.name}: its plugin's builder {entry.builder} is not a "
             "PreferenceModelBuilder; report it to the plugin's authors"
         )
-    settings = list(parsed.options)
-    if parsed.arg is not None:
-        if cls.arg_field is None or cls.arg_field not in chz.chz_fields(cls):
-            raise UserError(
-                f"preference model {entry.name} takes no argument; write {entry.name}, not {spec}"
-            )
-        settings.insert(0, f"{cls.arg_field}={parsed.arg}")
+    settings = builder_settings(cls, parsed, spec)
     return make_config(cls, settings, label=f"preference model {entry.name}")
 
 

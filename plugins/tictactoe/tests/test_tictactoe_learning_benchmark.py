@@ -1,0 +1,91 @@
+"""`benchmarks/tictactoe_learning.py` in the default suite: its points read the exhaustive eval's
+real metrics (minimax play meets every target but the second-seat win rate against random play,
+which needs tie-breaks that exploit random play), its verdicts say where a target was first met
+and whether it held, and a real one-step run writes curve.json and curve.png."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from cookbook_tictactoe.exhaustive import TicTacToeExhaustiveEval
+from ttt_helpers import ScriptedSamplingClient, optimal, tiny_ctx
+
+BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "tictactoe_learning.py"
+
+pytestmark = pytest.mark.skipif(not BENCHMARK.exists(), reason="needs the repository's benchmarks/")
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    """The benchmark script, imported as a module."""
+    spec = importlib.util.spec_from_file_location("tictactoe_learning", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def point(bench: ModuleType, seconds: float, **values: float) -> object:
+    """A curve point with every field 0 (400 games per seat) but `values`."""
+    fields = dict.fromkeys(bench.POINT_METRICS, 0.0)
+    fields.update(random_games_first=400.0, random_games_second=400.0)
+    fields.update(values)
+    return bench.CurvePoint(seconds=seconds, step=int(seconds), values=fields)
+
+
+def test_minimax_play_meets_every_target_but_the_second_seat_win_rate(bench: ModuleType) -> None:
+    evaluator = bench.TimedEvaluatorBuilder(
+        inner=TicTacToeExhaustiveEval(num_games=40), every_s=3600.0
+    )(tiny_ctx())
+    client = ScriptedSamplingClient(optimal)
+    metrics = asyncio.run(evaluator(client))
+    assert asyncio.run(evaluator(client)) == {}  # the next point is not due for an hour
+    values = {name: metrics[key] for name, key in bench.POINT_METRICS.items()}
+    minimax = bench.CurvePoint(seconds=metrics["wall_s"], step=0, values=values)
+    unmet = [t.name for t in bench.TARGETS if not t.met(minimax)]
+    # Minimax takes the first winning cell but no risk: 81% second-seat wins vs random play.
+    assert unmet == ["vs random, second seat: wins >= 88%"]
+    assert values["exact_random_win_second"] == pytest.approx(0.806, abs=1e-3)
+
+
+def test_verdicts_say_where_a_target_was_first_met_and_whether_it_held(
+    bench: ModuleType,
+) -> None:
+    draws = bench.TARGETS[3]  # vs optimal, first seat: draws >= 97%
+    assert draws.field == "optimal_draw_first"
+    curve = [point(bench, s, optimal_draw_first=v) for s, v in ((0, 0.1), (60, 0.98), (120, 0.99))]
+    v = bench.verdict(draws, curve)
+    assert (v.first_met_seconds, v.held, v.best, v.last) == (60, True, 0.99, 0.99)
+    dipped = [*curve, point(bench, 180, optimal_draw_first=0.9)]
+    assert not bench.verdict(draws, dipped).held
+    assert bench.verdict(draws, curve[:1]).first_met_seconds is None
+
+    losses = bench.TARGETS[0]  # vs random: 0 losses (illegal moves count as losses)
+    lost_one = point(bench, 0, random_illegal_second=0.0025)
+    assert lost_one.random_losses() == 1 and not losses.met(lost_one)
+    assert losses.met(point(bench, 0))
+
+
+def test_a_short_run_writes_the_curve_and_the_plot(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--seeds", "3", "--eval-every-s", "0", "--eval-games", "8", "--no-progress"]
+    args += ["--out", str(tmp_path), "max_steps=1", "warm_start.steps=5", "groups_per_batch=2"]
+    assert bench.main(args) == 1  # one RL step meets no target
+    out = capsys.readouterr().out
+    assert "FAIL  optimal moves, first seat >= 95%: seed 3: never (best" in out
+    curve = json.loads((tmp_path / "curve.json").read_text(encoding="utf-8"))
+    assert curve["settings"]["max_steps"] == "1" and not curve["passed"]
+    (seed,) = curve["seeds"]
+    assert seed["seed"] == 3 and seed["steps"] == 1
+    start = seed["points"][0]  # before the first step
+    assert start["step"] == 0 and 0.0 < start["values"]["optimal_first"] < 1.0
+    assert set(seed["verdicts"]) == {t.name for t in bench.TARGETS}
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"

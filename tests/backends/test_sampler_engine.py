@@ -1,0 +1,240 @@
+"""The continuous-batching engine against an independent reference: every row, whatever joins or
+leaves the batch around it, gets the tokens a plain no-cache loop draws with the same uniforms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from cookbook.backends.local import generation
+from cookbook.backends.local.generation import (
+    DecodeEngine,
+    GenResult,
+    GenRow,
+    SamplerFlags,
+    StopStrings,
+    row_uniforms,
+    sample_tokens,
+)
+from cookbook.backends.local.kv_cache import SlotCache
+from cookbook.backends.local.models import LocalModel
+from cookbook.backends.local.service import LocalServiceClient
+from cookbook.tokenizers import ByteTokenizer
+
+TOK = ByteTokenizer()
+EOS = TOK.eos_token_id
+
+
+@pytest.fixture(scope="module")
+def model() -> LocalModel:
+    """The tiny model with a random output head (the fresh one is all zeros: uniform)."""
+    sampler = LocalServiceClient(device="cpu").create_sampling_client(base_model="tiny", seed=3)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        head = sampler.model.module.head.weight
+        head.copy_(torch.randn(head.shape, generator=gen) * 0.4)
+    return sampler.model
+
+
+def reference(model: LocalModel, row: GenRow) -> GenResult:
+    """What `row` must produce: the plain forward over the whole sequence for every token, and
+    the sampling rule written out token by token in float64."""
+    u = np.minimum(row_uniforms(row.seed, row.sample_index, row.max_new).astype(np.float32), 1.0)
+    tokens: list[int] = []
+    logprobs: list[float] = []
+    for step in range(row.max_new):
+        with torch.no_grad():
+            logits = model.logits(torch.tensor([row.prompt + tokens]))[0, -1].double().numpy()
+        logp = logits - np.logaddexp.reduce(logits)
+        if row.temperature <= 0:
+            token = int(np.argmax(logits))
+        else:
+            scaled = logits / row.temperature
+            p = np.exp(scaled - np.logaddexp.reduce(scaled))
+            keep = np.zeros_like(p, dtype=bool)
+            mass = 0.0
+            for rank, t in enumerate(np.argsort(-p, kind="stable")):
+                if (row.top_k > 0 and rank >= row.top_k) or (row.top_p < 1 and mass >= row.top_p):
+                    break
+                keep[t] = True
+                mass += p[t]
+            cdf = np.cumsum(np.where(keep, p, 0.0))
+            token = int(np.searchsorted(cdf, u[step] * cdf[-1], side="right"))
+        tokens.append(token)
+        logprobs.append(float(logp[token]))
+        if token in row.stop_ids or any(s in TOK.decode(tokens) for s in row.stop_strings):
+            return GenResult(tokens, logprobs, "stop")
+    return GenResult(tokens, logprobs, "length")
+
+
+def _row(prompt: str, max_new: int, seed: int, j: int = 0, **kw: object) -> GenRow:
+    params: dict[str, object] = {
+        "temperature": 1.0,
+        "top_k": 0,
+        "top_p": 1.0,
+        "stop_ids": frozenset(),
+        "stop_strings": (),
+    }
+    params.update(kw)
+    return GenRow(TOK.encode(prompt), max_new, seed=seed, sample_index=j, **params)  # type: ignore[arg-type]  # the dict holds the other fields
+
+
+ROWS = [
+    _row("a", 12, 1),
+    _row("the quick brown fox", 7, 2, temperature=0.0),
+    _row("the quick brown fox", 9, 2, j=1, temperature=0.7, top_k=5),
+    _row("hello", 15, 3, temperature=1.5, top_p=0.6, stop_ids=frozenset({EOS, ord("e")})),
+    _row("xy", 1, 4),
+    _row("one two three four five six seven", 10, 5, stop_strings=("ab", "e ")),
+    _row("zz", 20, 6, temperature=2.0, stop_ids=frozenset({ord("a"), ord("b"), ord("c")})),
+    _row("q", 5, 7, temperature=0.0, stop_ids=frozenset({EOS})),
+]
+
+
+def _check(model: LocalModel, rows: list[GenRow], got: list[GenResult]) -> None:
+    for row, result in zip(rows, got, strict=True):
+        want = reference(model, row)
+        assert result.tokens == want.tokens, row
+        assert result.stop_reason == want.stop_reason, row
+        np.testing.assert_allclose(result.logprobs, want.logprobs, atol=1e-4)
+
+
+def _run_in_waves(
+    engine: DecodeEngine, waves: list[tuple[int, list[GenRow]]]
+) -> dict[int, list[GenResult]]:
+    """Submit each wave of rows after that many steps; results by wave."""
+    out: dict[int, list[GenResult]] = {}
+    step = 0
+    pending = sorted(waves, key=lambda w: w[0])
+    while pending or engine.busy:
+        while pending and pending[0][0] <= step:
+            at, rows = pending.pop(0)
+            engine.submit(rows, lambda results, at=at: out.__setitem__(at, results))
+        engine.step()
+        step += 1
+    return out
+
+
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "graph-buckets"])
+def test_rows_joining_and_leaving_get_the_reference_tokens(
+    model: LocalModel, graphs: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # max_rows 5 < 8 rows: some wait for a slot; later waves join a running batch, one of
+    # them with a longer prompt than the cache holds; the cache starts with room for 2 new
+    # tokens per row, so it also grows while rows decode.
+    monkeypatch.setattr(generation, "_LENGTH_HEADROOM", 2)
+    long_row = _row("a much longer prompt than any before it, to grow the cache", 40, 8)
+    waves = [(0, ROWS[:5]), (3, ROWS[5:]), (4, [long_row]), (30, ROWS[:2])]
+    engine = DecodeEngine(model, TOK.decode, max_rows=5, cuda_graphs=graphs)
+    out = _run_in_waves(engine, waves)
+    for at, rows in waves:
+        _check(model, rows, out[at])
+    assert not engine.busy and engine.rows == 0
+    assert engine.buffer_bytes > 0  # kept for the next requests
+
+
+def test_a_row_gets_the_same_tokens_alone_or_in_a_crowd(model: LocalModel) -> None:
+    alone = {}
+    for i, row in enumerate(ROWS):
+        engine = DecodeEngine(model, TOK.decode)
+        engine.submit([row], lambda r, i=i: alone.__setitem__(i, r[0]))
+        engine.run()
+    crowd = DecodeEngine(model, TOK.decode, max_rows=3)
+    for _ in range(2):  # the second time on buffers allocated again after release()
+        got: list[GenResult] = []
+        crowd.submit(ROWS[::-1], got.extend)
+        crowd.run()
+        for i, result in enumerate(got[::-1]):
+            assert result.tokens == alone[i].tokens
+            assert result.stop_reason == alone[i].stop_reason
+        crowd.release()
+        assert crowd.buffer_bytes == 0
+
+
+def test_a_prompt_shared_by_many_samples_is_prefilled_once(
+    model: LocalModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefills: list[int] = []
+    plan = SlotCache.plan_prefill
+
+    def counting(cache: SlotCache, *args: torch.Tensor, **kw: int) -> torch.Tensor:
+        prefills.append(len(args[2]))  # prompts in this forward
+        return plan(cache, *args, **kw)
+
+    monkeypatch.setattr(SlotCache, "plan_prefill", counting)
+    rows = [_row("shared prompt", 6, 11, j=j) for j in range(6)]
+    engine = DecodeEngine(model, TOK.decode)
+    got: list[GenResult] = []
+    engine.submit(rows, got.extend)
+    engine.run()
+    assert prefills == [1]
+    _check(model, rows, got)
+    assert len({tuple(r.tokens) for r in got}) > 1  # the samples differ
+
+
+def test_zero_budget_and_empty_requests_finish_at_once(model: LocalModel) -> None:
+    engine = DecodeEngine(model, TOK.decode)
+    got: list[list[GenResult]] = []
+    engine.submit([_row("a", 0, 1)], got.append)
+    engine.submit([], got.append)
+    assert got == [[GenResult([], [], "length")], []]
+    assert not engine.busy
+
+
+@pytest.mark.parametrize("vocab", [300, 5000], ids=["narrow-path", "wide-path"])
+def test_sample_tokens_follows_the_inverse_cdf_rule(vocab: int) -> None:
+    gen = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(8, vocab, generator=gen) * 4
+    u = torch.rand(8, 1, generator=gen)
+    temperature = torch.tensor([[0.0], [1.0], [1.0], [0.0], [1.0], [1.0], [1.0], [1.0]])
+    zeros = torch.zeros(8, 1)
+    token, logprob = sample_tokens(
+        logits, u, temperature, zeros.long(), zeros + 1, SamplerFlags(any_greedy=True)
+    )
+    cdf = torch.softmax(logits.double(), -1).cumsum(-1)
+    want = torch.searchsorted(cdf, u.double() * cdf[:, -1:], right=True)
+    want = torch.where(temperature == 0, logits.argmax(-1, keepdim=True), want)
+    assert torch.equal(token, want)
+    lse = logits.double().logsumexp(-1, keepdim=True)
+    np.testing.assert_allclose(logprob, logits.double().gather(1, want) - lse, atol=1e-5)
+
+
+def _watch(stops: tuple[str, ...], decode: Callable[[list[int]], str], text: str) -> int | None:
+    """Byte index (1-based count of tokens) at which a stop string is seen, or None."""
+    watch = StopStrings(stops, decode)
+    for i, token in enumerate(text.encode()):
+        if watch.push(token):
+            return i + 1
+    return None
+
+
+def test_stop_strings_are_found_across_tokens_and_multibyte_characters() -> None:
+    assert _watch(("fox j",), TOK.decode, "the quick brown fox jumps") == len(
+        b"the quick brown fox j"
+    )
+    # "é" is two bytes: the stop string is complete only with the second one.
+    assert _watch(("café",), TOK.decode, "un café noir") == len("un café".encode())
+    assert _watch(("é!",), TOK.decode, "olé olé!") == len("olé olé!".encode())
+    assert _watch(("zz",), TOK.decode, "no stop here") is None
+    assert _watch(("a", "quick"), TOK.decode, "the quick") == len(b"the quick")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_replays_match_eager_decoding() -> None:
+    sampler = LocalServiceClient(device="cuda").create_sampling_client(base_model="tiny", seed=3)
+    with torch.no_grad():
+        head = sampler.model.module.head.weight
+        head.copy_(torch.randn(head.shape, generator=torch.Generator().manual_seed(0)).cuda())
+    results = {}
+    for graphs in (False, True):
+        engine = DecodeEngine(sampler.model, TOK.decode, max_rows=5, cuda_graphs=graphs)
+        results[graphs] = _run_in_waves(engine, [(0, ROWS[:5]), (3, ROWS[5:])])
+        if graphs:
+            assert engine._graphs is not None and engine._graphs.captures > 0
+    for at in (0, 3):
+        for eager, graphed in zip(results[False][at], results[True][at], strict=True):
+            assert graphed.tokens == eager.tokens
+            np.testing.assert_allclose(graphed.logprobs, eager.logprobs, atol=1e-4)
