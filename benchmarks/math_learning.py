@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/math_learning.py [--out runs/math-learning] [--parts easy,hard]
         [--rl-seconds 300] [--hard-seconds 300] [--hard-switch 0.5] [--seed 0] [--threads 1]
+        [--hard-ops +-*] [--hard-digits 2] [--hard-sft-examples 20000] [--clock wall|cpu]
 
 Part `easy` (two-digit addition): a brief supervised warm start on `arithmetic-sft`, stopped at
 the first held-out eval where the answer format is learned (`format_ok` >= 0.9) and exact-answer
@@ -12,15 +13,21 @@ The supervised run also goes on alone for `--easy-sft-seconds`, as the reference
 
 Part `hard` (`--hard-ops`, default mixed `+-*`, two digits): the same wall-clock budget for
 supervised-only and for supervised-then-RL. The second arm reuses the supervised run's checkpoint
-at `--hard-switch` of the budget and spends the rest on RL.
+at `--hard-switch` of the budget and spends the rest on RL. `--hard-sft-examples` limits the
+supervised data to that many distinct problems (cycled through epoch after epoch), while RL
+draws fresh problems and grades them exactly: the setting where demonstrations are scarce but
+the reward is not.
 
 Everything runs through the real loops (`cookbook.supervised.train.main`, `cookbook.rl.train.main`)
 in chunks: each chunk extends the run by a few steps (the loops resume from their own checkpoint,
 optimizer state included), and after each chunk the registered `arithmetic` eval scores greedy
 exact answers on the env's held-out problems. Seconds are the loops' own training time
 (supervised: `time/total` of each chunk; RL: the sum of `time/step - time/eval`), so set-up,
-resume and evals are not counted for either side. Outputs under `--out`: `results.json` (every
-curve point), `math_learning.png`, the run directories and their loops' output (`*.log`).
+resume and evals are not counted for either side. With `--clock cpu` each chunk's seconds are
+scaled by the process's CPU share over the chunk (CPU seconds per wall second, at most 1), an
+estimate of the CPU seconds spent training: fairer when other jobs load the machine. Outputs
+under `--out`: `results.json` (every curve point), `math_learning.png`, the run directories and
+their loops' output (`*.log`).
 """
 
 from __future__ import annotations
@@ -57,11 +64,16 @@ class Task:
     num_operands: int = 2
     num_test: int = 500
     """Held-out problems scored by every eval (the env's test split)."""
+    sft_examples: int = 20_000
+    """Distinct problems in the supervised data (it cycles through them; RL draws fresh ones)."""
 
     @property
     def label(self) -> str:
-        """`2-digit +` style."""
-        return f"{self.num_operands}x{self.digits}-digit {self.operations}"
+        """`2x3-digit +` style (with the supervised problems when fewer than the default)."""
+        label = f"{self.num_operands}x{self.digits}-digit {self.operations}"
+        if self.sft_examples != Task.sft_examples:
+            label += f", {self.sft_examples} supervised problems"
+        return label
 
     def max_tokens(self) -> int:
         """Reply budget: the longest possible answer plus the stop token and one spare."""
@@ -88,6 +100,7 @@ class Task:
             operations=self.operations,
             digits=self.digits,
             num_operands=self.num_operands,
+            num_examples=self.sft_examples,
             num_test=self.num_test,
         )
 
@@ -179,6 +192,17 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+@contextmanager
+def _cpu_share() -> Iterator[list[float]]:
+    """Yields a one-item list that holds, on exit, this process's CPU seconds per wall second
+    over the block (about 1 on an idle core, less on a shared one)."""
+    share = [1.0]
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    yield share
+    wall = time.perf_counter() - wall0
+    share[0] = min(1.0, (time.process_time() - cpu0) / wall) if wall > 0 else 1.0
+
+
 def _point(phase: str, step: int, seconds: float, metrics: dict[str, float], prefix: str) -> Point:
     return Point(
         phase=phase,
@@ -207,6 +231,7 @@ def train_sft(
     chunk_steps: ChunkSteps,
     max_steps: int = 1_000_000,
     until: Callable[[Point], bool] | None = None,
+    clock: str = "wall",
     say: Callable[[str], None] = print,
 ) -> Curve:
     """Supervised training on `task` in chunks until `budget_s` training seconds and, when given,
@@ -233,10 +258,11 @@ def train_sft(
             evals={EVAL_NAME: task.eval_builder()},
             show_progress=False,
         )
-        with _loop_output_to(log_dir):
+        with _loop_output_to(log_dir), _cpu_share() as share:
             result = main(config, fresh=step == 0, argv=["benchmarks/math_learning.py"])
         records = _records(log_dir, step, end)
-        seconds += max((r["time/total"] for r in records), default=0.0)
+        scale = share[0] if clock == "cpu" else 1.0
+        seconds += scale * max((r["time/total"] for r in records), default=0.0)
         last = _point("sft", end, seconds, result.last_metrics, SFT_EVAL_PREFIX)
         last.checkpoint = result.final_checkpoint
         last.train = {"loss": float(records[-1]["train/loss"])} if records else {}
@@ -257,6 +283,7 @@ def train_rl(
     budget_s: float,
     chunk_steps: int,
     max_steps: int = 1_000_000,
+    clock: str = "wall",
     say: Callable[[str], None] = print,
 ) -> Curve:
     """RL on `task` from `start.checkpoint`, in chunks of `chunk_steps` until `budget_s` more
@@ -287,10 +314,11 @@ def train_rl(
             evals={EVAL_NAME: task.eval_builder()},
             show_progress=False,
         )
-        with _loop_output_to(log_dir):
+        with _loop_output_to(log_dir), _cpu_share() as share:
             summary = main(config, fresh=step == 0, argv=["benchmarks/math_learning.py"])
         records = _records(log_dir, step, end)
-        seconds += sum(r["time/step"] - r.get("time/eval", 0.0) for r in records)
+        scale = share[0] if clock == "cpu" else 1.0
+        seconds += scale * sum(r["time/step"] - r.get("time/eval", 0.0) for r in records)
         point = _point(
             "rl", end, start.seconds + seconds, summary.last_metrics, f"eval/{EVAL_NAME}"
         )
@@ -408,6 +436,7 @@ def run_hard(
     switch: float,
     sft_chunk: int = 100,
     rl_chunk: int = 50,
+    clock: str = "wall",
     say: Callable[[str], None] = print,
 ) -> HardResult:
     """Supervised for the whole budget; RL from its checkpoint at `switch` of the budget."""
@@ -419,6 +448,7 @@ def run_hard(
         seed=seed,
         budget_s=budget_s,
         chunk_steps=lambda _: sft_chunk,
+        clock=clock,
         say=say,
     )
     start = sft_curve.at(switch * budget_s)
@@ -431,6 +461,7 @@ def run_hard(
         seed=seed,
         budget_s=budget_s - start.seconds,
         chunk_steps=rl_chunk,
+        clock=clock,
         say=say,
     )
     sft_acc = sft_curve.at(budget_s).accuracy
@@ -532,8 +563,16 @@ def print_curves(easy: EasyResult | None, hard: HardResult | None) -> None:
         )
 
 
-def _parse_task(ops: str, digits: int, operands: int, num_test: int) -> Task:
-    return Task(operations=ops, digits=digits, num_operands=operands, num_test=num_test)
+def _parse_task(
+    ops: str, digits: int, operands: int, num_test: int, sft_examples: int = Task.sft_examples
+) -> Task:
+    return Task(
+        operations=ops,
+        digits=digits,
+        num_operands=operands,
+        num_test=num_test,
+        sft_examples=sft_examples,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,8 +589,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard-ops", default="+-*")
     parser.add_argument("--hard-digits", type=int, default=2)
     parser.add_argument("--hard-operands", type=int, default=2)
+    parser.add_argument(
+        "--hard-sft-examples",
+        type=int,
+        default=Task.sft_examples,
+        help="distinct problems in the hard part's supervised data",
+    )
     parser.add_argument("--hard-seconds", type=float, default=300.0)
     parser.add_argument("--hard-switch", type=float, default=0.5)
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="budget in the loops' wall seconds, or those seconds scaled by the process's CPU "
+        "share of each chunk (fairer on a loaded machine)",
+    )
+    parser.add_argument("--sft-chunk", type=int, default=100, help="hard: steps between evals")
+    parser.add_argument("--rl-chunk", type=int, default=50, help="hard: RL steps between evals")
     parser.add_argument("--sft-lr", type=float, default=SFTSettings.learning_rate)
     parser.add_argument("--rl-lr", type=float, default=RLSettings.learning_rate)
     parser.add_argument("--group-size", type=int, default=RLSettings.group_size)
@@ -586,12 +640,21 @@ def main(argv: list[str] | None = None) -> int:
     if "hard" in parts:
         hard = run_hard(
             out,
-            task=_parse_task(args.hard_ops, args.hard_digits, args.hard_operands, args.num_test),
+            task=_parse_task(
+                args.hard_ops,
+                args.hard_digits,
+                args.hard_operands,
+                args.num_test,
+                args.hard_sft_examples,
+            ),
             sft=sft,
             rl=rl,
             seed=args.seed,
             budget_s=args.hard_seconds,
             switch=args.hard_switch,
+            sft_chunk=args.sft_chunk,
+            rl_chunk=args.rl_chunk,
+            clock=args.clock,
         )
     load_after = os.getloadavg()
     info: dict[str, object] = {

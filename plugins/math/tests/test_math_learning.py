@@ -113,3 +113,15 @@ def test_hard_part_compares_both_arms_at_one_budget(tmp_path: Path) -> None:
     assert hard.winner in ("sft", "sft+rl", "tie")
     data = json.loads(ml.write_results(tmp_path, None, hard, {}).read_text(encoding="utf-8"))
     assert data["hard"]["winner"] == hard.winner
+
+
+def test_hard_task_options_reach_the_data_and_the_clock() -> None:
+    """`--hard-sft-examples` sizes the supervised data (RL keeps drawing fresh problems), and
+    `--clock cpu` scales seconds by the process's CPU share, which is in (0, 1]."""
+    task = ml.Task(operations="+", digits=3, sft_examples=32)
+    assert task.sft_builder().num_examples == 32
+    assert "32 supervised problems" in task.label and "3-digit" in task.label
+    assert ml.Task().sft_builder().num_examples == ml.Task.sft_examples
+    with ml._cpu_share() as share:
+        sum(i * i for i in range(200_000))  # busy on the CPU: the share cannot be 0
+    assert 0.0 < share[0] <= 1.0
