@@ -175,6 +175,23 @@ def conversation_dataset(
     return DatumDataset(datums, batch_size, seed=seed)
 
 
+def demo_splits(
+    make: Callable[[int, int], Sequence[list[Message]]],
+    num_train: int,
+    num_test: int,
+    renderer: Renderer,
+    batch_size: int,
+    seed: int,
+) -> tuple[DatumDataset, DatumDataset | None]:
+    """A warm-start dataset's train and held-out splits: `make(count, seed)` conversations,
+    the held-out ones from a disjoint seed (none when `num_test` <= 0)."""
+    train = conversation_dataset(make(num_train, seed), renderer, batch_size, seed)
+    if num_test <= 0:
+        return train, None
+    test_seed = seed + 1_000_003
+    return train, conversation_dataset(make(num_test, test_seed), renderer, batch_size, test_seed)
+
+
 def check_positive(option: str) -> Callable[[object, str], None]:
     """A chz field validator: the value must be positive (one-line `UserError` otherwise)."""
 

@@ -31,7 +31,7 @@ from cookbook.eval.types import EvaluatorBuilder
 from cookbook.renderers.base import Message
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.supervised.types import SupervisedDatasetBuilder
-from cookbook_envs_contrib.chat import ChatEnv, TaskDataset, check_positive, conversation_dataset
+from cookbook_envs_contrib.chat import ChatEnv, TaskDataset, check_positive, demo_splits
 
 if TYPE_CHECKING:
     from cookbook_textarena.game import PromptStyle
@@ -308,16 +308,9 @@ class GuessNumberDemosBuilder(SupervisedDatasetBuilder):
                 out.append(demo_conversation(secret, random_play(secret, rules, rng), rules, style))
             return out
 
-        train = conversation_dataset(
-            games(self.num_games, ctx.seed), ctx.renderer, batch_size, ctx.seed
+        return demo_splits(
+            games, self.num_games, self.test_games, ctx.renderer, batch_size, ctx.seed
         )
-        if self.test_games <= 0:
-            return train, None
-        test_seed = ctx.seed + 1_000_003
-        test = conversation_dataset(
-            games(self.test_games, test_seed), ctx.renderer, batch_size, test_seed
-        )
-        return train, test
 
 
 @chz.chz

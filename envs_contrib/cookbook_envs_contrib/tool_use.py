@@ -35,7 +35,7 @@ from cookbook_envs_contrib.calculator import (
     format_number,
     parse_number,
 )
-from cookbook_envs_contrib.chat import ChatEnv, TaskDataset, check_positive, conversation_dataset
+from cookbook_envs_contrib.chat import ChatEnv, TaskDataset, check_positive, demo_splits
 
 if TYPE_CHECKING:
     from cookbook_textarena.game import PromptStyle
@@ -384,16 +384,9 @@ class CalculatorDemosBuilder(SupervisedDatasetBuilder):
                 for _ in range(count)
             ]
 
-        train = conversation_dataset(
-            episodes(self.num_games, ctx.seed), ctx.renderer, batch_size, ctx.seed
+        return demo_splits(
+            episodes, self.num_games, self.test_games, ctx.renderer, batch_size, ctx.seed
         )
-        if self.test_games <= 0:
-            return train, None
-        test_seed = ctx.seed + 1_000_003
-        test = conversation_dataset(
-            episodes(self.test_games, test_seed), ctx.renderer, batch_size, test_seed
-        )
-        return train, test
 
 
 @chz.chz
