@@ -3,6 +3,7 @@ overhead per step.
 
     .venv/bin/python benchmarks/serve.py                   # tiny model, 8 prompts x 4 samples
     .venv/bin/python benchmarks/serve.py --rounds 5 --steps 8 --groups 16
+    .venv/bin/python benchmarks/serve.py --per-sample      # num_samples=1 calls, as `cookbook rl`
 
 One RL step, written against the tinker SDK API and run unchanged on both: a sampling client on
 the current weights, `groups` prompts x `group_size` samples of `max_tokens` tokens, rewards
@@ -21,8 +22,9 @@ through the server: the SDK's event-loop thread and HTTP transport, i.e. the SDK
 the server: its event loop (HTTP, the wire format, submitting to the backend) and the backend's
 workers. The SDK makes two HTTP requests per call (the call, then `retrieve_future`, which the
 server holds until the result is ready: no client-side polling interval), so a step is
-2 x (groups + 3) requests; CPU per request is printed for the SDK client and the server's event
-loop: the SDK client's part of the overhead is out of the server's reach.
+2 x (groups + 3) requests (2 x (groups x group_size + 3) with --per-sample); CPU per request is
+printed for the SDK client and the server's event loop: the SDK client's part of the overhead is
+out of the server's reach.
 """
 
 from __future__ import annotations
@@ -51,18 +53,26 @@ ADAM = types.AdamParams(learning_rate=1e-3)
 
 
 async def rl_step(
-    trainer: TrainingClient, prompts: list[list[int]], group_size: int, max_tokens: int
+    trainer: TrainingClient,
+    prompts: list[list[int]],
+    group_size: int,
+    max_tokens: int,
+    per_sample: bool = False,
 ) -> None:
+    """One RL step; `per_sample`: one `sample` call per sample (num_samples=1, as the cookbook's
+    own RL loop samples each env), not one per prompt."""
     sampler = await trainer.save_weights_and_get_sampling_client()
     params = types.SamplingParams(max_tokens=max_tokens, temperature=1.0, stop=[])
+    calls, n = (group_size, 1) if per_sample else (1, group_size)
     responses = await asyncio.gather(
-        *(sampler.sample(types.ModelInput.from_ints(p), group_size, params) for p in prompts)
-    )
+        *(sampler.sample(types.ModelInput.from_ints(p), n, params) for p in prompts for _ in range(calls))
+    )  # fmt: skip
     data: list[types.Datum] = []
-    for prompt, response in zip(prompts, responses, strict=True):
-        rewards_G = np.array([np.mean(np.array(s.tokens) % 2 == 0) for s in response.sequences])
+    for g, prompt in enumerate(prompts):
+        sequences_G = [s for r in responses[g * calls : (g + 1) * calls] for s in r.sequences]
+        rewards_G = np.array([np.mean(np.array(s.tokens) % 2 == 0) for s in sequences_G])
         advantages_G = rewards_G - rewards_G.mean()
-        for seq, adv in zip(response.sequences, advantages_G, strict=True):
+        for seq, adv in zip(sequences_G, advantages_G, strict=True):
             tokens = prompt + seq.tokens
             n_prompt = len(prompt) - 1
             data.append(
@@ -126,7 +136,7 @@ def time_steps(
 
     async def run() -> None:
         for _ in range(steps):
-            await rl_step(trainer, prompts, args.group_size, args.max_tokens)
+            await rl_step(trainer, prompts, args.group_size, args.max_tokens, args.per_sample)
 
     server_before = process_cpu_s(server_pid), process_cpu_s(server_pid, main_thread=True)
     cpu_before, loop_before = time.process_time(), time.thread_time()
@@ -184,6 +194,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16, help="new tokens per sample")
     parser.add_argument("--prompt-tokens", type=int, default=24, help="tokens per prompt")
     parser.add_argument("--model", default="tiny", help="base model (tiny or an HF directory)")
+    parser.add_argument(
+        "--per-sample",
+        action="store_true",
+        help="one sample call per sample (num_samples=1), as the cookbook's RL loop samples",
+    )
     args = parser.parse_args()
 
     import tinker
@@ -230,10 +245,11 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
     ratio, cpu_ratio = statistics.median(ratios), statistics.median(cpu_ratios)
+    calls = args.groups * (args.group_size if args.per_sample else 1)
     local_t, served_t = _median(per_step["in-process"]), _median(per_step["serve"])
     print(
         f"\nRL step ({args.groups} prompts x {args.group_size} samples x {args.max_tokens} "
-        f"tokens, model {args.model}), per step:\n"
+        f"tokens, {calls} sample calls, model {args.model}), per step:\n"
         f"  in-process: {_ms(local_t.wall_s)} ms wall, {_ms(local_t.cpu_s)} ms CPU (RL loop's "
         f"thread {_ms(local_t.loop_cpu_s)}, backend threads {_ms(local_t.other_cpu_s)})\n"
         f"  through cookbook serve: {_ms(served_t.wall_s)} ms wall, {_ms(served_t.cpu_s)} ms CPU "
@@ -241,7 +257,7 @@ def main() -> None:
         f"{_ms(served_t.other_cpu_s)}, server event loop {_ms(served_t.server_loop_cpu_s)}, server "
         f"backend threads {_ms(served_t.server_other_cpu_s)})"
     )
-    requests = 2 * (args.groups + 3)  # save_weights_for_sampler, samples, fwd/bwd, optim step
+    requests = 2 * (calls + 3)  # save_weights_for_sampler, samples, fwd/bwd, optim step
     print(
         f"  {requests} HTTP requests per step: SDK client threads "
         f"{_ms(served_t.other_cpu_s / requests)} ms CPU per request, server event loop "
