@@ -4,6 +4,14 @@ overhead per step.
     .venv/bin/python benchmarks/serve.py                   # tiny model, 8 prompts x 4 samples
     .venv/bin/python benchmarks/serve.py --rounds 5 --steps 8 --groups 16
     .venv/bin/python benchmarks/serve.py --per-sample      # num_samples=1 calls, as `cookbook rl`
+    .venv/bin/python benchmarks/serve.py --cookbook-rl tictactoe   # the real `cookbook rl` loop
+
+`--cookbook-rl ENV` times real `cookbook rl --env ENV` runs instead (evals off, a short warm
+start, 8 groups of 4 by default; `--rl-arg KEY=VALUE` adds overrides): in-process and through
+`cookbook serve` (`backend=tinker`), each with the group's identical sample requests sent as one
+`sample(num_samples=k)` call (`cookbook/rl/coalesce.py`) and without (one call per request, as
+before it). Four contenders in ABBA order (A B C D D C B A), `time/step` of the RL steps after
+the first (the run's own metric), sample calls per step counted at the sampling clients.
 
 One RL step, written against the tinker SDK API and run unchanged on both: a sampling client on
 the current weights, `groups` prompts x `group_size` samples of `max_tokens` tokens, rewards
@@ -31,6 +39,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import socket
 import statistics
@@ -199,7 +209,18 @@ def main() -> None:
         action="store_true",
         help="one sample call per sample (num_samples=1), as the cookbook's RL loop samples",
     )
+    parser.add_argument(
+        "--cookbook-rl",
+        metavar="ENV",
+        help="time real `cookbook rl --env ENV` runs (see the module docstring)",
+    )
+    parser.add_argument(
+        "--rl-arg", action="append", default=[], help="an override for --cookbook-rl runs"
+    )
     args = parser.parse_args()
+    if args.cookbook_rl:
+        cookbook_rl_benchmark(args)
+        return
 
     import tinker
 
@@ -286,6 +307,116 @@ def _combine(timings: list[Timing], average: Callable[[list[float]], float]) -> 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f}"
+
+
+class _SampleCalls:
+    """Counts `sample` calls of the local and the SDK's sampling clients (the class methods
+    wrapped, each call passed on unchanged)."""
+
+    def __init__(self) -> None:
+        import tinker
+
+        from cookbook.backends.local.sampling import LocalSamplingClient
+
+        self.count = 0
+        for cls in (LocalSamplingClient, tinker.SamplingClient):
+            inner = cls.sample
+
+            def sample(*a: object, _inner: Callable[..., object] = inner, **kw: object) -> object:
+                self.count += 1
+                return _inner(*a, **kw)
+
+            cls.sample = sample  # type: ignore[method-assign,assignment]  # a counting pass-through
+
+
+def cookbook_rl_benchmark(args: argparse.Namespace) -> None:
+    """Real `cookbook rl --env ENV` runs: in-process and through `cookbook serve`, with and
+    without coalescing (see the module docstring)."""
+    from cookbook.cli import main as cookbook_main
+    from cookbook.rl import rollouts
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("TINKER_API_KEY", "tml-benchmark")
+    os.environ.setdefault("TINKER_TELEMETRY", "0")
+    steps = max(args.steps, 2)
+    overrides = [
+        f"max_steps={steps}",
+        "warm_start.steps=40",
+        f"groups_per_batch={args.groups}",
+        f"group_size={args.group_size}",
+        "evals=",
+        "test_max_batches=0",
+        "eval_before_rl=false",
+        "show_progress=False",
+        "save_every=0",
+        *args.rl_arg,
+    ]
+    calls = _SampleCalls()
+    grouped = rollouts.current_group
+
+    def no_group() -> None:
+        return None
+
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_server(Path(tmp) / "serve")
+        backends = {"in-process": [], "serve": ["backend=tinker", f"base_url={url}"]}
+        contenders = [(b, c) for b in backends for c in (False, True)]
+        runs = 0
+
+        def run(backend: str, coalesce: bool) -> tuple[float, float]:
+            nonlocal runs
+            runs += 1
+            log_dir = Path(tmp) / f"run{runs}"
+            rollouts.current_group = grouped if coalesce else no_group
+            before = calls.count
+            argv = ["rl", "--env", args.cookbook_rl, *backends[backend], *overrides]
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+                status = cookbook_main([*argv, f"log_dir={log_dir}"])
+            if status != 0:
+                raise SystemExit(f"cookbook {' '.join(argv)} failed ({status})")
+            lines = (log_dir / "metrics.jsonl").read_text().splitlines()
+            step_s = [json.loads(line)["time/step"] for line in lines][1:]
+            return statistics.median(step_s), (calls.count - before) / len(lines)
+
+        try:
+            run("in-process", True)  # warm-up (imports, first compilation)
+            load_before = os.getloadavg()
+            got: dict[tuple[str, bool], list[tuple[float, float]]] = {c: [] for c in contenders}
+            ratios: dict[str, list[float]] = {b: [] for b in backends}
+            for r in range(args.rounds):
+                this: dict[tuple[str, bool], list[float]] = {c: [] for c in contenders}
+                for contender in [*contenders, *reversed(contenders)]:
+                    step_s, per_step = run(*contender)
+                    got[contender].append((step_s, per_step))
+                    this[contender].append(step_s)
+                for b in backends:
+                    ratios[b].append(
+                        statistics.mean(this[(b, True)]) / statistics.mean(this[(b, False)])
+                    )
+                print(f"round {r + 1}: " + ", ".join(
+                    f"{b} {'coalesced' if c else 'one call per request'} "
+                    f"{_ms(statistics.mean(this[(b, c)]))} ms/step" for b, c in contenders
+                ), flush=True)  # fmt: skip
+            load_after = os.getloadavg()
+        finally:
+            rollouts.current_group = grouped
+            proc.terminate()
+            proc.wait(30)
+    print(
+        f"\ncookbook rl --env {args.cookbook_rl} ({args.groups} groups x {args.group_size}, "
+        f"{steps} steps per run, time/step median of steps 2+, median over runs):"
+    )
+    for b, c in contenders:
+        step_s = statistics.median(t for t, _ in got[(b, c)])
+        per_step = statistics.median(n for _, n in got[(b, c)])
+        label = "coalesced" if c else "one call per request"
+        print(f"  {b:10s} {label:22s} {_ms(step_s):>7s} ms/step, {per_step:6.1f} sample calls/step")
+    for b in backends:
+        print(
+            f"{b}: coalesced / one call per request = {statistics.median(ratios[b]):.3f} "
+            f"(median of {args.rounds} ABBA rounds)"
+        )
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
 
 
 if __name__ == "__main__":

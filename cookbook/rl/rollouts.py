@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from numbers import Real
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from cookbook.rl.coalesce import GroupSampling, current_group, enter_group, leave_group
+from cookbook.rl.serial_sampling import SerialSamplingClient
 from cookbook.rl.types import (
     Env,
     EnvGroupBuilder,
@@ -106,7 +108,9 @@ class BusyTimer:
 
 class SamplingPolicy:
     """A `TokenPolicy` backed by a sampling client. Fire many calls at once: the local backend
-    coalesces concurrent `sample` calls into one batch."""
+    batches concurrent `sample` calls. Within a group's rollout, requests for the same prompt made
+    in one loop tick go out as one `sample(num_samples=k)` call (`cookbook.rl.coalesce`); for a
+    serial client (`deterministic=true`) each request goes out alone."""
 
     def __init__(
         self,
@@ -131,13 +135,19 @@ class SamplingPolicy:
         params = tinker_types.SamplingParams(
             max_tokens=self.max_tokens, temperature=self.temperature, stop=stop, seed=seed
         )
-        # The timer starts before `sample` is called: its synchronous part is backend work too.
-        self.timer.enter()
-        try:
-            response = await self.sampling_client.sample(ob, 1, params)
-        finally:
-            self.timer.exit()
-        sequence = response.sequences[0]
+        group = current_group()
+        if group is not None and not isinstance(self.sampling_client, SerialSamplingClient):
+            sequence = await group.sample(
+                self.sampling_client, ob, params, on_send=self.timer.enter, on_done=self.timer.exit
+            )
+        else:
+            # The timer starts before `sample` is called: its synchronous part is backend work.
+            self.timer.enter()
+            try:
+                response = await self.sampling_client.sample(ob, 1, params)
+            finally:
+                self.timer.exit()
+            sequence = response.sequences[0]
         tokens = sequence.tokens
         logprobs = sequence.logprobs
         if logprobs is None or len(logprobs) != len(tokens):
@@ -353,6 +363,22 @@ async def do_group_rollout(
 
 
 async def _group_rollout(
+    builder: EnvGroupBuilder,
+    policy: TokenPolicy,
+    seed: int,
+    step_timeout_s: float | None,
+    max_turns: int,
+    watch: _EnvWatch,
+) -> TrajectoryGroup:
+    # On the group's own loop: its sample requests are gathered among themselves only.
+    token = enter_group(GroupSampling())
+    try:
+        return await _group_rollout_in(builder, policy, seed, step_timeout_s, max_turns, watch)
+    finally:
+        leave_group(token)
+
+
+async def _group_rollout_in(
     builder: EnvGroupBuilder,
     policy: TokenPolicy,
     seed: int,

@@ -696,6 +696,9 @@ class _UpcomingWeights:
         # A thread-safe future, not an asyncio.Event: groups await it on their own threads'
         # event loops (cookbook.rl.rollouts), and an Event belongs to one loop.
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # One waiter per loop: a group's envs then wake in the same loop tick, so those asking
+        # for the same prompt share one sample call (cookbook.rl.coalesce) in every run alike.
+        self._waiters: dict[asyncio.AbstractEventLoop, asyncio.Future[None]] = {}
 
     def ready(self, client: SamplingClient) -> None:
         """The weights are there: sampling may start."""
@@ -706,7 +709,11 @@ class _UpcomingWeights:
         self._ready.set_result(None)
 
     async def __call__(self, ob: Observation, stop: StopCondition, seed: int) -> SampledTokens:
-        await asyncio.wrap_future(self._ready)
+        loop = asyncio.get_running_loop()
+        waiter = self._waiters.get(loop)
+        if waiter is None:
+            waiter = self._waiters[loop] = asyncio.wrap_future(self._ready, loop=loop)
+        await asyncio.shield(waiter)  # shared: one env cancelled must not cancel the others' wait
         assert self._policy is not None  # set before the event
         return await self._policy(ob, stop, seed)
 

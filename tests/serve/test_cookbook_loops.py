@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+from concurrent.futures import Future as ConcurrentFuture
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ from cookbook.cli import main as cookbook_main
 from cookbook.hf_byte_tokenizer import save_byte_tokenizer
 from cookbook.renderers import get_renderer
 from cookbook.renderers.tiny import TinyRenderer
-from cookbook.serve.state import ServerState
+from cookbook.serve.state import ResultKind, ServerState
 from cookbook.tokenizers import ByteTokenizer, as_byte_tokenizer
 
 
@@ -93,3 +95,50 @@ def test_cookbook_rl_tictactoe_through_cookbook_serve(
     assert "rl tictactoe: 2 steps run" in out
     blocking = [r.getMessage() for r in caplog.records if "called from async" in r.getMessage()]
     assert not blocking, blocking[0]
+
+
+def test_cookbook_rl_sends_a_groups_shared_prompt_as_one_sample_call(
+    shared_server: tuple[str, ServerState],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every game of a group starts from the same board: its first turn is one `sample` call
+    with num_samples=group_size through the SDK, not one per game."""
+    pytest.importorskip("cookbook_tictactoe", reason="the tictactoe plugin is not installed")
+    url, state = shared_server
+    kinds: list[str] = []
+    register = state.register
+
+    def counting_register(future: ConcurrentFuture[Any], kind: ResultKind) -> str:
+        kinds.append(kind)
+        return register(future, kind)
+
+    monkeypatch.setattr(state, "register", counting_register)
+    log_dir = tmp_path / "ttt"
+    groups, group_size = 2, 4
+    status = cookbook_main(
+        [
+            "rl",
+            "--env",
+            "tictactoe",
+            "backend=tinker",
+            f"base_url={url}",
+            "model_name=tiny-32x1",
+            "max_steps=1",
+            "warm_start.steps=0",
+            f"groups_per_batch={groups}",
+            f"group_size={group_size}",
+            "evals=",
+            "test_max_batches=0",
+            "eval_before_rl=false",
+            "show_progress=False",
+            f"log_dir={log_dir}",
+        ]
+    )
+    assert status == 0, capsys.readouterr().err
+    (record,) = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    turns = round(record["episode/turns"] * record["rollout/trajectories"])
+    calls = kinds.count("proto_sample")
+    print(f"{calls} sample calls for {turns} turns")
+    assert calls <= turns - groups * (group_size - 1)
