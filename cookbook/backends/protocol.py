@@ -136,11 +136,21 @@ class ServiceClient(Protocol):
         user_metadata: dict[str, str] | None = None,
     ) -> TrainingClientFuture: ...
 
-    def create_training_client_from_state(self, path: str) -> TrainingClientFuture:
+    def create_training_client_from_state(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+    ) -> TrainingClientFuture:
         """A new run on the weights saved at `path`, with a fresh optimizer."""
         ...
 
-    def create_training_client_from_state_with_optimizer(self, path: str) -> TrainingClientFuture:
+    def create_training_client_from_state_with_optimizer(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+    ) -> TrainingClientFuture:
         """The run saved at `path` resumed exactly: weights, optimizer state, step count."""
         ...
 

@@ -34,7 +34,7 @@ from cookbook.errors import UserError
 from cookbook.rl.types import Env
 
 if TYPE_CHECKING:
-    from cookbook.backends.protocol import SamplingClient, TrainingClient
+    from cookbook.backends.protocol import ServiceClient, TrainingClient
     from cookbook.build_context import BuildContext
     from cookbook.cli import CommandLine
     from cookbook.rl.rollouts import SampledTokens, TokenPolicy
@@ -91,7 +91,7 @@ async def play(
     state = None if against is None else _resolve(against)
     # Blocking set-up (the model, a tokenizer) off the event loop: the SDK warns about its
     # synchronous calls on a running loop.
-    ctx, training_client = await asyncio.to_thread(_context, config, seed, against)
+    ctx, service, training_client = await asyncio.to_thread(_context, config, seed, state)
     train, _ = config.env(ctx)
     if len(train) == 0:
         raise UserError(f"env {label} has no training batches to play")
@@ -104,8 +104,14 @@ async def play(
             "set the option that puts every seat in one group and group_size to the seats"
         )
     bot = None
-    if state is not None and training_client is not None:
-        client = await _against_client(training_client, state)
+    if state is not None and service is not None:
+        from cookbook.runs.setup import checkpoint_training_client
+
+        if training_client is None:
+            training_client = await asyncio.to_thread(
+                checkpoint_training_client, service, state, config.seed
+            )
+        client = await training_client.save_weights_and_get_sampling_client()
         bot = SamplingPolicy(client, config.max_tokens, config.temperature)
     lines = _LineReader(stdin or sys.stdin)
     human = HumanPolicy(ctx, lines, out, seats=len(envs) if bot is None else 1)
@@ -172,24 +178,36 @@ def _explained(error: BaseException, label: str) -> BaseException:
 
 def _context(
     config: Config, seed: int, against: str | None
-) -> tuple[BuildContext, TrainingClient | None]:
+) -> tuple[BuildContext, ServiceClient | None, TrainingClient | None]:
     """The build context for `config`'s model (groups of `config.group_size`, one per batch),
-    and the training client made for it (None for the tiny model when no `--against` policy
-    needs one: its tokenizer is built in)."""
+    the service when a model is needed, and the training client the context was built with: on
+    the weights of checkpoint `against` (resolved) when given, else the base model's. For the
+    tiny model none is made (its tokenizer is built in): an `--against` checkpoint is loaded
+    only once the env has shown it has seats to fill."""
     from cookbook.build_context import BuildContext
     from cookbook.model_names import is_tiny_model
+    from cookbook.runs.setup import (
+        build_context,
+        checkpoint_training_client,
+        make_service,
+        make_training_client,
+    )
 
-    if against is None and is_tiny_model(config.model_name):
+    if is_tiny_model(config.model_name):
         from cookbook.tokenizers import ByteTokenizer
 
         ctx = BuildContext.for_model(config.model_name, ByteTokenizer(), seed=seed)
-        return replace(ctx, group_size=config.group_size, groups_per_batch=1), None
-    from cookbook.runs.setup import build_context, make_service, make_training_client
-
+        ctx = replace(ctx, group_size=config.group_size, groups_per_batch=1)
+        if against is None:
+            return ctx, None, None
+        return ctx, make_service(config.backend, config.device, config.base_url), None
     service = make_service(config.backend, config.device, config.base_url)
-    training_client = make_training_client(
-        service, config.model_name, config.lora_rank, config.seed
-    )
+    if against is not None:
+        training_client = checkpoint_training_client(service, against, config.seed)
+    else:
+        training_client = make_training_client(
+            service, config.model_name, config.lora_rank, config.seed
+        )
     ctx = build_context(
         config.model_name,
         training_client,
@@ -197,7 +215,7 @@ def _context(
         group_size=config.group_size,
         groups_per_batch=1,
     )
-    return ctx, training_client
+    return ctx, service, training_client
 
 
 def _resolve(against: str) -> str:
@@ -207,12 +225,6 @@ def _resolve(against: str) -> str:
         return resolve_checkpoint(against)
     except UserError as e:
         raise UserError(f"--against: {e}") from e
-
-
-async def _against_client(training_client: TrainingClient, state: str) -> SamplingClient:
-    """A sampling client on the weights of checkpoint `state`."""
-    await training_client.load_state(state)
-    return await training_client.save_weights_and_get_sampling_client()
 
 
 class _LineReader:

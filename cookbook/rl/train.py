@@ -327,16 +327,22 @@ async def _train(
     from cookbook.runs.progress import RunProgress
     from cookbook.runs.setup import (
         build_context,
-        load_starting_weights,
-        make_training_client,
+        make_starting_training_client,
         save_checkpoint,
     )
 
     # --- model, env, evaluators
     # Blocking set-up calls run off the event loop (the tinker SDK warns about, and may stall
     # on, its synchronous methods called from async code).
+    # Starting weights: own checkpoint > load_checkpoint_path > base model (+ warm start below).
     training_client = await asyncio.to_thread(
-        make_training_client, service, config.model_name, config.lora_rank, config.seed
+        make_starting_training_client,
+        service,
+        config.model_name,
+        config.lora_rank,
+        config.seed,
+        run_dir,
+        config.load_checkpoint_path,
     )
     ctx = await asyncio.to_thread(
         functools.partial(
@@ -364,10 +370,7 @@ async def _train(
         )
     evaluators.update({name: b(ctx) for name, b in config.evals.items()})
 
-    # --- starting weights: own checkpoint > load_checkpoint_path > base model (+ warm start)
-    loading = load_starting_weights(training_client, run_dir, config.load_checkpoint_path)
-    if loading is not None:
-        await loading
+    # --- warm start
     warm_done = warm_start_steps_done(run_dir.resume_from)
     if config.warm_start is not None and run_dir.start_step == 0:
         await run_warm_start(

@@ -5,15 +5,13 @@ weights come from, and checkpoint save and load.
     check_model_name(config.model_name, config.backend)  # before anything heavy
     with start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=...) as run_dir:
         service = make_service(config.backend, config.device, config.base_url)
-        training_client = make_training_client(service, config.model_name, config.lora_rank, seed)
+        training_client = make_starting_training_client(  # resumed, from a checkpoint or fresh
+            service, config.model_name, config.lora_rank, seed, run_dir, config.load_checkpoint_path
+        )
         ctx = build_context(config.model_name, training_client, seed=..., log_dir=run_dir.path)
-        load_starting_weights(training_client, run_dir, config.load_checkpoint_path)  # a future
         ...
         run_dir.start_steps(config, argv)  # the loop starts (not when already complete)
         await save_checkpoint(training_client, run_dir, step)  # SFT: asyncio.run(...)
-
-Loading a checkpoint is submitted here and returned as the backend's future: the RL loop awaits
-it, the synchronous SFT loop calls `.result()`.
 """
 
 from __future__ import annotations
@@ -29,9 +27,7 @@ from cookbook.runs.checkpoints import Checkpoint, resolve_checkpoint
 from cookbook.runs.run_dir import RunDir, RunLock, open_run_dir, os_errors_as_user_errors
 
 if TYPE_CHECKING:
-    from tinker import types as tinker_types
-
-    from cookbook.backends.protocol import Future, ServiceClient, TrainingClient
+    from cookbook.backends.protocol import ServiceClient, TrainingClient
     from cookbook.build_context import BuildContext
 
 CHANGEABLE_ON_RESUME = frozenset(
@@ -159,17 +155,47 @@ def build_context(
     )
 
 
-def load_starting_weights(
-    training_client: TrainingClient, run_dir: RunDir, load_checkpoint_path: str | None
-) -> Future[tinker_types.LoadWeightsResponse] | None:
-    """Where a run's weights come from: its own newest checkpoint (weights and optimizer state,
-    found again if the run directory was moved) when it resumes, else `load_checkpoint_path`
-    (weights only: a new run keeps its own optimizer schedule), else the base model (`None`)."""
+def make_starting_training_client(
+    service: ServiceClient,
+    model_name: str,
+    lora_rank: int,
+    seed: int,
+    run_dir: RunDir,
+    load_checkpoint_path: str | None,
+) -> TrainingClient:
+    """The run's training client, on the weights it starts from: its own newest checkpoint
+    (weights and optimizer state, found again if the run directory was moved) when it resumes,
+    else `load_checkpoint_path` (weights only: a new run keeps its own optimizer schedule), else
+    the base model (`make_training_client`). A checkpoint makes a new client
+    (`create_training_client_from_state[_with_optimizer]`; the SDK deprecates `load_state` on a
+    client); the run's `seed` goes with it as user metadata, which the local backend reads as
+    the client's seed (`cookbook/backends/local/service.py`)."""
     if run_dir.resume_from is not None:
-        return training_client.load_state_with_optimizer(run_dir.resume_from.state_path)
+        return checkpoint_training_client(
+            service, run_dir.resume_from.state_path, seed, with_optimizer=True
+        )
     if load_checkpoint_path is not None:
-        return training_client.load_state(resolve_checkpoint(load_checkpoint_path))
-    return None
+        return checkpoint_training_client(service, resolve_checkpoint(load_checkpoint_path), seed)
+    return make_training_client(service, model_name, lora_rank, seed)
+
+
+def checkpoint_training_client(
+    service: ServiceClient, state_path: str, seed: int, with_optimizer: bool = False
+) -> TrainingClient:
+    """A training client made from the `save_state` checkpoint at `state_path`: its weights,
+    and with `with_optimizer` its optimizer state and step count (an exact resume). A checkpoint
+    that cannot be loaded is a `UserError`."""
+    make = (
+        service.create_training_client_from_state_with_optimizer
+        if with_optimizer
+        else service.create_training_client_from_state
+    )
+    try:
+        return make(state_path, user_metadata={"seed": str(seed)}).result()
+    except UserError:
+        raise
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise UserError(f"cannot load checkpoint {state_path} ({e})") from None
 
 
 async def save_checkpoint(

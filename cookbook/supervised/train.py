@@ -468,12 +468,17 @@ def _train(
     config: Config, run_dir: RunDir, service: ServiceClient, argv: list[str] | None
 ) -> SFTResult:
     from cookbook.runs.progress import RunProgress
-    from cookbook.runs.setup import build_context, load_starting_weights, make_training_client
+    from cookbook.runs.setup import build_context, make_starting_training_client
     from cookbook.supervised.datasets import DatumDataset, all_datums
     from cookbook.supervised.nll_eval import NLLEvaluator
 
-    training_client = make_training_client(
-        service, config.model_name, config.lora_rank, config.seed
+    training_client = make_starting_training_client(
+        service,
+        config.model_name,
+        config.lora_rank,
+        config.seed,
+        run_dir,
+        config.load_checkpoint_path,
     )
     ctx = build_context(
         config.model_name,
@@ -501,9 +506,6 @@ def _train(
     if run_dir.resume_from is not None:
         print(f"sft: resuming {run_dir.path} at step {start_step}/{total_steps}", file=sys.stderr)
     run_dir.start_steps(config, argv)
-    loading = load_starting_weights(training_client, run_dir, config.load_checkpoint_path)
-    if loading is not None:
-        loading.result()
 
     def eval_due(step: int) -> bool:
         return config.eval_every > 0 and step % config.eval_every == 0

@@ -142,3 +142,45 @@ def test_cookbook_rl_sends_a_groups_shared_prompt_as_one_sample_call(
     calls = kinds.count("proto_sample")
     print(f"{calls} sample calls for {turns} turns")
     assert calls <= turns - groups * (group_size - 1)
+
+
+# The SDK deprecates `load_state*` on a client (a FutureWarning, and an ERROR log line saying to
+# migrate): resume and load_checkpoint_path make the client from the checkpoint instead.
+@pytest.mark.filterwarnings("error::FutureWarning")
+def test_resume_and_load_checkpoint_path_through_cookbook_serve(
+    shared_server: tuple[str, ServerState],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("cookbook_tictactoe", reason="the tictactoe plugin is not installed")
+    caplog.set_level(logging.WARNING, logger="tinker")
+    url, _ = shared_server
+    common = [
+        "backend=tinker",
+        f"base_url={url}",
+        "model_name=tiny-32x1",
+        "groups_per_batch=2",
+        "group_size=2",
+        "evals=",
+        "test_max_batches=0",
+        "eval_before_rl=false",
+        "show_progress=False",
+    ]
+
+    def rl(log_dir: Path, *args: str) -> list[dict[str, float]]:
+        argv = ["rl", "--env", "tictactoe", *common, f"log_dir={log_dir}", *args]
+        assert cookbook_main(argv) == 0, capsys.readouterr().err
+        lines = (log_dir / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    first = tmp_path / "first"
+    rl(first, "max_steps=1", "warm_start.steps=0")
+    resumed = rl(first, "max_steps=2", "warm_start.steps=0")  # resumes at step 1
+    assert [r["step"] for r in resumed] == [0, 1]
+    state_path = json.loads((first / "checkpoints.json").read_text())[0]["state_path"]
+    assert str(state_path).startswith("tinker://")
+    records = rl(tmp_path / "second", "max_steps=1", f"load_checkpoint_path={state_path}")
+    assert [r["step"] for r in records] == [0]
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "load_state" in m or "Migrate" in m], messages

@@ -174,7 +174,8 @@ class LocalServiceClient:
         optimizer: types.OptimizerConfig | None = None,
     ) -> LocalTrainingClient:
         """A training client on the weights saved at `path`, with a fresh optimizer (a new
-        run that starts from those weights)."""
+        run that starts from those weights). Its seed is `user_metadata["seed"]` when that is
+        an integer, else the checkpoint's (`_metadata_seed`)."""
         _check_optimizer(optimizer)
         return self._from_state(
             path, base_model, user_metadata, weights_access_token, with_optimizer=False
@@ -201,7 +202,8 @@ class LocalServiceClient:
         weights_access_token: str | None = None,
     ) -> LocalTrainingClient:
         """A training client restored from a `save_state` checkpoint: weights, optimizer state
-        and step count, so training continues as if it had never stopped."""
+        and step count, so training continues as if it had never stopped. Its seed as in
+        `create_training_client_from_state`."""
         return self._from_state(
             path, base_model, user_metadata, weights_access_token, with_optimizer=True
         )
@@ -238,11 +240,13 @@ class LocalServiceClient:
                 f"checkpoint {path} is of base model {meta.get('base_model')!r}; the local "
                 f"backend cannot load it into {base_model!r} (leave base_model unset)"
             )
-        seed = meta.get("seed")
-        seed = seed if isinstance(seed, int) else 0
         run_meta = meta.get("run_user_metadata")
         if user_metadata is None and isinstance(run_meta, dict):
             user_metadata = {str(k): str(v) for k, v in run_meta.items()}
+        seed = _metadata_seed(user_metadata)
+        if seed is None:
+            saved = meta.get("seed")
+            seed = saved if isinstance(saved, int) else 0
         model = self._factory.build_from_metadata(meta, path)
         client = LocalTrainingClient(
             model,
@@ -342,6 +346,18 @@ def server_capabilities() -> types.GetServerCapabilitiesResponse:
             )
         ]
     )
+
+
+def _metadata_seed(user_metadata: Mapping[str, str] | None) -> int | None:
+    """`user_metadata["seed"]` as an int, if it is one. A client made from a checkpoint takes
+    its seed (which draws the samples of requests that bring no seed of their own) from there:
+    the SDK's signature has no seed argument, and a new run started from another run's
+    checkpoint must not sample like that run just because it starts from its weights."""
+    value = (user_metadata or {}).get("seed")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 def _check_optimizer(optimizer: types.OptimizerConfig | None) -> None:
