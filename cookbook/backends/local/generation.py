@@ -505,11 +505,14 @@ class DecodeEngine:
                 tokens_U_T[u, t - len(p) :] = torch.tensor(p, dtype=torch.long)
             rows = [j for j, u in enumerate(source) if lo <= u < hi]
             slots_N = torch.tensor([first + j for j in rows], device=dev)
-            source_N = torch.tensor([source[j] - lo for j in rows], device=dev)
+            sources = [source[j] - lo for j in rows]
+            # Distinct prompts in order (one sample each): the forward's rows are the slots'.
+            identity = sources == list(range(len(chunk)))
+            source_N = None if identity else torch.tensor(sources, device=dev)
             pad_U = torch.tensor([t - len(p) for p in chunk], device=dev)
             self._cache.plan_prefill(slots_N, source_N, pad_U, t)
             logits_U_V = self._decoder(tokens_U_T.to(dev), self._cache)
-            logits_N_V = logits_U_V.index_select(0, source_N)
+            logits_N_V = logits_U_V if source_N is None else logits_U_V.index_select(0, source_N)
             if len(chunks) == 1:
                 return logits_N_V
             if out is None:
