@@ -241,17 +241,19 @@ def test_cuda_graph_replays_match_eager_decoding() -> None:
 
 
 def test_slot_cache_stores_each_position_where_decoding_reads_it() -> None:
-    """Keys land at their position of their slot, head by head (head-major storage), whether
-    written by a prefill of padded prompts, a decode at one shared position or at a position
-    per row; compaction and resizing keep them."""
+    """Keys land at their position of their slot, whether written by a prefill of padded
+    prompts (distinct ones with no copy, or one shared by several slots), a decode at a
+    position per row or at one shared position; compaction and resizing keep them."""
     heads, dim = 2, 3
     cache = SlotCache(1, 4, 8, heads, dim, torch.float32, torch.device("cpu"))
 
     def keys(n: int, t: int, base: float) -> torch.Tensor:
         return base + torch.arange(n * t * heads * dim, dtype=torch.float32).view(n, t, heads, dim)
 
-    # Two distinct prompts of 2 and 3 tokens, left-padded to 3, into slots 0 and 1 (no source
-    # copy), then a decode at a position per row, then one at a shared position.
+    def stored(slot: int, upto: int) -> torch.Tensor:
+        return cache.keys_L[0][slot, :upto].view(upto, heads, dim)
+
+    # Two distinct prompts of 2 and 3 tokens, left-padded to 3, into slots 0 and 1.
     prompt_k = keys(2, 3, 0.0)
     cache.plan_prefill(torch.tensor([0, 1]), None, torch.tensor([1, 0]), 3)
     cache.update(0, prompt_k, -prompt_k)
@@ -261,24 +263,22 @@ def test_slot_cache_stores_each_position_where_decoding_reads_it() -> None:
     assert read_k.shape == (2, 4, heads, dim)
     want_0 = torch.cat([prompt_k[0, 1:], step_k[0]])  # the padding column is not stored
     want_1 = torch.cat([prompt_k[1], step_k[1]])
-    assert torch.equal(read_k[0, :3], want_0) and torch.equal(read_k[1], want_1)
-    assert torch.equal(read_v[1], -want_1)
+    assert torch.equal(read_k[0, :3], want_0) and torch.equal(stored(0, 3), want_0)
+    assert torch.equal(read_k[1], want_1) and torch.equal(read_v[1], -want_1)
     shared_k = keys(2, 1, 2000.0)
     cache.plan_decode(2, torch.tensor([[4], [4]]), 5, position=4)
     read_k, _ = cache.update(0, shared_k, -shared_k)
     assert torch.equal(read_k[:, 4], shared_k[:, 0])
-    assert torch.equal(read_k.transpose(1, 2), cache.keys_L[0][:2, :, :5])
 
     # A shared prompt: slots 2 and 3 both take prompt 0 of the forward.
     cache.plan_prefill(torch.tensor([2, 3]), torch.tensor([0, 0]), torch.tensor([0]), 2)
     one_k = keys(1, 2, 3000.0)
     cache.update(0, one_k, -one_k)
-    for slot in (2, 3):
-        assert torch.equal(cache.keys_L[0][slot, :, :2].transpose(0, 1), one_k[0])
+    assert torch.equal(stored(2, 2), one_k[0]) and torch.equal(stored(3, 2), one_k[0])
 
     cache.move_rows(torch.tensor([0]), torch.tensor([1]), 5)
-    assert torch.equal(cache.keys_L[0][0, :, :5], cache.keys_L[0][1, :, :5])
+    assert torch.equal(stored(0, 5), stored(1, 5))
     grown = cache.resized(8, 16, 4, 5)
     assert (grown.slots, grown.length) == (8, 16)
-    assert torch.equal(grown.keys_L[0][:4, :, :5], cache.keys_L[0][:, :, :5])
-    assert torch.equal(grown.values_L[0][:4, :, :5], cache.values_L[0][:, :, :5])
+    assert torch.equal(grown.keys_L[0][:4, :5], cache.keys_L[0][:, :5])
+    assert torch.equal(grown.values_L[0][:4, :5], cache.values_L[0][:, :5])

@@ -1,12 +1,9 @@
 """KV caches: `SlotCache`, the static cache continuous batching decodes over, and `KVCache`, the
 tiny model's simpler cache behind `LocalModel.new_cache`.
 
-`SlotCache` holds, for every layer, keys and values shaped `[slots, kv_heads, length, head_dim]`,
+`SlotCache` holds, for every layer, keys and values shaped `[slots, length, kv_heads * head_dim]`,
 allocated once. Each slot holds one sequence at its own positions (position p of a sequence is at
-index p of its slot), so a sequence can join or leave the batch at any decode step. Head-major, as
-attention reads it: the keys one query head attends to are one contiguous run of memory (on CPU,
-attention over a slot-major `[slots, length, heads * head_dim]` layout read every key with a
-stride and was the larger part of a decode step). Before each
+index p of its slot), so a sequence can join or leave the batch at any decode step. Before each
 forward the caller plans the call (`plan_prefill` / `plan_decode`): which slots and positions the
 new keys and values go to, what the queries attend to, and the attention mask. The model then calls
 `update(layer, k, v)` once per layer. Every index is a tensor computed from tensors, with fixed
@@ -27,9 +24,7 @@ class _Plan:
     rows: int
     """Rows in the forward's batch."""
     write_index: torch.Tensor | None
-    """Row of every new (position, head) in the cache viewed as `[slots * kv_heads * length,
-    head_dim]`, in the order of the new keys' `[rows, T, kv_heads]` (None: slice write at
-    `position`)."""
+    """Flat `[slots * length]` row of every new position (None: slice write at `position`)."""
     position: int | None
     """The decode position shared by every row, when there is one (slice write, no mask)."""
     source_rows: torch.Tensor | None
@@ -59,14 +54,13 @@ class SlotCache:
         dtype: torch.dtype,
         device: torch.device,
     ) -> None:
-        shape = (slots, kv_heads, length, head_dim)
+        shape = (slots, length, kv_heads * head_dim)
         # Zeros, not empty: attention multiplies masked positions by 0, and 0 * NaN is NaN.
         self.keys_L = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
         self.values_L = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
         self.kv_heads = kv_heads
         self.head_dim = head_dim
-        self._slot_start = torch.arange(slots, device=device) * (kv_heads * length)
-        self._head_start = torch.arange(kv_heads, device=device) * length
+        self._slot_start = torch.arange(slots, device=device) * length
         self._arange = torch.arange(length, device=device)
         self._plan: _Plan | None = None
 
@@ -78,7 +72,7 @@ class SlotCache:
     @property
     def length(self) -> int:
         """Positions per sequence."""
-        return self.keys_L[0].shape[2]
+        return self.keys_L[0].shape[1]
 
     @property
     def device(self) -> torch.device:
@@ -108,7 +102,6 @@ class SlotCache:
         positions_U_T = shifted_U_T.clamp(min=0)
         shifted_N_T = shifted_U_T if source_N is None else shifted_U_T.index_select(0, source_N)
         dest_N_T = (shifted_N_T % t) + self._slot_start[slots_N, None]
-        dest_N_T_H = dest_N_T[:, :, None] + self._head_start
         causal_T_T = cols_T[None, :] <= cols_T[:, None]
         real_U_T = shifted_U_T >= 0
         # Each query also sees itself, so a padding query never has an empty row (NaN).
@@ -116,7 +109,7 @@ class SlotCache:
         mask = (causal_T_T[None] & real_U_T[:, None, :]) | itself_T_T[None]
         self._plan = _Plan(
             rows=int(pad_U.shape[0]),
-            write_index=dest_N_T_H.reshape(-1),
+            write_index=dest_N_T.reshape(-1),
             position=None,
             source_rows=source_N,
             read_length=0,
@@ -141,8 +134,7 @@ class SlotCache:
         write_index = None
         if position is None:
             mask = (keys_S <= positions_B_1)[:, None, None, :]
-            first_B_H = self._slot_start[:rows, None] + self._head_start
-            write_index = (first_B_H + positions_B_1).view(-1)
+            write_index = (self._slot_start[:rows, None] + positions_B_1).view(-1)
         self._plan = _Plan(
             rows=rows,
             write_index=write_index,
@@ -160,30 +152,29 @@ class SlotCache:
         self, layer: int, k_B_T_H_D: torch.Tensor, v_B_T_H_D: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the forward's new keys and values of `layer` as planned; returns the keys and
-        values its queries attend to, `[B, S, H, D]` (in decoding, views of the cache whose
-        `.transpose(1, 2)` is attention's `[B, H, S, D]` with no copy)."""
+        values its queries attend to, `[B, S, H, D]`."""
         plan = self.plan
         keys, values = self.keys_L[layer], self.values_L[layer]
         b = k_B_T_H_D.shape[0]
-        d = self.head_dim
+        width = self.kv_heads * self.head_dim
         if plan.read_length == 0:  # prefill: attend to the prompt's own keys
             k_src, v_src = k_B_T_H_D, v_B_T_H_D
             if plan.source_rows is not None:
                 k_src = k_src.index_select(0, plan.source_rows)
                 v_src = v_src.index_select(0, plan.source_rows)
             assert plan.write_index is not None
-            keys.view(-1, d).index_copy_(0, plan.write_index, k_src.reshape(-1, d))
-            values.view(-1, d).index_copy_(0, plan.write_index, v_src.reshape(-1, d))
+            keys.view(-1, width).index_copy_(0, plan.write_index, k_src.reshape(-1, width))
+            values.view(-1, width).index_copy_(0, plan.write_index, v_src.reshape(-1, width))
             return k_B_T_H_D, v_B_T_H_D
         if plan.position is not None:
-            keys[:b, :, plan.position] = k_B_T_H_D[:, 0]
-            values[:b, :, plan.position] = v_B_T_H_D[:, 0]
+            keys[:b, plan.position] = k_B_T_H_D.reshape(b, width)
+            values[:b, plan.position] = v_B_T_H_D.reshape(b, width)
         else:
             assert plan.write_index is not None
-            keys.view(-1, d).index_copy_(0, plan.write_index, k_B_T_H_D.reshape(-1, d))
-            values.view(-1, d).index_copy_(0, plan.write_index, v_B_T_H_D.reshape(-1, d))
-        s = plan.read_length
-        return keys[:b, :, :s].transpose(1, 2), values[:b, :, :s].transpose(1, 2)
+            keys.view(-1, width).index_copy_(0, plan.write_index, k_B_T_H_D.reshape(b, width))
+            values.view(-1, width).index_copy_(0, plan.write_index, v_B_T_H_D.reshape(b, width))
+        shape = (b, plan.read_length, self.kv_heads, self.head_dim)
+        return keys[:b, : plan.read_length].view(shape), values[:b, : plan.read_length].view(shape)
 
     # --- rows ---------------------------------------------------------------------------------
 
@@ -191,7 +182,7 @@ class SlotCache:
         """Copy positions `[0, upto)` of slots `source` into slots `dest` (compaction)."""
         for buffers in (self.keys_L, self.values_L):
             for buf in buffers:
-                buf[dest, :, :upto] = buf[source, :, :upto]
+                buf[dest, :upto] = buf[source, :upto]
 
     def resized(self, slots: int, length: int, keep_rows: int, keep_length: int) -> SlotCache:
         """A cache of `slots` x `length` holding this one's first `keep_rows` slots (positions
@@ -202,7 +193,7 @@ class SlotCache:
         )
         rows, upto = min(keep_rows, slots), min(keep_length, length)
         for new, old in zip(out.keys_L + out.values_L, self.keys_L + self.values_L, strict=True):
-            new[:rows, :, :upto] = old[:rows, :, :upto]
+            new[:rows, :upto] = old[:rows, :upto]
         return out
 
 
