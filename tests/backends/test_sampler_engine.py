@@ -17,6 +17,7 @@ from cookbook.backends.local.generation import (
     SamplerFlags,
     StopStrings,
     row_uniforms,
+    rows_uniforms,
     sample_tokens,
 )
 from cookbook.backends.local.kv_cache import SlotCache
@@ -282,3 +283,21 @@ def test_slot_cache_stores_each_position_where_decoding_reads_it() -> None:
     assert (grown.slots, grown.length) == (8, 16)
     assert torch.equal(grown.keys_L[0][:4, :5], cache.keys_L[0][:, :5])
     assert torch.equal(grown.values_L[0][:4, :5], cache.values_L[0][:, :5])
+
+
+def test_uniforms_are_a_stream_per_row_whatever_the_batch() -> None:
+    seeds = [7, 7, 7, 8, -3, 2**70]
+    indices = [0, 1, 2, 0, 5, 1]
+    batch = rows_uniforms(seeds, indices, 50)
+    assert batch.dtype == np.float32 and batch.shape == (6, 50)
+    # A row's draws do not depend on the rows beside it or on how many are drawn.
+    for i, (seed, index) in enumerate(zip(seeds, indices, strict=True)):
+        assert np.array_equal(batch[i], row_uniforms(seed, index, 50))
+        assert np.array_equal(batch[i, :20], rows_uniforms([seed], [index], 20)[0])
+    assert len({row.tobytes() for row in batch}) == 6  # every (seed, index) its own stream
+    # Uniform on [0, 1) (deterministic: fixed seeds), never 1, so a draw lands on mass.
+    many = rows_uniforms(list(range(256)), [3] * 256, 256).ravel()
+    assert many.min() >= 0.0 and many.max() < 1.0
+    counts = np.histogram(many, bins=16, range=(0.0, 1.0))[0]
+    assert np.all(np.abs(counts / (many.size / 16) - 1.0) < 0.05)
+    assert abs(np.corrcoef(many[:-1], many[1:])[0, 1]) < 0.01
