@@ -201,8 +201,9 @@ def sampling_scaling(group_size: int, max_tokens: int, device: str | None, repea
     """Part 2: throughput against the number of concurrent groups."""
     from cookbook.backends import make_service_client
 
-    trainer = make_service_client("local", device).create_lora_training_client("tiny", seed=0)
-    sampler = trainer.save_weights_and_get_sampling_client()
+    service = make_service_client("local", device)
+    trainer = service.create_lora_training_client("tiny", seed=0).result()
+    sampler = trainer.save_weights_and_get_sampling_client().result()
     tokenizer = trainer.get_tokenizer()
     print(
         f"\n== sampling throughput, groups of {group_size}, max_tokens {max_tokens} "

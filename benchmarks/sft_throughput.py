@@ -39,7 +39,8 @@ def bare_loop(model: str, steps: int, batch_size: int, warmup: int, seed: int) -
         seed=seed,
         batch_size=batch_size,
     )
-    client = make_service_client("local").create_lora_training_client(base_model=model, seed=seed)
+    service = make_service_client("local")
+    client = service.create_lora_training_client(base_model=model, seed=seed).result()
     ctx = build_context(model, client, seed=seed, groups_per_batch=batch_size)
     train, _ = config.dataset(ctx)
     batches = []

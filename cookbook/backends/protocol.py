@@ -6,8 +6,9 @@ Both backends satisfy it: `local` (in-process PyTorch, the default) and `tinker`
 names, arguments and return types (`tinker.types.*`); work is submitted at call time and
 returned as a `Future` that supports both `.result()` and `await`, and requests from one client
 run in submission order. Client-creating methods return a future of the client: `await` it or
-call `.result()` (the SDK still lets its futures be used as the client, with a warning; local
-clients are their own finished futures). `load_state` restores weights only,
+call `.result()` (the SDK deprecates using its futures as the client, with a `FutureWarning`;
+local clients are their own finished futures). `.result()` blocks: async code awaits instead
+(the SDK warns about its blocking calls on a running event loop). `load_state` restores weights only,
 `load_state_with_optimizer` weights and optimizer state.
 """
 
@@ -55,9 +56,10 @@ class SamplingClient(Protocol):
     def get_tokenizer(self) -> Tokenizer: ...
 
 
-class SamplingClientFuture(SamplingClient, Future[SamplingClient], Protocol):
-    """What the SDK's sampling-client-creating methods return: a future of the client, which
-    (for now, in the SDK; always, locally) can also be used as the client."""
+class SamplingClientFuture(Future[SamplingClient], Protocol):
+    """What the sampling-client-creating methods return: a future of the client. `await` it
+    (async code) or call `.result()` (sync code) for the client; the SDK deprecates using the
+    future as the client (a `FutureWarning`; local clients happen to be their own futures)."""
 
 
 class TrainingClient(Protocol):
@@ -115,9 +117,9 @@ class TrainingClient(Protocol):
     def get_info(self) -> types.GetInfoResponse: ...
 
 
-class TrainingClientFuture(TrainingClient, Future[TrainingClient], Protocol):
-    """What the SDK's training-client-creating methods return: a future of the client, which
-    (for now, in the SDK; always, locally) can also be used as the client."""
+class TrainingClientFuture(Future[TrainingClient], Protocol):
+    """What the training-client-creating methods return: a future of the client (`await` it
+    or call `.result()`; the SDK deprecates using the future as the client)."""
 
 
 class ServiceClient(Protocol):

@@ -124,7 +124,7 @@ def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
     )
     if config.load_checkpoint_path is not None:
         training_client.load_state(resolve_checkpoint(config.load_checkpoint_path)).result()
-    sampling_client = training_client.save_weights_and_get_sampling_client()
+    sampling_client = training_client.save_weights_and_get_sampling_client().result()
     ctx = build_context(config.model_name, training_client, seed=config.seed)
     evaluators = {name: builder(ctx) for name, builder in config.evals.items()}
     outcome = asyncio.run(run_evaluators(evaluators, sampling_client))

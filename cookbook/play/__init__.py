@@ -89,7 +89,9 @@ async def play(
 
     out = stdout or sys.stdout
     state = None if against is None else _resolve(against)
-    ctx, training_client = _context(config, seed, against)
+    # Blocking set-up (the model, a tokenizer) off the event loop: the SDK warns about its
+    # synchronous calls on a running loop.
+    ctx, training_client = await asyncio.to_thread(_context, config, seed, against)
     train, _ = config.env(ctx)
     if len(train) == 0:
         raise UserError(f"env {label} has no training batches to play")
@@ -103,7 +105,7 @@ async def play(
         )
     bot = None
     if state is not None and training_client is not None:
-        client = _against_client(training_client, state)
+        client = await _against_client(training_client, state)
         bot = SamplingPolicy(client, config.max_tokens, config.temperature)
     lines = _LineReader(stdin or sys.stdin)
     human = HumanPolicy(ctx, lines, out, seats=len(envs) if bot is None else 1)
@@ -207,10 +209,10 @@ def _resolve(against: str) -> str:
         raise UserError(f"--against: {e}") from e
 
 
-def _against_client(training_client: TrainingClient, state: str) -> SamplingClient:
+async def _against_client(training_client: TrainingClient, state: str) -> SamplingClient:
     """A sampling client on the weights of checkpoint `state`."""
-    training_client.load_state(state).result()
-    return training_client.save_weights_and_get_sampling_client()
+    await training_client.load_state(state)
+    return await training_client.save_weights_and_get_sampling_client()
 
 
 class _LineReader:

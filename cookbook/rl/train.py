@@ -389,7 +389,7 @@ async def _train(
         return RunSummary(log_dir=run_dir.path, steps_run=0)
     run_dir.start_steps(config, argv)
     timer = BusyTimer()
-    sampler = _Sampler(training_client, timer, sampler_step=start_step, gate=gate)
+    sampler = await _Sampler.create(training_client, timer, sampler_step=start_step, gate=gate)
     before_rl: dict[str, float] = {}
     if evaluators and config.eval_before_rl and start_step == 0:
         before_rl = await _eval_before_rl(evaluators, sampler.client)
@@ -444,7 +444,7 @@ async def _train(
                 if train_out.skipped:
                     sampler.sampler_step = step + 1  # same weights as after step + 1
                 else:
-                    sampler.refresh(step + 1)
+                    await sampler.refresh(step + 1)
                 if upcoming is not None:
                     upcoming.ready(sampler.client)
                 # (5) evals; the step's metrics line, transcript and progress go to the log's
@@ -596,7 +596,7 @@ async def _reference_sampler(
         )
         path = saved.path
         run_dir.set_reference_sampler_path(path)
-    client: SamplingClient = service.create_sampling_client(model_path=path)
+    client: SamplingClient = await service.create_sampling_client(model_path=path)
     return client if gate is None else SerialSamplingClient(client, gate)
 
 
@@ -629,32 +629,37 @@ def _adam_params(config: Config) -> tinker_types.AdamParams:
 
 class _Sampler:
     """The current sampling weights and which step produced them; with a `gate`
-    (`deterministic=true`) its clients serve one request at a time."""
+    (`deterministic=true`) its clients serve one request at a time. Made by `create`."""
 
     def __init__(
         self,
         training_client: TrainingClient,
         timer: BusyTimer,
         sampler_step: int,
+        client: SamplingClient,
         gate: Gate | None = None,
     ):
         self.training_client = training_client
         self.timer = timer
         self.sampler_step = sampler_step
         self.gate = gate
-        self.client = self._save()
+        self.client = client
 
-    def _save(self) -> SamplingClient:
-        self.timer.enter()
-        try:
-            client: SamplingClient = self.training_client.save_weights_and_get_sampling_client()
-        finally:
-            self.timer.exit()
-        return client if self.gate is None else SerialSamplingClient(client, self.gate)
+    @classmethod
+    async def create(
+        cls,
+        training_client: TrainingClient,
+        timer: BusyTimer,
+        sampler_step: int,
+        gate: Gate | None = None,
+    ) -> _Sampler:
+        """A sampler on `training_client`'s current weights."""
+        client = await _save_sampler(training_client, timer, gate)
+        return cls(training_client, timer, sampler_step, client, gate)
 
-    def refresh(self, sampler_step: int) -> None:
+    async def refresh(self, sampler_step: int) -> None:
         """New weights after an optimiser step."""
-        self.client = self._save()
+        self.client = await _save_sampler(self.training_client, self.timer, self.gate)
         self.sampler_step = sampler_step
 
     def policy(self, config: Config) -> SamplingPolicy:
@@ -662,6 +667,20 @@ class _Sampler:
         from cookbook.rl.rollouts import SamplingPolicy
 
         return SamplingPolicy(self.client, config.max_tokens, config.temperature, self.timer)
+
+
+async def _save_sampler(
+    training_client: TrainingClient, timer: BusyTimer, gate: Gate | None
+) -> SamplingClient:
+    """A sampling client on the current weights. The SDK returns a future of it, awaited here:
+    using the future as the client is deprecated there, and blocks the event loop on its first
+    request (locally the client is its own finished future: nothing to wait for)."""
+    timer.enter()
+    try:
+        client: SamplingClient = await training_client.save_weights_and_get_sampling_client()
+    finally:
+        timer.exit()
+    return client if gate is None else SerialSamplingClient(client, gate)
 
 
 class _UpcomingWeights:

@@ -381,7 +381,7 @@ def _evaluate(
         return {}
     t0 = time.perf_counter()
     # No name: an in-memory snapshot, nothing written to disk for an eval.
-    sampling_client = training_client.save_weights_and_get_sampling_client()
+    sampling_client = training_client.save_weights_and_get_sampling_client().result()
 
     async def run_all() -> dict[str, float]:
         out: dict[str, float] = {}

@@ -113,7 +113,7 @@ def _run_eval(
     if client is None:
         from cookbook.backends import make_service_client
 
-        client = make_service_client("local").create_sampling_client(base_model="tiny")
+        client = make_service_client("local").create_sampling_client(base_model="tiny").result()
         against = "an untrained tiny model"
     else:
         against = "the given sampling client"

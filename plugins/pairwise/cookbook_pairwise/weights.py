@@ -208,7 +208,7 @@ def _local_client(weights: Weights) -> tuple[SamplingClient, str]:
     service = make_service_client("local")
     name = weights.base_model or weights.model_path or "tiny"
     if weights.model_path is not None:
-        return service.create_sampling_client(model_path=weights.model_path), name
+        return service.create_sampling_client(model_path=weights.model_path).result(), name
     # The local service takes a seed for base models (the tiny model's initialisation).
     from cookbook.backends.local.service import LocalServiceClient
 

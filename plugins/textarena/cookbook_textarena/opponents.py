@@ -130,7 +130,7 @@ class SnapshotClients:
         if client is None:
             from cookbook.backends import make_service_client
 
-            client = make_service_client("local").create_sampling_client(model_path=path)
+            client = make_service_client("local").create_sampling_client(model_path=path).result()
         self._clients[path] = client
         while len(self._clients) > self.size:
             self._clients.popitem(last=False)

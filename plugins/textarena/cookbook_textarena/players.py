@@ -125,7 +125,7 @@ def checkpoint_sampling_client(path: str) -> SamplingClient:
     if client is None:
         from cookbook.backends import make_service_client
 
-        client = make_service_client("local").create_sampling_client(model_path=path)
+        client = make_service_client("local").create_sampling_client(model_path=path).result()
         _checkpoint_clients[path] = client
     return client
 
