@@ -17,6 +17,7 @@ from cookbook.backends.local.generation import (
     SamplerFlags,
     StopStrings,
     row_uniforms,
+    rows_uniforms,
     sample_tokens,
 )
 from cookbook.backends.local.kv_cache import SlotCache
@@ -238,3 +239,65 @@ def test_cuda_graph_replays_match_eager_decoding() -> None:
         for eager, graphed in zip(results[False][at], results[True][at], strict=True):
             assert graphed.tokens == eager.tokens
             np.testing.assert_allclose(graphed.logprobs, eager.logprobs, atol=1e-4)
+
+
+def test_slot_cache_stores_each_position_where_decoding_reads_it() -> None:
+    """Keys land at their position of their slot, whether written by a prefill of padded
+    prompts (distinct ones with no copy, or one shared by several slots), a decode at a
+    position per row or at one shared position; compaction and resizing keep them."""
+    heads, dim = 2, 3
+    cache = SlotCache(1, 4, 8, heads, dim, torch.float32, torch.device("cpu"))
+
+    def keys(n: int, t: int, base: float) -> torch.Tensor:
+        return base + torch.arange(n * t * heads * dim, dtype=torch.float32).view(n, t, heads, dim)
+
+    def stored(slot: int, upto: int) -> torch.Tensor:
+        return cache.keys_L[0][slot, :upto].view(upto, heads, dim)
+
+    # Two distinct prompts of 2 and 3 tokens, left-padded to 3, into slots 0 and 1.
+    prompt_k = keys(2, 3, 0.0)
+    cache.plan_prefill(torch.tensor([0, 1]), None, torch.tensor([1, 0]), 3)
+    cache.update(0, prompt_k, -prompt_k)
+    step_k = keys(2, 1, 1000.0)
+    cache.plan_decode(2, torch.tensor([[2], [3]]), 4)
+    read_k, read_v = cache.update(0, step_k, -step_k)
+    assert read_k.shape == (2, 4, heads, dim)
+    want_0 = torch.cat([prompt_k[0, 1:], step_k[0]])  # the padding column is not stored
+    want_1 = torch.cat([prompt_k[1], step_k[1]])
+    assert torch.equal(read_k[0, :3], want_0) and torch.equal(stored(0, 3), want_0)
+    assert torch.equal(read_k[1], want_1) and torch.equal(read_v[1], -want_1)
+    shared_k = keys(2, 1, 2000.0)
+    cache.plan_decode(2, torch.tensor([[4], [4]]), 5, position=4)
+    read_k, _ = cache.update(0, shared_k, -shared_k)
+    assert torch.equal(read_k[:, 4], shared_k[:, 0])
+
+    # A shared prompt: slots 2 and 3 both take prompt 0 of the forward.
+    cache.plan_prefill(torch.tensor([2, 3]), torch.tensor([0, 0]), torch.tensor([0]), 2)
+    one_k = keys(1, 2, 3000.0)
+    cache.update(0, one_k, -one_k)
+    assert torch.equal(stored(2, 2), one_k[0]) and torch.equal(stored(3, 2), one_k[0])
+
+    cache.move_rows(torch.tensor([0]), torch.tensor([1]), 5)
+    assert torch.equal(stored(0, 5), stored(1, 5))
+    grown = cache.resized(8, 16, 4, 5)
+    assert (grown.slots, grown.length) == (8, 16)
+    assert torch.equal(grown.keys_L[0][:4, :5], cache.keys_L[0][:, :5])
+    assert torch.equal(grown.values_L[0][:4, :5], cache.values_L[0][:, :5])
+
+
+def test_uniforms_are_a_stream_per_row_whatever_the_batch() -> None:
+    seeds = [7, 7, 7, 8, -3, 2**70]
+    indices = [0, 1, 2, 0, 5, 1]
+    batch = rows_uniforms(seeds, indices, 50)
+    assert batch.dtype == np.float32 and batch.shape == (6, 50)
+    # A row's draws do not depend on the rows beside it or on how many are drawn.
+    for i, (seed, index) in enumerate(zip(seeds, indices, strict=True)):
+        assert np.array_equal(batch[i], row_uniforms(seed, index, 50))
+        assert np.array_equal(batch[i, :20], rows_uniforms([seed], [index], 20)[0])
+    assert len({row.tobytes() for row in batch}) == 6  # every (seed, index) its own stream
+    # Uniform on [0, 1) (deterministic: fixed seeds), never 1, so a draw lands on mass.
+    many = rows_uniforms(list(range(256)), [3] * 256, 256).ravel()
+    assert many.min() >= 0.0 and many.max() < 1.0
+    counts = np.histogram(many, bins=16, range=(0.0, 1.0))[0]
+    assert np.all(np.abs(counts / (many.size / 16) - 1.0) < 0.05)
+    assert abs(np.corrcoef(many[:-1], many[1:])[0, 1]) < 0.01

@@ -17,9 +17,9 @@ when it is admitted, stop tokens are compared on the device, and generated token
 stay in device buffers until the row retires. The one exception is stop strings: a row with stop
 strings decodes its new token incrementally (`StopStrings`), never the whole text.
 
-Randomness is per row and independent of the batch: a row draws its uniforms up front from
-`numpy.random.default_rng([seed, sample_index])` and picks each token by inverse-CDF sampling
-with one uniform per step. A seeded request therefore gets the same tokens whatever else runs
+Randomness is per row and independent of the batch: a row's uniforms are a counter-based stream
+keyed by (seed, sample_index) (`rows_uniforms`, computed up front for all new rows at once), and
+it picks each token by inverse-CDF sampling with one uniform per step. A seeded request therefore gets the same tokens whatever else runs
 beside it (up to float rounding of the logits, which moves a draw only when it lands within
 ~1e-7 of a boundary).
 
@@ -86,10 +86,36 @@ class GenResult:
     stop_reason: StopReason
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+"""SplitMix64's increment (2^64 / golden ratio)."""
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function, elementwise: a bijection of uint64 in which every input bit
+    flips each output bit with probability ~1/2 (uint64 arithmetic wraps)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def rows_uniforms(seeds: Sequence[int], sample_indices: Sequence[int], n: int) -> np.ndarray:
+    """`[rows, n]` float32 uniforms in [0, 1) (at most `_U_MAX`): row i's are those of sample
+    `sample_indices[i]` of a request seeded with `seeds[i]`, whatever the other rows and `n`.
+
+    Each row is a SplitMix64 stream (value j is `mix(key + j * golden)`) whose key hashes the
+    seed and the sample index, all rows in a few vectorised passes: a numpy `Generator` per row
+    cost ~30 us, 31 ms for the 1,024 rows of an RL batch of 128 groups of 8."""
+    seed_R = np.array([seed % (1 << 64) for seed in seeds], dtype=np.uint64)
+    index_R = np.array([index % (1 << 64) for index in sample_indices], dtype=np.uint64)
+    key_R = _mix64(seed_R ^ _mix64(index_R + _GOLDEN))
+    count_N = np.arange(1, n + 1, dtype=np.uint64) * _GOLDEN
+    bits_R_N = _mix64(key_R[:, None] + count_N[None, :]) >> np.uint64(40)
+    return bits_R_N.astype(np.float32) * np.float32(2.0**-24)  # 24 bits: exact in float32
+
+
 def row_uniforms(seed: int, sample_index: int, n: int) -> np.ndarray:
     """The `n` uniforms of sample `sample_index` of a request seeded with `seed`."""
-    rng = np.random.default_rng([seed % (1 << 64), sample_index])
-    return rng.random(n)
+    return rows_uniforms([seed], [sample_index], n)[0]
 
 
 # --- the sampler ------------------------------------------------------------------------------
@@ -443,12 +469,15 @@ class DecodeEngine:
         s, dev = self._state, self._device
         m = s["uniforms"].shape[1]
         uniforms = np.zeros((k, m), dtype=np.float32)
+        sampled = [j for j, r in enumerate(rows) if r.temperature > 0]
+        if sampled:  # greedy rows draw nothing (their uniforms stay 0, unused)
+            n = max(rows[j].max_new for j in sampled)
+            seeds = [rows[j].seed for j in sampled]
+            uniforms[sampled, :n] = rows_uniforms(seeds, [rows[j].sample_index for j in sampled], n)
         stop_ids = np.full((k, s["stop_ids"].shape[1]), -1, dtype=np.int64)
         for j, r in enumerate(rows):
-            if r.temperature > 0:
-                u = row_uniforms(r.seed, r.sample_index, r.max_new).astype(np.float32)
-                uniforms[j, : r.max_new] = np.minimum(u, _U_MAX)
-            stop_ids[j, : len(r.stop_ids)] = sorted(r.stop_ids)
+            if r.stop_ids:
+                stop_ids[j, : len(r.stop_ids)] = sorted(r.stop_ids)
         new = slice(first, first + k)
         offsets = [len(r.prompt) - t - 1 for r in rows]
 
@@ -505,11 +534,14 @@ class DecodeEngine:
                 tokens_U_T[u, t - len(p) :] = torch.tensor(p, dtype=torch.long)
             rows = [j for j, u in enumerate(source) if lo <= u < hi]
             slots_N = torch.tensor([first + j for j in rows], device=dev)
-            source_N = torch.tensor([source[j] - lo for j in rows], device=dev)
+            sources = [source[j] - lo for j in rows]
+            # Distinct prompts in order (one sample each): the forward's rows are the slots'.
+            identity = sources == list(range(len(chunk)))
+            source_N = None if identity else torch.tensor(sources, device=dev)
             pad_U = torch.tensor([t - len(p) for p in chunk], device=dev)
             self._cache.plan_prefill(slots_N, source_N, pad_U, t)
             logits_U_V = self._decoder(tokens_U_T.to(dev), self._cache)
-            logits_N_V = logits_U_V.index_select(0, source_N)
+            logits_N_V = logits_U_V if source_N is None else logits_U_V.index_select(0, source_N)
             if len(chunks) == 1:
                 return logits_N_V
             if out is None:

@@ -29,7 +29,7 @@ class _Plan:
     """The decode position shared by every row, when there is one (slice write, no mask)."""
     source_rows: torch.Tensor | None
     """Prefill: the forward row whose keys each written slot takes (a prompt shared by several
-    samples is computed once)."""
+    samples is computed once; None: row i goes to the i-th written slot)."""
     read_length: int
     """Decode: positions `[0, read_length)` of each slot are attended to (0: prefill, the
     queries attend to the forward's own keys)."""
@@ -89,17 +89,19 @@ class SlotCache:
     # --- planning ---------------------------------------------------------------------------
 
     def plan_prefill(
-        self, slots_N: torch.Tensor, source_N: torch.Tensor, pad_U: torch.Tensor, t: int
+        self, slots_N: torch.Tensor, source_N: torch.Tensor | None, pad_U: torch.Tensor, t: int
     ) -> torch.Tensor:
         """Plan a forward over `U` prompts left-padded to `t` tokens (`pad_U` padding tokens
-        each). Slot `slots_N[i]` receives the keys of prompt `source_N[i]`: column j of a prompt
+        each). Slot `slots_N[i]` receives the keys of prompt `source_N[i]` (None: of prompt i,
+        with N = U, and no copy of the forward's keys to pick them): column j of a prompt
         goes to position `(j - pad) mod t`, so the prompt fills `[0, len)` and its padding lands
         beyond, where decoding overwrites it before anything reads it. Queries attend causally
         to their own prompt's tokens. Returns the `[U, t]` model positions of the tokens."""
         cols_T = self._arange[:t] if t <= self.length else torch.arange(t, device=self.device)
         shifted_U_T = cols_T[None, :] - pad_U[:, None]
         positions_U_T = shifted_U_T.clamp(min=0)
-        dest_N_T = (shifted_U_T.index_select(0, source_N) % t) + self._slot_start[slots_N, None]
+        shifted_N_T = shifted_U_T if source_N is None else shifted_U_T.index_select(0, source_N)
+        dest_N_T = (shifted_N_T % t) + self._slot_start[slots_N, None]
         causal_T_T = cols_T[None, :] <= cols_T[:, None]
         real_U_T = shifted_U_T >= 0
         # Each query also sees itself, so a padding query never has an empty row (NaN).
