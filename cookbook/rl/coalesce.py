@@ -76,8 +76,8 @@ class GroupSampling:
             loop.call_soon(self._flush, key, on_send, on_done)
         out: asyncio.Future[tinker_types.SampledSequence] = loop.create_future()
         pending.members.append((params.seed or 0, out))
-        # Shielded: a member cancelled (its group lost) must not cancel the others' sequences.
-        return await asyncio.shield(out)
+        # A future per member: one cancelled (its group given up) leaves the others' alone.
+        return await out
 
     async def _send_alone(
         self,
