@@ -115,22 +115,18 @@ def run_eval(config: EvalConfig, argv: list[str] | None = None) -> EvalResult:
     from cookbook.runs.config_io import config_to_json
     from cookbook.runs.files import atomic_write_json
     from cookbook.runs.run_dir import os_errors_as_user_errors
-    from cookbook.runs.setup import (
-        build_context,
-        checkpoint_training_client,
-        make_service,
-        make_training_client,
-    )
+    from cookbook.runs.setup import build_context, make_service, weights_training_client
 
     validate_eval_config(config)
     service = make_service(config.backend, config.device, config.base_url)
-    if config.load_checkpoint_path is not None:
-        state_path = resolve_checkpoint(config.load_checkpoint_path)
-        training_client = checkpoint_training_client(service, state_path, config.seed)
-    else:
-        training_client = make_training_client(
-            service, config.model_name, config.lora_rank, config.seed
-        )
+    state_path = (
+        None
+        if config.load_checkpoint_path is None
+        else resolve_checkpoint(config.load_checkpoint_path)
+    )
+    training_client = weights_training_client(
+        service, config.model_name, config.lora_rank, config.seed, state_path
+    )
     sampling_client = training_client.save_weights_and_get_sampling_client().result()
     ctx = build_context(config.model_name, training_client, seed=config.seed)
     evaluators = {name: builder(ctx) for name, builder in config.evals.items()}

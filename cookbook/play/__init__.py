@@ -186,12 +186,7 @@ def _context(
     only once the env has shown it has seats to fill."""
     from cookbook.build_context import BuildContext
     from cookbook.model_names import is_tiny_model
-    from cookbook.runs.setup import (
-        build_context,
-        checkpoint_training_client,
-        make_service,
-        make_training_client,
-    )
+    from cookbook.runs.setup import build_context, make_service, weights_training_client
 
     if is_tiny_model(config.model_name):
         from cookbook.tokenizers import ByteTokenizer
@@ -202,12 +197,9 @@ def _context(
             return ctx, None, None
         return ctx, make_service(config.backend, config.device, config.base_url), None
     service = make_service(config.backend, config.device, config.base_url)
-    if against is not None:
-        training_client = checkpoint_training_client(service, against, config.seed)
-    else:
-        training_client = make_training_client(
-            service, config.model_name, config.lora_rank, config.seed
-        )
+    training_client = weights_training_client(
+        service, config.model_name, config.lora_rank, config.seed, against
+    )
     ctx = build_context(
         config.model_name,
         training_client,

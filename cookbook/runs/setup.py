@@ -174,8 +174,18 @@ def make_starting_training_client(
         return checkpoint_training_client(
             service, run_dir.resume_from.state_path, seed, with_optimizer=True
         )
-    if load_checkpoint_path is not None:
-        return checkpoint_training_client(service, resolve_checkpoint(load_checkpoint_path), seed)
+    state_path = None if load_checkpoint_path is None else resolve_checkpoint(load_checkpoint_path)
+    return weights_training_client(service, model_name, lora_rank, seed, state_path)
+
+
+def weights_training_client(
+    service: ServiceClient, model_name: str, lora_rank: int, seed: int, state_path: str | None
+) -> TrainingClient:
+    """A training client on the weights of the checkpoint at `state_path` (weights only, a fresh
+    optimizer), or on the base model when it is `None`: what `cookbook eval`, `play --against`
+    and a new run from `load_checkpoint_path` start from."""
+    if state_path is not None:
+        return checkpoint_training_client(service, state_path, seed)
     return make_training_client(service, model_name, lora_rank, seed)
 
 
