@@ -15,6 +15,7 @@ so such games replay exactly too (`seeding.ChanceStream`).
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -145,6 +146,12 @@ class TwoPlayerGame(ABC):
     def legal_actions(self, env: TextarenaEnv) -> list[str]:
         """The current player's legal actions, in a fixed order."""
 
+    def candidate_actions(self, env: TextarenaEnv) -> list[str]:
+        """The actions a search tries for the current player (`cookbook.rl.search`), in a fixed
+        order: by default the legal ones. A game may list illegal ones too (tic-tac-toe lists
+        every cell), so the search also teaches which moves lose at once."""
+        return self.legal_actions(env)
+
     def optimal_actions(self, env: TextarenaEnv) -> list[str]:
         """The current player's best actions (ties all listed, in a fixed order). Games without
         a solver leave this unimplemented and cannot use the `optimal` opponent."""
@@ -195,6 +202,16 @@ class GameSession:
         self.raw_env.state.error_allowance = 0
         self.history: list[MoveResult] = []
         """Every reply played, in order."""
+
+    def fork(self) -> GameSession:
+        """An independent copy of the game so far (its textarena env and chance stream deep
+        copied): moves played in either leave the other unchanged."""
+        twin = copy.copy(self)
+        twin.raw_env, twin._text_env, twin._chance = copy.deepcopy(
+            (self.raw_env, self._text_env, self._chance)
+        )
+        twin.history = list(self.history)
+        return twin
 
     def _textarena_turn(self) -> AbstractContextManager[None]:
         """Around every call into textarena: this game's own random stream, if it has chance."""
