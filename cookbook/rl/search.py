@@ -185,6 +185,14 @@ def as_searchable(env: Env, label: str) -> SearchableEnv:
     )
 
 
+async def check_searchable(train_ds: RLDataset, label: str) -> None:
+    """A `UserError` now, before any training, when the envs of the first batch cannot be
+    searched (they are made, never observed)."""
+    for builder in train_ds.get_batch(0):
+        for env in await builder.make_envs():
+            as_searchable(env, label)
+
+
 async def search_batch(
     train_ds: RLDataset,
     step: int,

@@ -388,6 +388,11 @@ async def _train(
         )
     evaluators.update({name: b(ctx) for name, b in config.evals.items()})
 
+    if config.search is not None:
+        from cookbook.rl.search import check_searchable
+
+        await check_searchable(train_ds, label)  # before the warm start, not after it
+
     # --- warm start
     warm_done = warm_start_steps_done(run_dir.resume_from)
     if config.warm_start is not None and run_dir.start_step == 0:
