@@ -26,10 +26,11 @@ roots, and the horizon is a function of the step: resume needs nothing beyond th
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import chz
 
@@ -40,7 +41,9 @@ if TYPE_CHECKING:
     from tinker import types as tinker_types
 
     from cookbook.rl.rollouts import TokenPolicy
-    from cookbook.rl.types import RLDataset
+    from cookbook.rl.types import EnvGroupBuilder, RLDataset
+
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -202,17 +205,14 @@ async def search_batch(
     seed: int,
     label: str,
 ) -> SearchBatch:
-    """Search every root of batch `step` (see the module docstring). An env that raises loses
-    its root (counted); an env that cannot be searched is a `UserError`."""
+    """Search every root of batch `step` (see the module docstring). An env that raises or
+    returns a non-finite reward loses its root (a group builder that raises: one root), counted;
+    an env that cannot be searched is a `UserError`. Env calls run on this event loop, without
+    the per-call timeout of plain rollouts."""
     from cookbook.rl.rollouts import mix_seed
 
     t0 = time.perf_counter()
-    envs: list[Env] = []
-    for builder in train_ds.get_batch(step % len(train_ds)):
-        envs.extend(await builder.make_envs())
-    out = SearchBatch(num_roots=len(envs), horizon=horizon)
-    for env in envs:
-        as_searchable(env, label)
+    out = SearchBatch(horizon=horizon)
     turns = [0]
 
     async def branch(env: Env, action: Action, root_seed: int) -> float:
@@ -229,33 +229,47 @@ async def search_batch(
             total += result.reward
             ob, stop = result.next_observation, result.next_stop_condition
             turn += 1
-        return total
+        if not math.isfinite(total):
+            raise ValueError(f"{type(env).__name__} returned a non-finite reward ({total})")
+        return float(total)
 
-    async def root(r: int, env: Env) -> RootResult:
+    async def root(env: Env, root_seed: int) -> RootResult:
         ob, _stop = await env.initial_observation()
         searchable = as_searchable(env, label)
         candidates = [list(c) for c in searchable.candidate_actions()]
         if not candidates:
             raise RuntimeError(f"{type(env).__name__}.candidate_actions() returned none")
-        root_seed = mix_seed(seed, step, r)
         forks = [searchable.fork() for _ in candidates]
         returns = await asyncio.gather(
             *(branch(f, c, root_seed) for f, c in zip(forks, candidates, strict=True))
         )
-        return RootResult(_ints(ob), candidates, [float(x) for x in returns])
+        return RootResult(_ints(ob), candidates, list(returns))
 
-    async def guarded(r: int, env: Env) -> RootResult | Exception:
+    async def guarded(awaitable: Awaitable[_T]) -> _T | Exception:
         try:
-            return await root(r, env)
+            return await awaitable
         except UserError:
             raise
-        except Exception as e:  # env code is foreign: a failure costs its root only
+        except Exception as e:  # env code is foreign: a failure costs its root(s) only
             return e
 
-    for r, outcome in enumerate(await asyncio.gather(*(guarded(r, e) for r, e in enumerate(envs)))):
+    async def group(p: int, builder: EnvGroupBuilder) -> list[RootResult | Exception]:
+        envs = await guarded(builder.make_envs())
+        if isinstance(envs, Exception):
+            return [envs]
+        for env in envs:
+            as_searchable(env, label)
+        return await asyncio.gather(
+            *(guarded(root(env, mix_seed(seed, step, p, i))) for i, env in enumerate(envs))
+        )
+
+    builders = train_ds.get_batch(step % len(train_ds))
+    groups = await asyncio.gather(*(group(p, b) for p, b in enumerate(builders)))
+    for outcome in (o for g in groups for o in g):
+        out.num_roots += 1
         if isinstance(outcome, Exception):
             out.lost += 1
-            out.errors.append(f"root {r}: {type(outcome).__name__}: {outcome}")
+            out.errors.append(f"root {out.num_roots - 1}: {type(outcome).__name__}: {outcome}")
         else:
             out.roots.append(outcome)
     out.policy_turns = turns[0]

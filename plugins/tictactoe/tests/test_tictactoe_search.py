@@ -21,7 +21,7 @@ from cookbook.cli import main as cookbook_main
 from cookbook.errors import UserError
 from cookbook.rl.rollouts import SamplingPolicy
 from cookbook.rl.search import SearchableEnv, check_searchable, search_batch
-from cookbook.rl.types import Env, EnvGroupBuilder, RLDataset
+from cookbook.rl.types import Action, Env, EnvGroupBuilder, RLDataset, StepResult
 
 
 def _env_at(moves: Sequence[int], seat: int = 0, opponent: str = "optimal") -> VsOpponentEnv:
@@ -249,3 +249,29 @@ def test_search_learns_win_now_and_never_allow_a_loss(tmp_path: Path) -> None:
     last = json.loads((log_dir / "metrics.jsonl").read_text().splitlines()[-1])
     for seat in ("first", "second"):
         assert last[f"eval/tictactoe-exhaustive/{seat}/optimal_rate"] >= 0.74
+
+
+class _Broken(VsOpponentEnv):
+    """A searchable env whose moves raise (foreign env code failing mid-search)."""
+
+    async def step(self, action: Action) -> StepResult:
+        raise RuntimeError("boom")
+
+
+def test_an_env_that_raises_loses_its_root_only() -> None:
+    broken = _Broken(
+        GameSession(TicTacToe(), 0),
+        0,
+        RENDERER,
+        "compact",
+        Rewards(),
+        scripted_player("random"),
+        random.Random(0),
+    )
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    found = asyncio.run(
+        search_batch(_Roots([_env_at([0, 3, 1, 4]), broken]), 0, policy, 1, 100, 0, "t")
+    )
+    assert (found.num_roots, found.lost, len(found.roots)) == (2, 1, 1)
+    assert "RuntimeError: boom" in found.errors[0]
+    assert found.metrics()["search/lost_roots"] == 1.0
