@@ -152,7 +152,7 @@ def test_a_failing_generation_fails_every_request_it_holds(
             raise RuntimeError("boom")
         real_step(engine)
 
-    monkeypatch.setattr(DecodeEngine, "step", failing_step)
+    monkeypatch.setattr(DecodeEngine, "step_inference", failing_step)
 
     async def fire() -> list[BaseException | types.SampleResponse]:
         futures = [sampler.sample(_prompt(t), 2, SP(max_tokens=10, seed=1, stop=[])) for t in "abc"]

@@ -391,10 +391,11 @@ class DecodeEngine:
             tensors += self._cache.keys_L + self._cache.values_L
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    @torch.inference_mode()
     def run(self) -> None:
         """Step until every submitted row has finished."""
         while self.busy:
-            self.step()
+            self.step_inference()
 
     def release(self) -> None:
         """Free the cache and buffers (only while idle; the next step allocates them again)."""
@@ -408,6 +409,11 @@ class DecodeEngine:
     @torch.inference_mode()
     def step(self) -> None:
         """Advance every running row by one token and admit waiting rows (module docstring)."""
+        self.step_inference()
+
+    def step_inference(self) -> None:
+        """`step()` for a caller already in `torch.inference_mode()` (entering it costs as much
+        as a few small ops; a loop of steps enters it once)."""
         t = self._step
         self._step += 1
         parts: list[torch.Tensor] = []
@@ -421,7 +427,7 @@ class DecodeEngine:
         self.steps_run += 1
         v = self._views
         logits_B_V = parts[0] if len(parts) == 1 else torch.cat(parts)
-        index_B_1 = t - v["start"]  # which of its tokens each row samples now
+        index_B_1 = torch.rsub(v["start"], t)  # which of its tokens each row samples now
         token_B_1, logprob_B_1 = sample_tokens(
             logits_B_V,
             v["uniforms"].gather(1, index_B_1),

@@ -375,12 +375,14 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
         try:
             with waker:
                 self._start(jobs, engine)
-            while engine.busy:
-                with waker:
-                    engine.step()
-                    new = self._queue.poll()
-                    if new:
-                        self._start(new, engine)
+            with torch.inference_mode():
+                while engine.busy:
+                    with waker:
+                        engine.step_inference()
+                        if self._queue.waiting:
+                            new = self._queue.poll()
+                            if new:
+                                self._start(new, engine)
         except BaseException:
             self._engine = None  # its rows belong to failed jobs
             raise

@@ -154,6 +154,11 @@ class JobQueue(Generic[J]):
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether jobs are queued (a hint, read without the lock: `poll()` takes them)."""
+        return bool(self._jobs)
+
     def poll(self) -> list[J]:
         """From inside `process` (batch mode): the jobs queued since, marked started; they
         become part of the running call."""
