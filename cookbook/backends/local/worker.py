@@ -277,7 +277,10 @@ class LoopWaker:
         self._local = threading.local()
 
     def __enter__(self) -> None:
-        self._local.pending = {}
+        if getattr(self._local, "pending", None) is None:  # a nested block joins the outer one
+            self._local.pending = {}
+            self._local.depth = 0
+        self._local.depth += 1
 
     def __exit__(
         self,
@@ -285,6 +288,9 @@ class LoopWaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._local.depth -= 1
+        if self._local.depth:
+            return
         pending: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = self._local.pending
         self._local.pending = None
         for loop, waiters in pending.items():
