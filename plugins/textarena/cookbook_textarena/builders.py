@@ -126,8 +126,8 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
         default=0,
         validator=_at_least_zero("env.opening_plies"),
         doc="each game opens with up to this many random legal moves (both sides; never one "
-        "that ends the game; against an opponent, cut back to the policy's turn) before the "
-        "policy's first move: positions it would not reach on its own",
+        "that ends the game; against an opponent, a length after which the policy is to move) "
+        "before the policy's first move: positions it would not reach on its own",
     )
     num_batches: int = chz.field(
         default=100_000,

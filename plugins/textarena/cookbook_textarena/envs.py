@@ -411,12 +411,14 @@ def play_opening(
     session: GameSession, max_plies: int, rng: random.Random, seat: int | None = None
 ) -> GameSession:
     """`session` after up to `max_plies` random legal moves, both sides: positions a policy
-    would not reach on its own. The length is drawn uniformly from 0 to `max_plies`; a move that
-    would end the game ends the opening before it, so the game is never over; with `seat`, the
-    opening is cut back to the latest position where `seat` is to move (or none), so no
-    opponent move follows it before the policy's turn."""
+    would not reach on its own. The length is uniform over 0 to `max_plies`; with `seat`, over
+    the lengths after which `seat` is to move (every length then is as likely over the two
+    seats as without one), so no opponent move comes between the opening and the policy's
+    turn. A move that would end the game ends the opening before it instead (cut back, with
+    `seat`, to the latest position where `seat` is to move): the game is never over."""
+    lengths = [n for n in range(max_plies + 1) if seat is None or n % 2 == seat] or [0]
     played = [session]
-    for _ in range(rng.randint(0, max_plies)):
+    for _ in range(rng.choice(lengths)):
         trial = played[-1].fork()
         trial.play(rng.choice(played[-1].legal_actions()))
         if trial.done:
