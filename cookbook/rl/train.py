@@ -18,6 +18,10 @@ transcript and progress handed to a worker thread (`step_log.py`), a checkpoint.
 `max_steps_off_policy = k > 0`, batches up to k steps ahead are sampled with the weights of the
 moment while the current one trains. Before the first step the evals run once on the starting
 weights (`eval_before_rl`).
+
+With `search` set (`cookbook/rl/search.py`), (1)-(3) are instead one search of the step's roots
+(every candidate action played out in a fork of its env, with the current weights) and a
+`cross_entropy` update on the best candidates; (4) and (5) are the same.
 """
 
 from __future__ import annotations
@@ -462,7 +466,8 @@ async def _train(
                     )
                     t_trained = time.perf_counter()
                 else:
-                    # (1) this step's batch, and up to max_steps_off_policy later ones, sampling now.
+                    # (1) this step's batch, and up to max_steps_off_policy later ones,
+                    # sampling now.
                     for s in range(step, min(step + config.max_steps_off_policy + 1, num_steps)):
                         if s not in pending:
                             pending[s] = _launch_batch(
