@@ -24,6 +24,12 @@ beside it (up to float rounding of the logits, which moves a draw only when it l
 ~1e-7 of a boundary).
 
 On CUDA the decode forward of step 1 is replayed from CUDA graphs (`cuda_graphs.py`).
+
+Shared prefixes: with a decoder that supports them (`TinySlotDecoder.shared_prefixes`; not over
+CUDA graphs), a run whose first rows come in groups of samples of one prompt (the RL pattern:
+at least `_MIN_GROUP_ROWS` rows per distinct prompt) keeps every prompt admitted until the
+engine is idle again once in the cache's `PrefixStore`, and decode steps read each prompt once
+per group (`SlotCache.plan_decode_shared`). Other runs keep each row's whole sequence in its slot.
 """
 
 from __future__ import annotations
@@ -830,6 +836,7 @@ class DecodeEngine:
             for j, slot in enumerate(rows):
                 cells[slot] = g * width + j
             grid += rows + [rows[0]] * (width - len(rows))
+        identity = grid == list(range(n))  # groups of one size, each in consecutive slots
         lengths = [g.length for g in groups]
         longest = max(lengths)
         dev = self._device
@@ -840,9 +847,9 @@ class DecodeEngine:
         return PrefixPlan(
             groups=len(groups),
             length=longest,
-            grid_rows=torch.tensor(grid, device=dev),
+            grid_rows=None if identity else torch.tensor(grid, device=dev),
             width=width,
-            row_cells=torch.tensor(cells, device=dev),
+            row_cells=None if identity else torch.tensor(cells, device=dev),
             prefix_mask=mask[:, None, None, :],
         )
 

@@ -8,6 +8,13 @@ forward the caller plans the call (`plan_prefill` / `plan_decode`): which slots 
 new keys and values go to, what the queries attend to, and the attention mask. The model then calls
 `update(layer, k, v)` once per layer. Every index is a tensor computed from tensors, with fixed
 shapes for a given batch size and length, so a decode step can be captured in a CUDA graph.
+
+Shared prefixes (`PrefixStore`, `plan_decode_shared`, `prefix_attention`): when rows come in
+groups that sample from one prompt, the prompt's keys and values can be kept once per group in
+`prefixes`, and each slot then holds only its row's generated tokens (index i: the i-th new
+token fed). A decode query attends to its group's prompt, read once for the whole group, and to
+its own slot; the two softmax halves are merged by their log-sum-exps, which is the same
+attention up to float rounding.
 """
 
 from __future__ import annotations
@@ -65,13 +72,13 @@ class PrefixPlan:
     """Groups of the running rows (prefix slots `[0, groups)`)."""
     length: int
     """Prefix positions read (the longest prompt of a running group)."""
-    grid_rows: torch.Tensor
+    grid_rows: torch.Tensor | None
     """`[groups * width]` the row of each cell of the `[groups, width]` query grid (each
-    group's rows, then repeats of its first row to fill the width)."""
+    group's rows, then repeats of its first row to fill the width; None: row i is cell i)."""
     width: int
     """Cells per group in the query grid (the largest group)."""
-    row_cells: torch.Tensor
-    """`[B]` each row's cell of the query grid."""
+    row_cells: torch.Tensor | None
+    """`[B]` each row's cell of the query grid (None: row i is cell i)."""
     prefix_mask: torch.Tensor
     """`[groups, 1, 1, length]` additive mask: 0 on each group's prompt, -inf beyond."""
 
@@ -343,19 +350,20 @@ class SlotCache:
         shape = (p.groups, p.length, heads, d)
         k_g = self.prefixes.keys_L[layer][: p.groups, : p.length].view(shape).transpose(1, 2)
         v_g = self.prefixes.values_L[layer][: p.groups, : p.length].view(shape).transpose(1, 2)
-        q_grid = q_B_H_1_D.view(b, heads, d).index_select(0, p.grid_rows)
+        q_grid = q_B_H_1_D.view(b, heads, d)
+        if p.grid_rows is not None:
+            q_grid = q_grid.index_select(0, p.grid_rows)
         q_grid = q_grid.view(p.groups, p.width, heads, d).transpose(1, 2)
         out_g, lse_g = _attention_lse(q_grid, k_g, v_g, p.prefix_mask)
-        out_1 = out_g.transpose(1, 2).reshape(-1, heads, d).index_select(0, p.row_cells)
-        lse_1 = lse_g.transpose(1, 2).reshape(-1, heads).index_select(0, p.row_cells)
+        out_1 = out_g.transpose(1, 2).reshape(-1, heads, d)
+        lse_1 = lse_g.transpose(1, 2).reshape(-1, heads)
+        if p.row_cells is not None:
+            out_1, lse_1 = out_1.index_select(0, p.row_cells), lse_1.index_select(0, p.row_cells)
         k_own, v_own = k_B_S_H_D.transpose(1, 2), v_B_S_H_D.transpose(1, 2)
         out_2, lse_2 = _attention_lse(q_B_H_1_D, k_own, v_own, self.plan.suffix_mask)
-        lse_2 = lse_2.view(b, heads)
-        lse = torch.logaddexp(lse_1, lse_2)
-        out = (
-            out_1 * (lse_1 - lse).exp_()[..., None]
-            + out_2.view(b, heads, d) * (lse_2 - lse).exp_()[..., None]
-        )
+        # softmax over both halves = w * out_1 + (1 - w) * out_2, w = sigmoid(lse_1 - lse_2)
+        weight_1 = torch.sigmoid(lse_1 - lse_2.view(b, heads))
+        out = torch.lerp(out_2.view(b, heads, d), out_1, weight_1[..., None])
         return out.view(b, heads, 1, d)
 
 
