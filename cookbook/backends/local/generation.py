@@ -25,8 +25,8 @@ beside it (up to float rounding of the logits, which moves a draw only when it l
 
 On CUDA the decode forward of step 1 is replayed from CUDA graphs (`cuda_graphs.py`).
 
-Shared prefixes: with a decoder that supports them (`TinySlotDecoder.shared_prefixes`; not over
-CUDA graphs), a run whose first rows come in groups of samples of one prompt (the RL pattern:
+Shared prefixes: with a decoder that supports them (`TinySlotDecoder.shared_prefixes`), on CPU,
+a run whose first rows come in groups of samples of one prompt (the RL pattern:
 at least `_MIN_GROUP_ROWS` rows per distinct prompt) keeps every prompt admitted until the
 engine is idle again once in the cache's `PrefixStore`, and decode steps read each prompt once
 per group (`SlotCache.plan_decode_shared`). Other runs keep each row's whole sequence in its slot.
@@ -260,6 +260,8 @@ class SlotDecoder(Protocol):
     """A model's forward over a `SlotCache` (`TinySlotDecoder`, `HFSlotDecoder`)."""
 
     vocab_size: int
+    shared_prefixes: bool
+    """Whether its decode steps can read each group's prompt once (`SlotCache.prefixes`)."""
 
     def new_cache(self, slots: int, length: int) -> SlotCache:
         """An empty static cache of `slots` sequences of `length` positions."""
@@ -371,9 +373,11 @@ class DecodeEngine:
         self._prefill_tokens = prefill_tokens
         self._use_graphs = self._device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self._graphs: GraphedDecode | None = None
-        # Shared prefixes: the decoder attends to a group's prompt once (not over CUDA graphs),
-        # when the rows that start a run from idle are groups (`_sharing`, until idle again).
-        self._share = getattr(self._decoder, "shared_prefixes", False) and not self._use_graphs
+        # Shared prefixes: the decoder attends to a group's prompt once (on CPU, not over CUDA
+        # graphs), when the rows that start a run from idle are groups (`_sharing`, until idle).
+        self._share = (
+            self._decoder.shared_prefixes and self._device.type == "cpu" and not self._use_graphs
+        )
         self._sharing = False
         self._groups: list[_Group] = []
         self._prefix_plan: PrefixPlan | None = None

@@ -286,7 +286,7 @@ class TinySlotDecoder:
     its transpose per call), so the decoder sees any later in-place change."""
 
     shared_prefixes = True
-    """Decode steps may attend to each group's prompt once (`SlotCache.prefix_attention`)."""
+    """Decode steps can attend to each group's prompt once (`SlotCache.prefix_attention`)."""
 
     def __init__(self, model: TinyGPT) -> None:
         self.model = model
