@@ -102,6 +102,12 @@ def importable(site: Path) -> Iterator[Path]:
         load_catalog.cache_clear()
 
 
+@pytest.fixture(scope="session")
+def make_importable() -> Callable[[Path], contextlib.AbstractContextManager[Path]]:
+    """`importable`, for tests that install projects they made themselves."""
+    return importable
+
+
 @pytest.fixture
 def plugins_on_path(fixture_plugins: Path) -> Iterator[Path]:
     """The fixture distributions of tests/fixtures on `sys.path` for this test."""
