@@ -115,21 +115,24 @@ def test_a_new_env_installs_and_passes_its_unit_test(
     pip_install([project], site)
     monkeypatch.chdir(project.parent)
     before_path, before_modules = list(sys.path), set(sys.modules)
-    with make_importable(site):
-        status = pytest.main(
-            ["-q", "-p", "no:cacheprovider", "-k", "not contract", str(project / "tests")]
-        )
-        run_out = capsys.readouterr().out
-        assert status == 0, run_out[-3000:]
-        assert "1 passed, 2 deselected" in run_out
-        assert sys.modules["cookbook_env_coin"].__file__.startswith(str(site))  # type: ignore[union-attr]
-        assert cookbook_main(["list", "--json"]) == 0
-    # Forget the project's modules and the path pytest put its tests on: later tests must not
-    # see them.
-    sys.path[:] = before_path
-    for name in set(sys.modules) - before_modules:
-        if name.startswith(("cookbook_env_coin", "test_cookbook_env_coin")):
-            del sys.modules[name]
+    try:
+        with make_importable(site):
+            status = pytest.main(
+                ["-q", "-p", "no:cacheprovider", "-k", "not contract", str(project / "tests")]
+            )
+            run_out = capsys.readouterr().out
+            assert status == 0, run_out[-3000:]
+            assert "1 passed, 2 deselected" in run_out
+            package = sys.modules["cookbook_env_coin"]
+            assert str(package.__file__).startswith(str(site))  # the installed copy ran
+            assert cookbook_main(["list", "--json"]) == 0
+    finally:
+        # Forget the path pytest put the project's tests on and the modules imported from this
+        # test's files: later tests must not see them.
+        sys.path[:] = before_path
+        for name in set(sys.modules) - before_modules:
+            if str(getattr(sys.modules[name], "__file__", "")).startswith(str(tmp_path)):
+                del sys.modules[name]
     names = {(entry["kind"], entry["name"]) for entry in json.loads(capsys.readouterr().out)}
     assert {("env", "coin"), ("eval", "coin")} <= names, names
 
