@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import Future as ConcurrentFuture
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
 from backend_helpers import ce_datum
 from tinker import types
+from tinker.lib.public_interfaces import AwaitableConcurrentFuture
 
 from cookbook.backends.local.batch import BadRequestError
 from cookbook.backends.local.generation import DecodeEngine
@@ -138,12 +141,93 @@ def test_a_request_joins_a_running_generation(
     assert [s.tokens for s in joined.sequences] == [s.tokens for s in alone.sequences]
 
 
+def test_requests_made_in_one_event_loop_tick_start_as_one_batch(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, sampler = trained
+    params = SP(max_tokens=6, seed=3, stop=[])
+    alone = [sampler.sample(_prompt(t), 2, params).result() for t in ("a", "the", "fox")]
+    while sampler._queue._current:  # the last run is over: the worker waits for work
+        time.sleep(1e-3)
+    batches: list[int] = []
+    process = sampler._queue._process
+
+    def counting(jobs: list[object]) -> None:
+        batches.append(len(jobs))
+        process(jobs)
+
+    monkeypatch.setattr(sampler._queue, "_process", counting)
+
+    async def fire() -> list[types.SampleResponse]:
+        futures = [sampler.sample(_prompt(t), 2, params) for t in ("a", "the", "fox")]
+        return list(await asyncio.gather(*futures))
+
+    together = asyncio.run(fire())
+    assert batches == [3]  # handed over at the tick's end, in one burst
+    for got, want in zip(together, alone, strict=True):
+        assert [s.tokens for s in got.sequences] == [s.tokens for s in want.sequences]
+        assert len({s.sequence_id for s in got.sequences}) == 2
+
+
+def test_blocking_on_a_request_inside_a_coroutine_does_not_wait_for_the_tick(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    _, sampler = trained
+
+    async def blocking() -> tuple[types.SampleResponse, list[float | None]]:
+        # Held back until the tick's end, which cannot come while this coroutine blocks:
+        # result() and future() hand the requests over first.
+        response = sampler.sample(_prompt("the"), 1, SP(max_tokens=3, stop=[])).result(30)
+        scored = sampler.compute_logprobs(_prompt("the")).future().result(30)
+        return response, scored
+
+    response, scored = asyncio.run(blocking())
+    assert len(response.sequences[0].tokens) == 3
+    assert len(scored) == 3
+
+
+def test_futures_are_the_sdks_and_wake_every_event_loop(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    _, sampler = trained
+    future = sampler.sample(_prompt("a"), 1, SP(max_tokens=2, stop=[]))
+    assert isinstance(future, AwaitableConcurrentFuture)
+    assert isinstance(future.future(), ConcurrentFuture)
+    assert len(future.result().sequences[0].tokens) == 2
+
+    def on_own_loop(text: str) -> list[list[int]]:
+        async def fire() -> list[list[int]]:
+            futures = [sampler.sample(_prompt(text), 2, SP(max_tokens=8, seed=s)) for s in range(4)]
+            return [s.tokens for r in await asyncio.gather(*futures) for s in r.sequences]
+
+        return asyncio.run(fire())
+
+    # Two threads, each with its own event loop, share one generation: each loop is woken for
+    # its own requests, with the tokens each would get alone.
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(on_own_loop, ["the", "fox"]))
+    assert both == [on_own_loop("the"), on_own_loop("fox")]
+
+
+def test_an_awaited_request_that_times_out_raises_timeout_error(
+    trained: tuple[LocalTrainingClient, LocalSamplingClient],
+) -> None:
+    _, sampler = trained
+
+    async def wait_briefly() -> None:
+        long = sampler.sample(_prompt("the"), 1, SP(max_tokens=400, stop=[]))
+        await long.result_async(timeout=1e-3)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(wait_briefly())
+
+
 def test_a_failing_generation_fails_every_request_it_holds(
     trained: tuple[LocalTrainingClient, LocalSamplingClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, sampler = trained
     steps = 0
-    real_step = DecodeEngine.step
+    real_step = DecodeEngine.step_inference
 
     def failing_step(engine: DecodeEngine) -> None:
         nonlocal steps
@@ -152,7 +236,7 @@ def test_a_failing_generation_fails_every_request_it_holds(
             raise RuntimeError("boom")
         real_step(engine)
 
-    monkeypatch.setattr(DecodeEngine, "step", failing_step)
+    monkeypatch.setattr(DecodeEngine, "step_inference", failing_step)
 
     async def fire() -> list[BaseException | types.SampleResponse]:
         futures = [sampler.sample(_prompt(t), 2, SP(max_tokens=10, seed=1, stop=[])) for t in "abc"]

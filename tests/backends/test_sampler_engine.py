@@ -15,6 +15,7 @@ from cookbook.backends.local.generation import (
     GenResult,
     GenRow,
     SamplerFlags,
+    StopReason,
     StopStrings,
     row_uniforms,
     rows_uniforms,
@@ -67,8 +68,12 @@ def reference(model: LocalModel, row: GenRow) -> GenResult:
         tokens.append(token)
         logprobs.append(float(logp[token]))
         if token in row.stop_ids or any(s in TOK.decode(tokens) for s in row.stop_strings):
-            return GenResult(tokens, logprobs, "stop")
-    return GenResult(tokens, logprobs, "length")
+            return _result(tokens, logprobs, "stop")
+    return _result(tokens, logprobs, "length")
+
+
+def _result(tokens: list[int], logprobs: list[float], reason: StopReason) -> GenResult:
+    return GenResult(np.array(tokens, np.int32), np.array(logprobs, np.float32), reason)
 
 
 def _row(prompt: str, max_new: int, seed: int, j: int = 0, **kw: object) -> GenRow:
@@ -181,7 +186,10 @@ def test_zero_budget_and_empty_requests_finish_at_once(model: LocalModel) -> Non
     got: list[list[GenResult]] = []
     engine.submit([_row("a", 0, 1)], got.append)
     engine.submit([], got.append)
-    assert got == [[GenResult([], [], "length")], []]
+    assert [[(r.tokens, r.logprobs, r.stop_reason) for r in rs] for rs in got] == [
+        [([], [], "length")],
+        [],
+    ]
     assert not engine.busy
 
 

@@ -77,13 +77,30 @@ class GenRow:
     """Which of the request's samples this row is."""
 
 
-@dataclass
+@dataclass(eq=False)
 class GenResult:
-    """A generated sequence: tokens, their logprobs under the model, and why it ended."""
+    """A generated sequence: tokens, their logprobs under the model, and why it ended. The
+    arrays are rows (views) of one array per retiring step: no per-token Python."""
 
-    tokens: list[int]
-    logprobs: list[float]
+    tokens_np: np.ndarray
+    """int32 `[n]`."""
+    logprobs_np: np.ndarray
+    """float32 `[n]`."""
     stop_reason: StopReason
+
+    @property
+    def tokens(self) -> list[int]:
+        """The tokens as a list."""
+        return list(self.tokens_np.tolist())
+
+    @property
+    def logprobs(self) -> list[float]:
+        """The logprobs as a list."""
+        return list(self.logprobs_np.tolist())
+
+
+def _empty_result() -> GenResult:
+    return GenResult(np.zeros(0, np.int32), np.zeros(0, np.float32), "length")
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -352,7 +369,7 @@ class DecodeEngine:
             if row.max_new > 0:
                 self._waiting.append((request, i))
             else:
-                self._deliver(request, i, GenResult([], [], "length"))
+                self._deliver(request, i, _empty_result())
         if not rows:
             on_done([])
 
@@ -374,10 +391,11 @@ class DecodeEngine:
             tensors += self._cache.keys_L + self._cache.values_L
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    @torch.inference_mode()
     def run(self) -> None:
         """Step until every submitted row has finished."""
         while self.busy:
-            self.step()
+            self.step_inference()
 
     def release(self) -> None:
         """Free the cache and buffers (only while idle; the next step allocates them again)."""
@@ -391,6 +409,11 @@ class DecodeEngine:
     @torch.inference_mode()
     def step(self) -> None:
         """Advance every running row by one token and admit waiting rows (module docstring)."""
+        self.step_inference()
+
+    def step_inference(self) -> None:
+        """`step()` for a caller already in `torch.inference_mode()` (entering it costs as much
+        as a few small ops; a loop of steps enters it once)."""
         t = self._step
         self._step += 1
         parts: list[torch.Tensor] = []
@@ -404,7 +427,7 @@ class DecodeEngine:
         self.steps_run += 1
         v = self._views
         logits_B_V = parts[0] if len(parts) == 1 else torch.cat(parts)
-        index_B_1 = t - v["start"]  # which of its tokens each row samples now
+        index_B_1 = torch.rsub(v["start"], t)  # which of its tokens each row samples now
         token_B_1, logprob_B_1 = sample_tokens(
             logits_B_V,
             v["uniforms"].gather(1, index_B_1),
@@ -636,13 +659,13 @@ class DecodeEngine:
         lengths = [t - self._slots[slot].start + 1 for slot in slots]
         index = torch.tensor(slots, device=self._device)
         upto = max(lengths)
-        tokens = self._state["out_tokens"][index, :upto].tolist()
-        logprobs = self._state["out_logprobs"][index, :upto].tolist()
-        for slot, n_tokens, toks, lps in zip(slots, lengths, tokens, logprobs, strict=True):
+        tokens_R_N = self._state["out_tokens"][index, :upto].to(torch.int32).cpu().numpy()
+        logprobs_R_N = self._state["out_logprobs"][index, :upto].cpu().numpy()
+        for j, (slot, n_tokens) in enumerate(zip(slots, lengths, strict=True)):
             r = self._slots[slot]
             r.done = True
             self._counts.add(r, -1)
-            result = GenResult(toks[:n_tokens], lps[:n_tokens], reasons[slot])
+            result = GenResult(tokens_R_N[j, :n_tokens], logprobs_R_N[j, :n_tokens], reasons[slot])
             self._deliver(r.request, r.index, result)
 
         n = len(self._slots)

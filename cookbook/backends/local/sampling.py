@@ -6,6 +6,12 @@ there) and queue the work. The client's worker thread runs a `generation.DecodeE
 next decode step (an RL runner fires one per env or group from asyncio), and scoring requests
 are served between two steps.
 
+The hand-offs between the caller and the worker are per burst, not per request: requests made
+on an event loop's thread are handed to the worker together at the end of the loop's tick (one
+wake-up, no gathering window; `.result()` or `.future()` hands them over at once), and the
+coroutines awaiting the requests that one decode step finishes are woken with one call into
+their loop (`worker.LoopWaker`).
+
 Semantics, as in tinker: the reported logprobs are the model's own (temperature 1, no top-k/p),
 so they match `compute_logprobs` and the training client's `forward`. `stop=None` stops at the
 tokenizer's EOS, `stop=[]` never stops early, a list of token ids stops at any of them, and
@@ -22,10 +28,13 @@ thread after the request's batch; `topk_sample_logprobs`, `target_prompt_logprob
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
+import itertools
 import math
 import random
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future as ConcurrentFuture
@@ -40,11 +49,14 @@ from tinker.types.topk_logprobs import MASK_LOGPROB, TopkLogprobs
 from cookbook.backends.local.batch import BadRequestError, UnsupportedError
 from cookbook.backends.local.generation import DecodeEngine, GenResult, GenRow, score_prompts
 from cookbook.backends.local.models import LocalModel
-from cookbook.backends.local.worker import JobQueue, LocalFuture, ReadyFuture
+from cookbook.backends.local.worker import BatchedFuture, JobQueue, LoopWaker, ReadyFuture
 
 if TYPE_CHECKING:
     from cookbook.tokenizers import Tokenizer
 
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 _KEEP_BUFFER_BYTES = 1 << 28
 """An idle client keeps its engine's cache (and CUDA graphs) up to this size for the next
@@ -105,11 +117,18 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
         self._engine: DecodeEngine | None = None
         eos = getattr(self._tokenizer, "eos_token_id", None)
         self._eos: frozenset[int] = frozenset([eos]) if isinstance(eos, int) else frozenset()
-        # A short gathering window when idle, so a burst of requests (an RL batch fired from
-        # asyncio, ~30 us apart) starts as one batch; requests that come later join it.
+        # Requests made from threads without an event loop get a short gathering window when
+        # the worker is idle, so concurrent ones start as one batch; those made on a loop are
+        # handed over per tick (`_enqueue`). Requests that come later join the running batch.
         self._queue: JobQueue[_SampleJob | _ScoreJob] = JobQueue(
             f"cookbook-sampler-{uuid.uuid4().hex[:6]}", self._process, batch=True, gather_s=2e-4
         )
+        self._staged: dict[asyncio.AbstractEventLoop, list[_SampleJob | _ScoreJob]] = {}
+        """Requests made during the current tick of each event loop, not yet handed over."""
+        self._staged_lock = threading.Lock()
+        self._waker = LoopWaker()
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._sequence_numbers = itertools.count()
 
     # --- the tinker API ---------------------------------------------------------------------
 
@@ -124,7 +143,7 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
         target_prompt_logprobs: types.TensorData | None = None,
         prompt_alt_tokens_k: int = 0,
         prompt_logprobs_last_n: int | None = None,
-    ) -> LocalFuture[types.SampleResponse]:
+    ) -> BatchedFuture[types.SampleResponse]:
         """Queue `num_samples` completions of `prompt`; the future gives a `SampleResponse`.
         `include_prompt_logprobs` adds the prompt's logprobs, `topk_prompt_logprobs=k` the k
         likeliest tokens at each prompt position, `prompt_logprobs_last_n=n` keeps only the
@@ -161,10 +180,10 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
             for j in range(num_samples)
         ]
         job = _SampleJob(tokens, rows, include_prompt_logprobs or top_k > 0)
-        self._queue.put(job)
+        self._enqueue(job)
         if top_k == 0 and prompt_logprobs_last_n is None:
-            return LocalFuture(job.future)
-        return LocalFuture(
+            return self._future(job.future)
+        return self._future(
             _then(
                 job.future,
                 lambda response: self._with_prompt_extras(
@@ -200,17 +219,17 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
 
     def compute_logprobs(
         self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
-    ) -> LocalFuture[list[float | None]]:
+    ) -> BatchedFuture[list[float | None]]:
         """log p of each prompt token given the ones before it (None for the first, and for
         all but the last `prompt_logprobs_last_n` when given)."""
         tokens = self._check_prompt(prompt, "compute_logprobs", need_room=False)
         _check_last_n(prompt_logprobs_last_n, len(tokens), include_prompt_logprobs=True)
         job = _ScoreJob(tokens)
-        self._queue.put(job)
+        self._enqueue(job)
         if prompt_logprobs_last_n is None:
-            return LocalFuture(job.future)
+            return self._future(job.future)
         keep = prompt_logprobs_last_n
-        return LocalFuture(
+        return self._future(
             _then(job.future, lambda lps: [None] * (len(lps) - keep) + list(lps[-keep:]))
         )
 
@@ -260,6 +279,39 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
     async def get_base_model_async(self) -> str:
         """`get_base_model` from a coroutine."""
         return self._model.base_model
+
+    # --- handing requests to the worker -------------------------------------------------------
+
+    def _enqueue(self, job: _SampleJob | _ScoreJob) -> None:
+        """Queue `job`: at once from a thread without a running event loop, else at the end of
+        the loop's tick with every other request made during it (one wake-up of the worker)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._queue.put(job)
+            return
+        with self._staged_lock:
+            staged = self._staged.get(loop)
+            if staged is None:
+                staged = self._staged[loop] = []
+                loop.call_soon(self._hand_over, loop)
+            staged.append(job)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Queue the requests staged on `loop` (None: on every loop) as one burst."""
+        with self._staged_lock:
+            if not self._staged:
+                return
+            if loop is None:
+                jobs = [job for staged in self._staged.values() for job in staged]
+                self._staged.clear()
+            else:
+                jobs = self._staged.pop(loop, [])
+        if jobs:
+            self._queue.put_many(jobs, gather=False)
+
+    def _future(self, future: ConcurrentFuture[A]) -> BatchedFuture[A]:
+        return BatchedFuture(future, self._waker, self._hand_over)
 
     # --- validation ---------------------------------------------------------------------------
 
@@ -319,13 +371,18 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
             )
         engine = self._engine
         self.batches_served += 1
+        waker = self._waker  # the results of one step wake their coroutines together
         try:
-            self._start(jobs, engine)
-            while engine.busy:
-                engine.step()
-                new = self._queue.poll()
-                if new:
-                    self._start(new, engine)
+            with waker:
+                self._start(jobs, engine)
+            with torch.inference_mode():
+                while engine.busy:
+                    with waker:
+                        engine.step_inference()
+                        if self._queue.waiting:
+                            new = self._queue.poll()
+                            if new:
+                                self._start(new, engine)
         except BaseException:
             self._engine = None  # its rows belong to failed jobs
             raise
@@ -348,12 +405,13 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
     def _finish(
         self, job: _SampleJob, prompt_lps: list[float | None] | None, results: list[GenResult]
     ) -> None:
+        prefix, numbers = self._id_prefix, self._sequence_numbers
         sequences = [
             types.SampledSequence(
                 stop_reason=r.stop_reason,
-                sequence_id=uuid.uuid4().hex,
-                tokens_np=np.asarray(r.tokens, dtype=np.int32),
-                logprobs_np=np.asarray(r.logprobs, dtype=np.float32),
+                sequence_id=f"{prefix}{next(numbers):016x}",
+                tokens_np=r.tokens_np,
+                logprobs_np=r.logprobs_np,
             )
             for r in results
         ]
@@ -366,9 +424,6 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
 
 
 # --- helpers of the public methods ------------------------------------------------------------
-
-A = TypeVar("A")
-B = TypeVar("B")
 
 
 def _then(source: ConcurrentFuture[A], transform: Callable[[A], B]) -> ConcurrentFuture[B]:

@@ -11,17 +11,23 @@ arrive during a generation join it).
 
 Results come back as tinker's own `AwaitableConcurrentFuture`: `.result(timeout)` blocks,
 `await` waits on the event loop without blocking it (it wraps a `concurrent.futures.Future`).
+The sampling client returns `BatchedFuture`, the same class with one difference when awaited:
+the coroutines waiting on results settled together (one decode step's finished requests) are
+woken with one call into their event loop (`LoopWaker`), not one per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future as ConcurrentFuture
+from types import TracebackType
 from typing import Generic, Protocol, TypeVar, cast
 
 from tinker.lib.public_interfaces import APIFuture, AwaitableConcurrentFuture
@@ -91,8 +97,9 @@ class JobQueue(Generic[J]):
 
     In serial mode `process` gets one job at a time. In batch mode it gets every job that has
     arrived, after waiting until no new job came for `gather_s` seconds (at most `max_gather_s`),
-    so requests fired concurrently from asyncio land in the same batch; while it runs it may
-    take the jobs queued since with `poll()`.
+    so requests fired concurrently from threads land in the same batch (a burst queued at once
+    with `put_many(gather=False)` starts without that wait); while it runs it may take the jobs
+    queued since with `poll()`.
     `process` must settle each job; if it raises, the error goes to every job of that call
     (polled ones included) still pending.
     """
@@ -117,13 +124,21 @@ class JobQueue(Generic[J]):
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._gather = False
+        """A job queued since the last take asked for the gathering window."""
         self._current: list[J] = []
         _LIVE_QUEUES.add(self)
 
     def put(self, job: J) -> None:
         """Queue `job`; starts the worker thread if none is running."""
+        self.put_many((job,))
+
+    def put_many(self, jobs: Iterable[J], *, gather: bool = True) -> None:
+        """Queue `jobs` with one wake-up of the worker. `gather=False`: they are a complete
+        burst, so (batch mode) the worker starts on them without the gathering window."""
         with self._cv:
-            self._jobs.append(job)
+            self._jobs.extend(jobs)
+            self._gather = self._gather or gather
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
@@ -138,6 +153,11 @@ class JobQueue(Generic[J]):
             self._cv.notify()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether jobs are queued (a hint, read without the lock: `poll()` takes them)."""
+        return bool(self._jobs)
 
     def poll(self) -> list[J]:
         """From inside `process` (batch mode): the jobs queued since, marked started; they
@@ -160,11 +180,12 @@ class JobQueue(Generic[J]):
             if not self._batch:
                 return [self._jobs.popleft()]
             deadline = time.monotonic() + self._max_gather_s
-            while time.monotonic() < deadline:
+            while self._gather and time.monotonic() < deadline:
                 seen = len(self._jobs)
                 self._cv.wait(timeout=self._gather_s)
                 if len(self._jobs) == seen:
                     break
+            self._gather = False
             jobs = list(self._jobs)
             self._jobs.clear()
             return jobs
@@ -230,3 +251,108 @@ class SerialExecutor:
         call = _Call(fn)
         self._queue.put(call)
         return AwaitableConcurrentFuture(call.future)
+
+
+# --- waking awaiting coroutines in batches --------------------------------------------------------
+
+
+def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, waiters: list[asyncio.Future[None]]) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        loop.call_soon_threadsafe(_wake_all, waiters)
+
+
+class LoopWaker:
+    """Wakes the coroutines awaiting futures that one thread settles, one event-loop call per
+    loop for all the futures settled inside a `with waker:` block of that thread (elsewhere,
+    one call per future, as `asyncio.wrap_future` makes). Each wake-up is a write to the loop's
+    self-pipe and a hand-off of the GIL: a decode step that finishes 128 requests makes one."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __enter__(self) -> None:
+        if getattr(self._local, "pending", None) is None:  # a nested block joins the outer one
+            self._local.pending = {}
+            self._local.depth = 0
+        self._local.depth += 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._local.depth -= 1
+        if self._local.depth:
+            return
+        pending: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = self._local.pending
+        self._local.pending = None
+        for loop, waiters in pending.items():
+            _call_soon(loop, waiters)
+
+    def waiter(self, future: ConcurrentFuture[T]) -> asyncio.Future[None]:
+        """A future of the running loop that completes (with None) once `future` is done."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: ConcurrentFuture[T]) -> None:
+            pending = getattr(self._local, "pending", None)
+            if pending is None:
+                _call_soon(loop, [waiter])
+            else:
+                pending.setdefault(loop, []).append(waiter)
+
+        future.add_done_callback(wake)
+        return waiter
+
+
+class BatchedFuture(AwaitableConcurrentFuture[T]):
+    """tinker's `AwaitableConcurrentFuture`, awaited through a `LoopWaker`. `before_wait`
+    runs before anything that could block on the result (`result()`, `future()`): the sampling
+    client hands the requests it holds back until the end of the event loop's tick to the worker
+    then, so a coroutine that blocks on its own request cannot wait for itself."""
+
+    def __init__(
+        self,
+        future: ConcurrentFuture[T],
+        waker: LoopWaker,
+        before_wait: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(future)
+        self._waker = waker
+        self._before_wait = before_wait
+
+    def result(self, timeout: float | None = None) -> T:
+        """Block until the result is there (`TimeoutError` after `timeout` seconds)."""
+        if self._before_wait is not None:
+            self._before_wait()
+        return self._future.result(timeout)
+
+    async def result_async(self, timeout: float | None = None) -> T:
+        """Wait on the event loop; cancelling the wait (or its timeout) cancels the request if
+        it has not started, as awaiting the SDK's future does."""
+        future = self._future
+        if not future.done():
+            waiter = self._waker.waiter(future)
+            try:
+                if timeout is None:
+                    await waiter
+                else:
+                    async with asyncio.timeout(timeout):
+                        await waiter
+            except (asyncio.CancelledError, TimeoutError):
+                future.cancel()
+                raise
+        return future.result()
+
+    def future(self) -> ConcurrentFuture[T]:
+        """The underlying `concurrent.futures.Future`."""
+        if self._before_wait is not None:
+            self._before_wait()
+        return self._future
