@@ -25,10 +25,31 @@ FIXTURE_DISTS = REPO / "tests" / "fixtures"
 RL_FIXTURE = REPO / "tests" / "rl" / "fixture_plugin"
 
 
+# Builds each project's wheel with its own PEP 517 backend, all in one interpreter: pip would
+# run two fresh interpreters per project for the same hooks (~0.7 s a project, most of it
+# importing setuptools each time). Wheels only, like pip's default for these projects.
+_BUILD_WHEELS = """
+import importlib, os, sys, tomllib
+out = sys.argv[1]
+for project in sys.argv[2:]:
+    with open(os.path.join(project, "pyproject.toml"), "rb") as f:
+        system = tomllib.load(f).get("build-system", {})
+    module, _, attr = system.get("build-backend", "setuptools.build_meta:__legacy__").partition(":")
+    backend = importlib.import_module(module)
+    if attr:
+        backend = getattr(backend, attr)
+    os.chdir(project)
+    backend.build_wheel(out)
+"""
+
+
 def pip_install_target(projects: Sequence[Path], target: Path) -> None:
     """`pip install --no-deps --target` real projects, so the target holds genuine dist-info
-    (entry points included). Sources are copied first so no build files land in the repo."""
+    (entry points included): their wheels, built by each project's own build backend (in one
+    interpreter for all of them, which is faster than pip building them one by one). Sources are
+    copied first so no build files land in the repo."""
     staged = target.parent / f"{target.name}-src"
+    wheels = target.parent / f"{target.name}-wheels"
     copies = []
     for project in projects:
         copy = staged / project.name
@@ -36,9 +57,15 @@ def pip_install_target(projects: Sequence[Path], target: Path) -> None:
             project, copy, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__")
         )
         copies.append(str(copy))
+    build = [sys.executable, "-c", _BUILD_WHEELS, str(wheels), *copies]
+    done = subprocess.run(build, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the wheels failed:\n{done.stdout}\n{done.stderr}")
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
-    cmd += ["--no-build-isolation", "--disable-pip-version-check", "--target", str(target)]
-    done = subprocess.run([*cmd, *copies], capture_output=True, text=True, check=False)
+    cmd += ["--disable-pip-version-check", "--target", str(target)]
+    built = sorted(str(w) for w in wheels.glob("*.whl"))
+    assert len(built) == len(projects), built
+    done = subprocess.run([*cmd, *built], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"pip install failed:\n{done.stdout}\n{done.stderr}")
 
@@ -73,6 +100,12 @@ def importable(site: Path) -> Iterator[Path]:
     finally:
         sys.path.remove(str(site))
         load_catalog.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def make_importable() -> Callable[[Path], contextlib.AbstractContextManager[Path]]:
+    """`importable`, for tests that install projects they made themselves."""
+    return importable
 
 
 @pytest.fixture

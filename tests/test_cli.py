@@ -1,22 +1,63 @@
-"""The `cookbook` command, run as a real subprocess against really installed plugins."""
+"""The `cookbook` command against really installed plugins: run in this process through its
+`main(argv)` (what the console script calls), and as a real subprocess where a fresh process is
+the point: the console script and `python -m cookbook` work and exit with the status, and
+listing imports nothing heavy."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from cookbook.cli import main
 
 HEAVY = ("torch", "tinker", "transformers", "textarena")
 REPO = Path(__file__).resolve().parents[1]
 
 
+@dataclass(frozen=True)
+class Done:
+    """What one `cookbook` command did: its exit status and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Cookbook = Callable[..., Done]
+
+
+@pytest.fixture
 def cookbook(
+    plugins_on_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Cookbook:
+    """`cookbook ARGS...` in this process, seeing the fixture distributions of tests/fixtures
+    (a fresh catalog), in a wide terminal and an empty working directory."""
+    monkeypatch.setenv("COLUMNS", "200")  # tables unwrapped, whatever the terminal
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> Done:
+        capsys.readouterr()
+        status = main(list(args))
+        out, err = capsys.readouterr()
+        return Done(status, out, err)
+
+    return run
+
+
+def cookbook_process(
     env: dict[str, str], *args: str, module: str = "cookbook.cli"
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m <module> args...` (the console script runs the same `main`)."""
+    """Run `python -m <module> args...` in a fresh process (the console script runs the same
+    `main`)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         env=env,
@@ -28,7 +69,7 @@ def cookbook(
     )
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+def assert_one_line_error(done: Done | subprocess.CompletedProcess[str], *fragments: str) -> None:
     assert done.returncode == 2, done
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
@@ -39,8 +80,8 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: st
 # ----- help and dispatch -----
 
 
-def test_help_lists_only_commands_that_exist(plugins_env: dict[str, str]) -> None:
-    done = cookbook(plugins_env, "--help")
+def test_help_lists_only_commands_that_exist(cookbook: Cookbook) -> None:
+    done = cookbook("--help")
     assert done.returncode == 0, done.stderr
     commands = [
         line.split()[0]
@@ -60,12 +101,14 @@ def test_help_lists_only_commands_that_exist(plugins_env: dict[str, str]) -> Non
         "sweep",
         "report",
     ]
-    assert cookbook(plugins_env).stdout == done.stdout  # no arguments: the same help
+    assert cookbook().stdout == done.stdout  # no arguments: the same help
 
 
 def test_python_dash_m_cookbook_and_version(plugins_env: dict[str, str]) -> None:
-    done = cookbook(plugins_env, "--version", module="cookbook")
+    """A fresh process: `python -m cookbook` runs, and its exit status is `main`'s."""
+    done = cookbook_process(plugins_env, "--version", module="cookbook")
     assert done.returncode == 0 and done.stdout.startswith("cookbook ")
+    assert_one_line_error(cookbook_process(plugins_env, "lsit", module="cookbook"), "'list'")
 
 
 def test_console_script_is_installed() -> None:
@@ -87,25 +130,25 @@ def test_console_script_is_installed() -> None:
     ],
 )
 def test_every_command_has_help_from_the_one_parser(
-    plugins_env: dict[str, str], command: str, says: str
+    cookbook: Cookbook, command: str, says: str
 ) -> None:
     """Each command's --help starts with the shared parser's usage line and adds its own."""
-    done = cookbook(plugins_env, command, "--help")
+    done = cookbook(command, "--help")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: cookbook {command}")
     assert says in done.stdout
 
 
-def test_unknown_command_suggests(plugins_env: dict[str, str]) -> None:
-    assert_one_line_error(cookbook(plugins_env, "lsit"), "unknown command 'lsit'", "'list'")
-    assert_one_line_error(cookbook(plugins_env, "--frobnicate"), "unknown option '--frobnicate'")
+def test_unknown_command_suggests(cookbook: Cookbook) -> None:
+    assert_one_line_error(cookbook("lsit"), "unknown command 'lsit'", "'list'")
+    assert_one_line_error(cookbook("--frobnicate"), "unknown option '--frobnicate'")
 
 
 # ----- list / plugins -----
 
 
-def test_list_shows_every_kind_and_marks_clashes(plugins_env: dict[str, str]) -> None:
-    done = cookbook(plugins_env, "list")
+def test_list_shows_every_kind_and_marks_clashes(cookbook: Cookbook) -> None:
+    done = cookbook("list")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert out.index("envs:") < out.index("datasets:") < out.index("evals:")
@@ -118,8 +161,8 @@ def test_list_shows_every_kind_and_marks_clashes(plugins_env: dict[str, str]) ->
     assert "cookbook-fixture-broken" in done.stderr and "cookbook plugins" in done.stderr
 
 
-def test_list_one_kind_as_json(plugins_env: dict[str, str]) -> None:
-    done = cookbook(plugins_env, "list", "datasets", "--json")
+def test_list_one_kind_as_json(cookbook: Cookbook) -> None:
+    done = cookbook("list", "datasets", "--json")
     assert done.returncode == 0, done.stderr
     records = json.loads(done.stdout)
     assert {r["kind"] for r in records} == {"dataset"}
@@ -130,12 +173,12 @@ def test_list_one_kind_as_json(plugins_env: dict[str, str]) -> None:
     assert arith["clash"] is False
 
 
-def test_list_bad_kind(plugins_env: dict[str, str]) -> None:
-    assert_one_line_error(cookbook(plugins_env, "list", "envz"), "unknown kind 'envz'", "'envs'")
+def test_list_bad_kind(cookbook: Cookbook) -> None:
+    assert_one_line_error(cookbook("list", "envz"), "unknown kind 'envz'", "'envs'")
 
 
-def test_plugins_json_reports_status_and_errors(plugins_env: dict[str, str]) -> None:
-    done = cookbook(plugins_env, "plugins", "--json")
+def test_plugins_json_reports_status_and_errors(cookbook: Cookbook) -> None:
+    done = cookbook("plugins", "--json")
     assert done.returncode == 0, done.stderr
     by_name = {p["distribution"]: p for p in json.loads(done.stdout)}
     assert by_name["cookbook-fixture-good"]["status"] == "ok"
@@ -146,8 +189,8 @@ def test_plugins_json_reports_status_and_errors(plugins_env: dict[str, str]) -> 
     assert by_name["cookbook-fixture-badhook"]["provides"]["envs"] == ["fixture-halfway"]
 
 
-def test_plugins_table(plugins_env: dict[str, str]) -> None:
-    done = cookbook(plugins_env, "plugins")
+def test_plugins_table(cookbook: Cookbook) -> None:
+    done = cookbook("plugins")
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()}
     assert rows["cookbook-fixture-good"][1:3] == ["1.2.3", "ok"]
@@ -158,8 +201,8 @@ def test_plugins_table(plugins_env: dict[str, str]) -> None:
 # ----- describe -----
 
 
-def test_describe_shows_fields_types_defaults_docs(plugins_env: dict[str, str]) -> None:
-    done = cookbook(plugins_env, "describe", "env", "fixture-coin")
+def test_describe_shows_fields_types_defaults_docs(cookbook: Cookbook) -> None:
+    done = cookbook("describe", "env", "fixture-coin")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert out.startswith("env fixture-coin  (from cookbook-fixture-good 1.2.3)")
@@ -171,10 +214,8 @@ def test_describe_shows_fields_types_defaults_docs(plugins_env: dict[str, str]) 
     assert "Probability of heads." in out
 
 
-def test_describe_json_and_qualified_name(plugins_env: dict[str, str]) -> None:
-    done = cookbook(
-        plugins_env, "describe", "datasets", "cookbook-fixture-good:fixture-arithmetic", "--json"
-    )
+def test_describe_json_and_qualified_name(cookbook: Cookbook) -> None:
+    done = cookbook("describe", "datasets", "cookbook-fixture-good:fixture-arithmetic", "--json")
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["kind"] == "dataset" and record["version"] == "1.2.3"
@@ -218,13 +259,13 @@ def test_describe_json_and_qualified_name(plugins_env: dict[str, str]) -> None:
     ],
 )
 def test_bad_input_is_one_line_exit_2(
-    plugins_env: dict[str, str], args: tuple[str, ...], fragments: tuple[str, ...]
+    cookbook: Cookbook, args: tuple[str, ...], fragments: tuple[str, ...]
 ) -> None:
-    assert_one_line_error(cookbook(plugins_env, *args), *fragments)
+    assert_one_line_error(cookbook(*args), *fragments)
 
 
-def test_debug_anywhere_shows_the_traceback(plugins_env: dict[str, str]) -> None:
-    done = cookbook(plugins_env, "describe", "--debug", "env", "fixture-halfway")
+def test_debug_anywhere_shows_the_traceback(cookbook: Cookbook) -> None:
+    done = cookbook("describe", "--debug", "env", "fixture-halfway")
     assert done.returncode == 2
     assert "Traceback (most recent call last)" in done.stderr
     assert "ValueError: fixture hook fails on purpose" in done.stderr  # the plugin's own frame
@@ -260,7 +301,7 @@ def test_listing_imports_nothing_heavy(
 ) -> None:
     env = all_plugins_env
     if args == ["plugins"]:  # every repo plugin really is loaded (and works) in this check
-        infos = json.loads(cookbook(env, "plugins", "--json").stdout)
+        infos = json.loads(cookbook_process(env, "plugins", "--json").stdout)
         status = {p["distribution"]: (p["status"], p["error"]) for p in infos}
         for name in repo_plugin_names:
             assert status.get(name, ("missing", None))[0] == "ok", f"{name}: {status.get(name)}"

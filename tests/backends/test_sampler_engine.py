@@ -181,6 +181,49 @@ def test_a_prompt_shared_by_many_samples_is_prefilled_once(
     assert len({tuple(r.tokens) for r in got}) > 1  # the samples differ
 
 
+def test_groups_reading_their_prompt_once_get_the_reference_tokens(
+    model: LocalModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Groups of samples of one prompt each, of different prompt lengths and budgets: whole
+    # groups finish mid-run (the last group's prompt moves into the freed prefix slot), rows
+    # wait for slots and join later, one group's prompt is longer than the prefix store holds,
+    # and the cache's length grows while rows decode.
+    monkeypatch.setattr(generation, "_LENGTH_HEADROOM", 2)
+    plans: list[str] = []
+    for name in ("plan_decode", "plan_decode_shared"):
+        method = getattr(SlotCache, name)
+
+        def recording(cache: SlotCache, *args: object, _m: object = method, _n: str = name) -> None:
+            plans.append(_n)
+            _m(cache, *args)  # type: ignore[operator]  # the method recorded
+
+        monkeypatch.setattr(SlotCache, name, recording)
+
+    def group(prompt: str, seed: int, budgets: list[int], **kw: object) -> list[GenRow]:
+        return [_row(prompt, m, seed, j=j, **kw) for j, m in enumerate(budgets)]
+
+    first = (
+        group("to be or", 21, [3, 3, 3])
+        + group("a longer prompt, here", 22, [9, 14, 6, 11], temperature=0.8)
+        + group("q", 23, [12, 12, 12])
+        + group("the longest prompt of them all, far beyond the first ones", 24, [8, 5])
+    )
+    later = group("late", 25, [7, 4, 9], top_k=5)
+    waves = [(0, first), (2, later)]
+    engine = DecodeEngine(model, TOK.decode, max_rows=10)
+    out = _run_in_waves(engine, waves)
+    for at, rows in waves:
+        _check(model, rows, out[at])
+    assert plans and set(plans) == {"plan_decode_shared"}
+    # A run that starts with distinct prompts keeps each row's prompt in its slot.
+    plans.clear()
+    got: list[GenResult] = []
+    engine.submit(ROWS, got.extend)
+    engine.run()
+    _check(model, ROWS, got)
+    assert plans and set(plans) == {"plan_decode"}
+
+
 def test_zero_budget_and_empty_requests_finish_at_once(model: LocalModel) -> None:
     engine = DecodeEngine(model, TOK.decode)
     got: list[list[GenResult]] = []

@@ -1,5 +1,6 @@
 """`cookbook play`: a person plays the policy's side in the terminal. Driven here as a person
-would, through a real subprocess's stdin: read the observation, type a reply."""
+would: read the observation, type a reply; through a real subprocess's stdin (a whole game of
+tic-tac-toe), or in this process with stdin and stdout that take turns the same way."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +54,66 @@ def drive(
     return status, out + proc.stderr.read()
 
 
+class _Screen(io.StringIO):
+    """`cookbook play`'s stdout, in this process: what it printed, waited on by `_Keyboard`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+        self.closed_by_test = False
+
+    def write(self, text: str) -> int:
+        with self.changed:
+            written = super().write(text)
+            self.changed.notify_all()
+        return written
+
+
+class _Keyboard(io.TextIOBase):
+    """`cookbook play`'s stdin, in this process: the next line comes only once a new prompt is
+    on `screen`, and is `answer(the observation shown)`, as a person would type it."""
+
+    def __init__(self, screen: _Screen, answer: Callable[[str], str], timeout_s: float) -> None:
+        self.screen, self.answer, self.timeout_s = screen, answer, timeout_s
+        self.answered = 0
+
+    def readline(self, size: int | None = -1) -> str:
+        screen = self.screen
+        with screen.changed:
+            prompted = screen.changed.wait_for(
+                lambda: screen.closed_by_test or screen.getvalue().count(PROMPT) > self.answered,
+                timeout=self.timeout_s,
+            )
+            if not prompted or screen.closed_by_test:
+                return ""  # the end of input
+            self.answered += 1
+            observation = screen.getvalue().rsplit("--- observation", 1)[-1]
+        return self.answer(observation) + "\n"
+
+
+def drive_here(
+    args: list[str],
+    answer: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    timeout_s: float = 120.0,
+) -> tuple[int, str]:
+    """`drive`, in this process: `cookbook play ARGS` through `main`, its stdin and stdout
+    taking turns like a person at a terminal."""
+    from cookbook.cli import main as cookbook_main
+
+    screen = _Screen()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(sys, "stdin", _Keyboard(screen, answer, timeout_s))
+    try:
+        status = cookbook_main(["play", *args])
+    finally:
+        with screen.changed:  # the stdin reader (a daemon thread) sees the end of input
+            screen.closed_by_test = True
+            screen.changed.notify_all()
+    return status, screen.getvalue() + capsys.readouterr().err
+
+
 def _user_text(observation: str) -> str:
     """What the user turn of the tiny chat format says."""
     match = re.search(r"<\|user\|>(.*?)<\|eos\|>", observation, re.S)
@@ -77,12 +139,16 @@ def test_a_person_plays_a_whole_game_of_tictactoe() -> None:
 
 
 @needs("cookbook_math")
-def test_a_person_answers_an_arithmetic_problem() -> None:
+def test_a_person_answers_an_arithmetic_problem(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process (`drive_here`); the whole game of tic-tac-toe above goes through a real pipe."""
+
     def solve(observation: str) -> str:
         a, b = re.fullmatch(r"(\d+)\+(\d+)=", _user_text(observation)).groups()  # type: ignore[union-attr]
         return str(int(a) + int(b))
 
-    status, out = drive(["--env", "arithmetic", "env.digits=1"], solve)
+    status, out = drive_here(["--env", "arithmetic", "env.digits=1"], solve, capsys, monkeypatch)
     assert status == 0, out
     assert out.count(PROMPT) == 1
     assert "reward 1.1, episode over | metrics correct=1 format_ok=1" in out

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -98,27 +99,41 @@ Installer = Callable[[Sequence[Path], Path], None]
 
 
 def test_a_new_env_installs_and_passes_its_unit_test(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, pip_install: Installer
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    pip_install: Installer,
+    make_importable: Callable[[Path], AbstractContextManager[Path]],
 ) -> None:
-    """The short version: installed, the env kind's own unit test passes and cookbook lists it
-    (its contract checks run in the slow test below)."""
+    """The short version, in this process: installed, the env kind's own unit test passes (run
+    by pytest on the project's tests, the package imported from where pip put it) and cookbook
+    lists it. The slow test below runs every kind's tests, contract checks included, in a fresh
+    interpreter."""
     project = tmp_path / "src" / "coin"
     _new(capsys, "env", "coin", project)
     site = tmp_path / "site"
     pip_install([project], site)
-    done = _run_tests([project], site, "-k", "not contract")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "1 passed, 2 deselected" in done.stdout
-    env = dict(os.environ, PYTHONPATH=str(site))
-    listed = subprocess.run(
-        [sys.executable, "-m", "cookbook", "list", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert listed.returncode == 0, listed.stderr
-    names = {(entry["kind"], entry["name"]) for entry in json.loads(listed.stdout)}
+    monkeypatch.chdir(project.parent)
+    before_path, before_modules = list(sys.path), set(sys.modules)
+    try:
+        with make_importable(site):
+            status = pytest.main(
+                ["-q", "-p", "no:cacheprovider", "-k", "not contract", str(project / "tests")]
+            )
+            run_out = capsys.readouterr().out
+            assert status == 0, run_out[-3000:]
+            assert "1 passed, 2 deselected" in run_out
+            package = sys.modules["cookbook_env_coin"]
+            assert str(package.__file__).startswith(str(site))  # the installed copy ran
+            assert cookbook_main(["list", "--json"]) == 0
+    finally:
+        # Forget the path pytest put the project's tests on and the modules imported from this
+        # test's files: later tests must not see them.
+        sys.path[:] = before_path
+        for name in set(sys.modules) - before_modules:
+            if str(getattr(sys.modules[name], "__file__", "")).startswith(str(tmp_path)):
+                del sys.modules[name]
+    names = {(entry["kind"], entry["name"]) for entry in json.loads(capsys.readouterr().out)}
     assert {("env", "coin"), ("eval", "coin")} <= names, names
 
 

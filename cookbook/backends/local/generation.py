@@ -24,6 +24,12 @@ beside it (up to float rounding of the logits, which moves a draw only when it l
 ~1e-7 of a boundary).
 
 On CUDA the decode forward of step 1 is replayed from CUDA graphs (`cuda_graphs.py`).
+
+Shared prefixes: with a decoder that supports them (`TinySlotDecoder.shared_prefixes`), on CPU,
+a run whose first rows come in groups of samples of one prompt (the RL pattern:
+at least `_MIN_GROUP_ROWS` rows per distinct prompt) keeps every prompt admitted until the
+engine is idle again once in the cache's `PrefixStore`, and decode steps read each prompt once
+per group (`SlotCache.plan_decode_shared`). Other runs keep each row's whole sequence in its slot.
 """
 
 from __future__ import annotations
@@ -40,12 +46,16 @@ from cookbook.backends.local.models import LocalModel, target_logprobs
 
 if TYPE_CHECKING:
     from cookbook.backends.local.cuda_graphs import GraphedDecode
-    from cookbook.backends.local.kv_cache import SlotCache
+    from cookbook.backends.local.kv_cache import PrefixPlan, SlotCache
 
 StopReason = Literal["stop", "length"]
 
 _LENGTH_HEADROOM = 128
 """New tokens a row's first cache allocation makes room for."""
+
+_MIN_GROUP_ROWS = 2
+"""A run whose first rows have this many rows per distinct prompt on average keeps each prompt
+once (`SlotCache.prefixes`); below, each row's slot holds its whole sequence."""
 
 _WIDE_VOCAB = 4096
 """From this many logits per row, `sample_tokens` takes the path with the fewest passes over
@@ -250,6 +260,8 @@ class SlotDecoder(Protocol):
     """A model's forward over a `SlotCache` (`TinySlotDecoder`, `HFSlotDecoder`)."""
 
     vocab_size: int
+    shared_prefixes: bool
+    """Whether its decode steps can read each group's prompt once (`SlotCache.prefixes`)."""
 
     def new_cache(self, slots: int, length: int) -> SlotCache:
         """An empty static cache of `slots` sequences of `length` positions."""
@@ -280,6 +292,18 @@ class _Request:
 
 
 @dataclass
+class _Group:
+    """Rows admitted together that sample from one prompt (shared-prefix decoding)."""
+
+    slot: int
+    """Its prompt's slot in the cache's `PrefixStore`."""
+    length: int
+    """Tokens in the prompt."""
+    live: int
+    """Its rows still running."""
+
+
+@dataclass
 class _Running:
     """A row in a slot."""
 
@@ -292,6 +316,7 @@ class _Running:
     offset: int
     """At step s it feeds the token at position offset + s."""
     stop_strings: StopStrings | None
+    group: _Group | None = None
     done: bool = False
 
     @property
@@ -309,6 +334,7 @@ class _Counts:
     filtered: int = 0
     stop_ids: int = 0
     offsets: Counter[int] = field(default_factory=Counter)
+    starts: Counter[int] = field(default_factory=Counter)
 
     def add(self, r: _Running, sign: int) -> None:
         row = r.row
@@ -319,6 +345,9 @@ class _Counts:
         self.offsets[r.offset] += sign
         if self.offsets[r.offset] == 0:
             del self.offsets[r.offset]
+        self.starts[r.start] += sign
+        if self.starts[r.start] == 0:
+            del self.starts[r.start]
 
 
 class DecodeEngine:
@@ -344,6 +373,14 @@ class DecodeEngine:
         self._prefill_tokens = prefill_tokens
         self._use_graphs = self._device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self._graphs: GraphedDecode | None = None
+        # Shared prefixes: the decoder attends to a group's prompt once (on CPU, not over CUDA
+        # graphs), when the rows that start a run from idle are groups (`_sharing`, until idle).
+        self._share = (
+            self._decoder.shared_prefixes and self._device.type == "cpu" and not self._use_graphs
+        )
+        self._sharing = False
+        self._groups: list[_Group] = []
+        self._prefix_plan: PrefixPlan | None = None
         self._waiting: deque[tuple[_Request, int]] = deque()
         self._slots: list[_Running] = []
         self._ends: dict[int, list[_Running]] = {}
@@ -447,6 +484,8 @@ class DecodeEngine:
 
     def _decode_running(self, t: int) -> torch.Tensor:
         """Logits `[rows, V]` of one decode forward over the running rows at step `t`."""
+        if self._sharing:
+            return self._decode_shared(t)
         n = len(self._slots)
         read_length = self._max_offset + t + 1
         assert self._cache is not None
@@ -467,6 +506,27 @@ class DecodeEngine:
         self._cache.plan_decode(n, self._views["offset"] + t, read_length, shared)
         return self._decoder(self._views["token"], self._cache)
 
+    def _decode_shared(self, t: int) -> torch.Tensor:
+        """`_decode_running` when the prompts are in the cache's `PrefixStore`: a row's slot
+        holds its generated tokens only (the one fed at step t at index t - start - 1)."""
+        c, v = self._counts, self._views
+        read_length = t - min(c.starts)
+        assert self._cache is not None and self._prefix_plan is not None
+        if read_length > self._cache.length:
+            self._grow_length(read_length)
+            assert self._cache is not None
+        position = next(iter(c.offsets)) + t if len(c.offsets) == 1 else None
+        index = t - 1 - next(iter(c.starts)) if len(c.starts) == 1 else None
+        self._cache.plan_decode_shared(
+            self._prefix_plan,
+            v["offset"] + t,
+            position,
+            torch.rsub(v["start"], t - 1),
+            index,
+            read_length,
+        )
+        return self._decoder(v["token"], self._cache)
+
     # --- admission ----------------------------------------------------------------------------
 
     def _admit(self, t: int) -> torch.Tensor | None:
@@ -477,6 +537,9 @@ class DecodeEngine:
         taken = [self._waiting.popleft() for _ in range(min(free, len(self._waiting)))]
         rows = [req.rows[i] for req, i in taken]
         first = len(self._slots)
+        if not first:  # a run starts: groups of samples read their prompt once
+            distinct = len({tuple(r.prompt) for r in rows})
+            self._sharing = self._share and len(rows) >= _MIN_GROUP_ROWS * distinct
         k = len(rows)
         # The cache starts with room for the prompts and a few tokens and doubles as rows
         # grow (`_grow_length`): a budget of the whole context is rarely used.
@@ -486,7 +549,7 @@ class DecodeEngine:
             max(r.max_new for r in rows),
             max(len(r.stop_ids) for r in rows),
         )
-        logits_K_V = self._prefill([r.prompt for r in rows], first)
+        logits_K_V, groups = self._prefill([r.prompt for r in rows], first)
 
         # Per-slot state of the new rows, built on the host and copied once.
         s, dev = self._state, self._device
@@ -518,7 +581,7 @@ class DecodeEngine:
 
         for j, ((req, i), r) in enumerate(zip(taken, rows, strict=True)):
             watch = StopStrings(r.stop_strings, self._decode_text) if r.stop_strings else None
-            running = _Running(req, i, first + j, t, offsets[j], watch)
+            running = _Running(req, i, first + j, t, offsets[j], watch, groups[j])
             self._slots.append(running)
             self._ends.setdefault(t + r.max_new - 1, []).append(running)
             self._counts.add(running, +1)
@@ -527,14 +590,24 @@ class DecodeEngine:
         self._rows_changed()
         return logits_K_V
 
-    def _prefill(self, prompts: list[list[int]], first: int) -> torch.Tensor:
+    def _prefill(
+        self, prompts: list[list[int]], first: int
+    ) -> tuple[torch.Tensor, list[_Group | None]]:
         """Prefill `prompts` into slots `first, first + 1, ...`; logits `[len(prompts), V]`
-        after each. Each distinct prompt runs once, in forwards of at most `prefill_tokens`
-        padded tokens."""
+        after each, and each one's group (shared prefixes; else None). Each distinct prompt
+        runs once, in forwards of at most `prefill_tokens` padded tokens."""
         assert self._cache is not None
         unique: dict[tuple[int, ...], int] = {}
         source = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
         prompts_U = list(unique)
+        groups: list[_Group | None] = [None] * len(prompts)
+        base = len(self._groups)
+        if self._sharing:
+            self._reserve_prefixes(base + len(prompts_U), max(len(p) for p in prompts_U))
+            counts = Counter(source)
+            new = [_Group(base + u, len(p), counts[u]) for u, p in enumerate(prompts_U)]
+            self._groups += new
+            groups = [new[u] for u in source]
         chunks: list[tuple[int, int]] = []
         start = 0
         while start < len(prompts_U):
@@ -562,16 +635,38 @@ class DecodeEngine:
             identity = sources == list(range(len(chunk)))
             source_N = None if identity else torch.tensor(sources, device=dev)
             pad_U = torch.tensor([t - len(p) for p in chunk], device=dev)
-            self._cache.plan_prefill(slots_N, source_N, pad_U, t)
+            if self._sharing:  # the prompts go to the prefix store only
+                prefix_slots_U = torch.arange(base + lo, base + hi, device=dev)
+                self._cache.plan_prefill(None, source_N, pad_U, t, prefix_slots_U)
+            else:
+                self._cache.plan_prefill(slots_N, source_N, pad_U, t)
             logits_U_V = self._decoder(tokens_U_T.to(dev), self._cache)
             logits_N_V = logits_U_V if source_N is None else logits_U_V.index_select(0, source_N)
             if len(chunks) == 1:
-                return logits_N_V
+                return logits_N_V, groups
             if out is None:
                 out = logits_N_V.new_empty((len(prompts), logits_N_V.shape[1]))
             out.index_copy_(0, slots_N - first, logits_N_V)
         assert out is not None
-        return out
+        return out, groups
+
+    def _reserve_prefixes(self, groups: int, length: int) -> None:
+        """Make the cache's `PrefixStore` hold `groups` prompts of `length` tokens."""
+        from cookbook.backends.local.kv_cache import PrefixStore
+
+        cache = self._cache
+        assert cache is not None
+        store = cache.prefixes
+        if store is not None and groups <= store.slots and length <= store.length:
+            return
+        slots = max(store.slots if store else 0, min(cache.slots, _round_up_pow2(groups, 8)))
+        new_length = max(store.length if store else 0, _round_up(length, 32))
+        if store is None:
+            width = cache.kv_heads * cache.head_dim
+            store = PrefixStore(len(cache.keys_L), slots, new_length, width, cache.keys_L[0])
+        else:
+            store = store.resized(slots, new_length, len(self._groups))
+        cache.prefixes = store
 
     def _reserve(self, rows: int, length: int, max_new: int, n_stop_ids: int) -> None:
         """Grow the cache and per-slot buffers to hold `rows` rows of `length` positions,
@@ -665,6 +760,8 @@ class DecodeEngine:
             r = self._slots[slot]
             r.done = True
             self._counts.add(r, -1)
+            if r.group is not None:
+                r.group.live -= 1
             result = GenResult(tokens_R_N[j, :n_tokens], logprobs_R_N[j, :n_tokens], reasons[slot])
             self._deliver(r.request, r.index, result)
 
@@ -685,7 +782,28 @@ class DecodeEngine:
                 self._slots[hole].slot = hole
         del self._slots[kept:]
         self._watch = [r for r in self._watch if not r.done]
+        if self._sharing:
+            self._compact_groups()
         self._rows_changed()
+
+    def _compact_groups(self) -> None:
+        """Drop the groups whose rows all finished; the last ones move into their slots."""
+        n = len(self._groups)
+        gone = [g.slot for g in self._groups if g.live == 0]
+        if not gone:
+            return
+        kept = n - len(gone)
+        holes = [slot for slot in gone if slot < kept]
+        movers = [slot for slot in range(kept, n) if self._groups[slot].live > 0]
+        if holes:
+            assert self._cache is not None and self._cache.prefixes is not None
+            dest = torch.tensor(holes, device=self._device)
+            source = torch.tensor(movers, device=self._device)
+            self._cache.prefixes.move(dest, source)
+            for hole, mover in zip(holes, movers, strict=True):
+                self._groups[hole] = self._groups[mover]
+                self._groups[hole].slot = hole
+        del self._groups[kept:]
 
     def _rows_changed(self) -> None:
         """Recompute what depends on the set of running rows (not on the step)."""
@@ -703,6 +821,40 @@ class DecodeEngine:
             torch.tensor([r.slot for r in self._watch], device=self._device)
             if self._watch
             else None
+        )
+        self._prefix_plan = self._plan_prefixes() if self._sharing and self._slots else None
+
+    def _plan_prefixes(self) -> PrefixPlan:
+        """The shared-prefix layout of the running rows: which rows form each group."""
+        from cookbook.backends.local.kv_cache import PrefixPlan
+
+        groups, n = self._groups, len(self._slots)
+        members: list[list[int]] = [[] for _ in groups]
+        for r in self._slots:
+            assert r.group is not None
+            members[r.group.slot].append(r.slot)
+        width = max(len(m) for m in members)
+        grid: list[int] = []
+        cells = [0] * n
+        for g, rows in enumerate(members):
+            for j, slot in enumerate(rows):
+                cells[slot] = g * width + j
+            grid += rows + [rows[0]] * (width - len(rows))
+        identity = grid == list(range(n))  # groups of one size, each in consecutive slots
+        lengths = [g.length for g in groups]
+        longest = max(lengths)
+        dev = self._device
+        assert self._cache is not None
+        dtype = self._cache.keys_L[0].dtype
+        beyond = torch.arange(longest, device=dev) >= torch.tensor(lengths, device=dev)[:, None]
+        mask = torch.zeros((), device=dev, dtype=dtype).masked_fill(beyond, -float("inf"))
+        return PrefixPlan(
+            groups=len(groups),
+            length=longest,
+            grid_rows=None if identity else torch.tensor(grid, device=dev),
+            width=width,
+            row_cells=None if identity else torch.tensor(cells, device=dev),
+            prefix_mask=mask[:, None, None, :],
         )
 
     def _deliver(self, request: _Request, index: int, result: GenResult) -> None:

@@ -353,6 +353,9 @@ class _SlotCacheView:
 class HFSlotDecoder:
     """A Hugging Face causal LM's forward over a `SlotCache` (continuous batching)."""
 
+    shared_prefixes = False
+    """Each slot holds its row's whole sequence (no `SlotCache.prefix_attention`)."""
+
     def __init__(self, module: nn.Module, vocab_size: int) -> None:
         self.module = module
         self.vocab_size = vocab_size

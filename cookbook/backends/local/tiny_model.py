@@ -285,6 +285,9 @@ class TinySlotDecoder:
     tensors (linear weights transposed, for `addmm`: what `F.linear` computes on rows, without
     its transpose per call), so the decoder sees any later in-place change."""
 
+    shared_prefixes = True
+    """Decode steps can attend to each group's prompt once (`SlotCache.prefix_attention`)."""
+
     def __init__(self, model: TinyGPT) -> None:
         self.model = model
         self.vocab_size = model.cfg.vocab_size
@@ -334,9 +337,12 @@ class TinySlotDecoder:
             qkv = torch.addmm(w.qkv_b, h, w.qkv_wt)
             q, k, v = qkv.view(b, t, 3, heads, c // heads).unbind(2)
             k_all, v_all = cache.update(i, k, v)
-            y = F.scaled_dot_product_attention(
-                q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2), plan.mask
-            )
+            if plan.prefix is not None:
+                y = cache.prefix_attention(i, q.transpose(1, 2), k_all, v_all)
+            else:
+                y = F.scaled_dot_product_attention(
+                    q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2), plan.mask
+                )
             x = x + torch.addmm(w.proj_b, y.transpose(1, 2).reshape(b * t, c), w.proj_wt)
             h = torch.layer_norm(x, (c,), w.ln_2_w, w.ln_2_b)
             x = x + torch.addmm(w.mlp_b, F.gelu(torch.addmm(w.fc_b, h, w.fc_wt)), w.mlp_wt)

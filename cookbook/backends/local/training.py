@@ -32,6 +32,7 @@ from tinker import types
 
 from cookbook.backends.local import checkpoints
 from cookbook.backends.local import head as output_head
+from cookbook.backends.local.adamw import AdamW
 from cookbook.backends.local.batch import (
     BadRequestError,
     PreparedBatch,
@@ -80,9 +81,7 @@ class LocalTrainingClient(ReadyFuture["LocalTrainingClient"]):
         self._params = [p for _, p in model.trainable_named_parameters()]
         if not self._params:
             raise UserError("this model has no trainable parameters; check the LoRA settings")
-        self._optimizer = torch.optim.AdamW(
-            self._params, lr=0.0, betas=(0.9, 0.95), eps=1e-12, weight_decay=0.0
-        )
+        self._optimizer = AdamW(self._params)
         self._step = 0
         self._bad_gradient: str | None = None
         self.model_id = f"local-{uuid.uuid4().hex[:12]}"
@@ -347,12 +346,12 @@ class LocalTrainingClient(ReadyFuture["LocalTrainingClient"]):
             scale = adam.grad_clip_norm / (norm + 1e-6)
             for g in grads:
                 g.mul_(scale)
-        for group in self._optimizer.param_groups:
-            group["lr"] = adam.learning_rate
-            group["betas"] = (adam.beta1, adam.beta2)
-            group["eps"] = adam.eps
-            group["weight_decay"] = adam.weight_decay
-        self._optimizer.step()
+        self._optimizer.step(
+            lr=adam.learning_rate,
+            betas=(adam.beta1, adam.beta2),
+            eps=adam.eps,
+            weight_decay=adam.weight_decay,
+        )
         self._clear_gradient()
         self._step += 1
         return types.OptimStepResponse(
