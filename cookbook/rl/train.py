@@ -18,6 +18,10 @@ transcript and progress handed to a worker thread (`step_log.py`), a checkpoint.
 `max_steps_off_policy = k > 0`, batches up to k steps ahead are sampled with the weights of the
 moment while the current one trains. Before the first step the evals run once on the starting
 weights (`eval_before_rl`).
+
+With `search` set (`cookbook/rl/search.py`), (1)-(3) are instead one search of the step's roots
+(every candidate action played out in a fork of its env, with the current weights) and a
+`cross_entropy` update on the best candidates; (4) and (5) are the same.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
+from cookbook.rl.search import SearchConfig
 from cookbook.rl.serial_sampling import Gate, SerialSamplingClient
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.rl.warm_start import WarmStartConfig
@@ -167,6 +172,14 @@ class Config:
     """Also mirror each metrics line to experiment trackers: `trackio`, `wandb` or both
     (`log_to=trackio,wandb`; `cookbook.trackers`). metrics.jsonl stays the record."""
 
+    # ----- search targets instead of sampled rollouts
+    search: SearchConfig | None = None
+    """Train on one-ply search targets (expert iteration, `cookbook/rl/search.py`): every
+    candidate action of each root is played out in a fork of the env and `cross_entropy` goes
+    to the best ones. Needs an env that can fork (two-player games against an opponent);
+    `search.horizon=1` (any `search.KEY=VALUE`) turns it on. Roots per step: the envs of the
+    step's batch; loss_fn, temperature and kl_penalty_coef do not apply."""
+
     # ----- supervised warm start
     warm_start: WarmStartConfig | None = None
     """A supervised phase run before RL (`cookbook rl` sets it from the env's registered
@@ -260,6 +273,15 @@ def validate_config(config: Config) -> None:
             f"loss_fn={config.loss_fn!r} is not an RL loss; choose one of: {', '.join(rl_losses)}",
         ),
     ]
+    if config.search is not None:
+        checks += config.search.problems()
+        checks += [
+            (
+                config.max_steps_off_policy == 0,
+                "search samples with the current weights: set max_steps_off_policy=0",
+            ),
+            (config.kl_penalty_coef == 0, "search has no KL penalty: set kl_penalty_coef=0"),
+        ]
     warm = config.warm_start
     if warm is not None:
         checks += [
@@ -268,7 +290,7 @@ def validate_config(config: Config) -> None:
             (warm.batch_size >= 1, "warm_start.batch_size must be at least 1"),
             (warm.save_every >= 0, "warm_start.save_every must be >= 0 (0: only at the end)"),
         ]
-    require(finite_numbers(config, "warm_start"), checks)
+    require(finite_numbers(config, "warm_start", "search"), checks)
     check_seed(config.seed)
     check_lora_rank(config.lora_rank)
     check_episodes_fit(
@@ -370,6 +392,11 @@ async def _train(
         )
     evaluators.update({name: b(ctx) for name, b in config.evals.items()})
 
+    if config.search is not None:
+        from cookbook.rl.search import check_searchable
+
+        await check_searchable(train_ds, label)  # before the warm start, not after it
+
     # --- warm start
     warm_done = warm_start_steps_done(run_dir.resume_from)
     if config.warm_start is not None and run_dir.start_step == 0:
@@ -407,7 +434,7 @@ async def _train(
             label,
             num_steps,
             start_step=start_step,
-            headline=("reward/mean",),
+            headline=("reward/mean",) if config.search is None else ("search/best_return_mean",),
             enabled=config.show_progress,
         ) as progress,
         _loop_gc(),
@@ -422,27 +449,44 @@ async def _train(
         try:
             for step in range(start_step, num_steps):
                 t_step = time.perf_counter()
-                # (1) this step's batch, and up to max_steps_off_policy later ones, sampling now.
-                for s in range(step, min(step + config.max_steps_off_policy + 1, num_steps)):
-                    if s not in pending:
-                        pending[s] = _launch_batch(
-                            config, train_ds, s, sampler.policy(config), sampler.sampler_step
-                        )
-                # (2) wait for it; a step that lost too many groups ends the run.
-                batch = await pending.pop(step)
-                t_sampled = time.perf_counter()
-                _check_lost_groups(config, batch, step, label)
-                # (3) train. Meanwhile the envs of the next batch to launch get ready; it
-                # samples with the weights this step makes, once they exist.
                 upcoming: _UpcomingWeights | None = None
-                later = step + config.max_steps_off_policy + 1
-                if later < num_steps and later not in pending:
-                    upcoming = _UpcomingWeights(config, timer)
-                    pending[later] = _launch_batch(config, train_ds, later, upcoming, step + 1)
-                train_out = await _train_on_batch(
-                    config, training_client, batch, adam, reference_client, timer
-                )
-                t_trained = time.perf_counter()
+                if config.search is not None:
+                    # Search mode: (1)-(3) are one search of the step's roots and a
+                    # cross_entropy update on its targets; nothing samples ahead.
+                    batch, train_out, t_sampled = await _search_step(
+                        config,
+                        config.search,
+                        train_ds,
+                        step,
+                        sampler,
+                        training_client,
+                        adam,
+                        timer,
+                        label,
+                    )
+                    t_trained = time.perf_counter()
+                else:
+                    # (1) this step's batch, and up to max_steps_off_policy later ones,
+                    # sampling now.
+                    for s in range(step, min(step + config.max_steps_off_policy + 1, num_steps)):
+                        if s not in pending:
+                            pending[s] = _launch_batch(
+                                config, train_ds, s, sampler.policy(config), sampler.sampler_step
+                            )
+                    # (2) wait for it; a step that lost too many groups ends the run.
+                    batch = await pending.pop(step)
+                    t_sampled = time.perf_counter()
+                    _check_lost_groups(config, batch, step, label)
+                    # (3) train. Meanwhile the envs of the next batch to launch get ready; it
+                    # samples with the weights this step makes, once they exist.
+                    later = step + config.max_steps_off_policy + 1
+                    if later < num_steps and later not in pending:
+                        upcoming = _UpcomingWeights(config, timer)
+                        pending[later] = _launch_batch(config, train_ds, later, upcoming, step + 1)
+                    train_out = await _train_on_batch(
+                        config, training_client, batch, adam, reference_client, timer
+                    )
+                    t_trained = time.perf_counter()
                 # (4) weights for the next samples (unchanged weights: keep the sampler).
                 if train_out.skipped:
                     sampler.sampler_step = step + 1  # same weights as after step + 1
@@ -835,6 +879,65 @@ async def _train_on_batch(
     metrics["optim/loss_sum"] = loss_sum
     metrics["optim/skipped"] = 0.0
     return _TrainOutput(metrics, advantages_P_G, False, sequences_D, train_logprobs_D)
+
+
+async def _search_step(
+    config: Config,
+    search: SearchConfig,
+    train_ds: RLDataset,
+    step: int,
+    sampler: _Sampler,
+    training_client: TrainingClient,
+    adam: tinker_types.AdamParams,
+    timer: BusyTimer,
+    label: str,
+) -> tuple[BatchRollout, _TrainOutput, float]:
+    """Search mode's (1)-(3): search the step's roots with the current weights
+    (`cookbook.rl.search`), then one `cross_entropy` update on the targets. Returns an empty
+    rollout (for the step's log: search has no trajectories), the training output and when the
+    search ended."""
+    from cookbook.rl.rollouts import BatchRollout, SamplingPolicy
+    from cookbook.rl.search import search_batch
+
+    policy = SamplingPolicy(sampler.client, config.max_tokens, search.temperature, timer)
+    found = await search_batch(
+        train_ds, step, policy, search.horizon_at(step), search.max_turns, config.seed, label
+    )
+    t_searched = time.perf_counter()
+    batch = BatchRollout(
+        groups_P=[],
+        group_indices_P=[],
+        num_groups=found.num_roots,
+        sampler_step=sampler.sampler_step,
+        errors=found.lost,
+        error_messages=found.errors,
+        time_s=found.time_s,
+    )
+    _check_lost_groups(config, batch, step, label)
+    metrics = found.metrics()
+    data_D = found.data()
+    metrics["optim/datums"] = float(len(data_D))
+    if not data_D:
+        metrics["optim/skipped"] = 1.0
+        return batch, _TrainOutput(metrics, [], skipped=True), t_searched
+    timer.enter()
+    try:
+        fwd_bwd = training_client.forward_backward(data_D, "cross_entropy")
+        optim = training_client.optim_step(adam)
+        out = await fwd_bwd
+        await optim
+    finally:
+        timer.exit()
+    # The targets' mean logprob under the weights before this update (how far the policy was).
+    weighted = total = 0.0
+    for datum, output in zip(data_D, out.loss_fn_outputs, strict=True):
+        weights_T = datum.loss_fn_inputs["weights"].to_numpy()
+        weighted += float((output["logprobs"].to_numpy() * weights_T).sum())
+        total += float(weights_T.sum())
+    metrics["search/target_logprob"] = weighted / total if total else 0.0
+    metrics["optim/loss_sum"] = out.metrics.get("loss:sum", 0.0)
+    metrics["optim/skipped"] = 0.0
+    return batch, _TrainOutput(metrics, [], skipped=False), t_searched
 
 
 async def _kl_penalty(

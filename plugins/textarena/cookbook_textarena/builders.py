@@ -50,6 +50,15 @@ def _positive(option: str) -> Callable[[object, str], None]:
     return check
 
 
+def _at_least_zero(option: str) -> Callable[[object, str], None]:
+    def check(obj: object, attr: str) -> None:
+        value = getattr(obj, attr)
+        if value < 0:
+            raise UserError(f"{option} must be >= 0, got {value}")
+
+    return check
+
+
 def _mixture(obj: object, attr: str) -> None:
     parse_mixture(getattr(obj, attr), "env.opponent")
 
@@ -113,6 +122,13 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
         validator=_positive("env.opponent_max_tokens"),
         doc="reply length limit of a checkpoint opponent",
     )
+    opening_plies: int = chz.field(
+        default=0,
+        validator=_at_least_zero("env.opening_plies"),
+        doc="each game opens with up to this many random legal moves (both sides; never one "
+        "that ends the game; against an opponent, a length after which the policy is to move) "
+        "before the policy's first move: positions it would not reach on its own",
+    )
     num_batches: int = chz.field(
         default=100_000,
         validator=_positive("env.num_batches"),
@@ -156,6 +172,7 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
             opponent_max_tokens=self.opponent_max_tokens,
             opponent_temperature=self.opponent_temperature,
             rewards=Rewards(illegal=self.illegal_penalty),
+            opening_plies=self.opening_plies,
         )
         train = TwoPlayerRLDataset(
             template,

@@ -10,12 +10,13 @@ per trajectory, so batch averages are per-game rates whatever the game length.
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cookbook.renderers.base import Message
+from cookbook.renderers.base import Message, TrainOnWhat
 from cookbook.rl.types import (
     Action,
     Env,
@@ -110,10 +111,11 @@ class _SeatEnv(Env):
         self.rewards = rewards
         self.self_play = self_play
         self._logged = 0  # moves of `session.history` already in a transcript
+        self._prompt: str | None = None  # the text of the latest observation
 
     def _observation(self) -> Observation:
-        text = self.session.prompt(self.seat, self.style)
-        return self.renderer.build_generation_prompt([Message(role="user", content=text)])
+        self._prompt = self.session.prompt(self.seat, self.style)
+        return self.renderer.build_generation_prompt([Message(role="user", content=self._prompt)])
 
     def _stop(self) -> StopCondition:
         return self.renderer.get_stop_sequences()
@@ -166,7 +168,10 @@ def _empty_model_input() -> Observation:
 
 
 class VsOpponentEnv(_SeatEnv):
-    """The policy holds `seat`; `opponent` moves for the other seat between the policy's turns."""
+    """The policy holds `seat`; `opponent` moves for the other seat between the policy's turns.
+
+    Searchable (`cookbook.rl.search.SearchableEnv`): at the policy's turn it lists the game's
+    candidate actions as reply tokens and forks itself (game, random stream and opponent)."""
 
     def __init__(
         self,
@@ -188,6 +193,35 @@ class VsOpponentEnv(_SeatEnv):
         if isinstance(self.opponent, players.FallbackPlayer):
             metrics["opponent_fallbacks"] = float(self.opponent.fallbacks)
         return metrics
+
+    def candidate_actions(self) -> list[Action]:
+        """The game's candidate actions (`TwoPlayerGame.candidate_actions`) as the tokens of the
+        reply a good model gives for each, end-of-turn token included."""
+        if self._prompt is None or self.session.done:
+            raise RuntimeError("candidate_actions is for the policy's turn, after an observation")
+        user = Message(role="user", content=self._prompt)
+        prompt = self.renderer.build_generation_prompt([user]).to_ints()
+        game = self.session.game
+        out: list[Action] = []
+        for action in game.candidate_actions(self.session.raw_env):
+            reply = Message(role="assistant", content=game.format_reply(action, self.style))
+            tokens, _weights = self.renderer.build_supervised_example(
+                [user, reply], TrainOnWhat.LAST_ASSISTANT_MESSAGE
+            )
+            if tokens[: len(prompt)] != prompt:
+                raise RuntimeError("the renderer's training example does not extend its prompt")
+            out.append(tokens[len(prompt) :])
+        return out
+
+    def fork(self) -> VsOpponentEnv:
+        """An independent copy at this point: the game, the opponent's random stream and its
+        counters are copied (a frozen-policy opponent shares its sampling client)."""
+        twin = copy.copy(self)
+        twin.session = self.session.fork()
+        twin.rng = random.Random()
+        twin.rng.setstate(self.rng.getstate())
+        twin.opponent = copy.copy(self.opponent)
+        return twin
 
     async def _opponent_turns(self) -> None:
         while not self.session.done and self.session.current_player != self.seat:
@@ -282,6 +316,8 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
     """Snapshots in the pool when this group was made (pool groups)."""
     snapshot_age: int = 0
     """Steps between the pool snapshot played and this group's batch (pool groups)."""
+    opening_plies: int = 0
+    """Each game opens with 0 to this many random legal moves (`play_opening`)."""
 
     @property
     def kind(self) -> str:
@@ -305,18 +341,27 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
         players.check_opponent(self.opponent, self.opponent_checkpoint)
         return players.scripted_player(self.opponent)
 
+    def _session(self, seed: int) -> GameSession:
+        session = GameSession(self.game, derive_seed(seed, "chance"))
+        if self.opening_plies:
+            rng = random.Random(derive_seed(seed, "opening"))
+            seat = None if self.self_play else self.seat
+            session = play_opening(session, self.opening_plies, rng, seat)
+        return session
+
     async def make_envs(self) -> Sequence[Env]:
-        """Fresh textarena games: one env per game, or two (both seats) in self-play."""
+        """Fresh textarena games (after their openings): one env per game, or two (both seats)
+        in self-play."""
         if self.self_play:
             envs: list[Env] = []
             for seed in self.game_seeds:
-                match = SelfPlayMatch(GameSession(self.game, derive_seed(seed, "chance")))
+                match = SelfPlayMatch(self._session(seed))
                 for seat in (0, 1):
                     envs.append(SelfPlayEnv(match, seat, self.renderer, self.style, self.rewards))
             return envs
         return [
             VsOpponentEnv(
-                GameSession(self.game, derive_seed(seed, "chance")),
+                self._session(seed),
                 self.seat,
                 self.renderer,
                 self.style,
@@ -360,6 +405,28 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
         if not self.self_play:
             tags.append("first_seat" if self.seat == 0 else "second_seat")
         return tags
+
+
+def play_opening(
+    session: GameSession, max_plies: int, rng: random.Random, seat: int | None = None
+) -> GameSession:
+    """`session` after up to `max_plies` random legal moves, both sides: positions a policy
+    would not reach on its own. The length is uniform over 0 to `max_plies`; with `seat`, over
+    the lengths after which `seat` is to move (every length then is as likely over the two
+    seats as without one), so no opponent move comes between the opening and the policy's
+    turn. A move that would end the game ends the opening before it instead (cut back, with
+    `seat`, to the latest position where `seat` is to move): the game is never over."""
+    lengths = [n for n in range(max_plies + 1) if seat is None or n % 2 == seat] or [0]
+    played = [session]
+    for _ in range(rng.choice(lengths)):
+        trial = played[-1].fork()
+        trial.play(rng.choice(played[-1].legal_actions()))
+        if trial.done:
+            break
+        played.append(trial)
+    if seat is not None:
+        played = [s for s in played if s.current_player == seat] or [session]
+    return played[-1]
 
 
 def trajectory_logprobs(trajectory: Trajectory) -> list[float]:

@@ -15,6 +15,7 @@ so such games replay exactly too (`seeding.ChanceStream`).
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -145,6 +146,12 @@ class TwoPlayerGame(ABC):
     def legal_actions(self, env: TextarenaEnv) -> list[str]:
         """The current player's legal actions, in a fixed order."""
 
+    def candidate_actions(self, env: TextarenaEnv) -> list[str]:
+        """The actions a search tries for the current player (`cookbook.rl.search`), in a fixed
+        order: by default the legal ones. A game may list illegal ones too (tic-tac-toe lists
+        every cell), so the search also teaches which moves lose at once."""
+        return self.legal_actions(env)
+
     def optimal_actions(self, env: TextarenaEnv) -> list[str]:
         """The current player's best actions (ties all listed, in a fixed order). Games without
         a solver leave this unimplemented and cannot use the `optimal` opponent."""
@@ -185,7 +192,11 @@ class GameSession:
         from textarena.wrappers import GameBoardObservationWrapper
 
         self.game = game
+        self._chance_seed = chance_seed
         self._chance = ChanceStream(chance_seed) if game.chance else None
+        # (moves played, player) of every text prompt read: reading one consumes textarena's
+        # pending observations, which a replaying `fork` repeats.
+        self._text_reads: list[tuple[int, int]] = []
         self.raw_env = game.make_textarena_env()
         # textarena's own text: the game prompt and the latest board, one turn at a time.
         self._text_env = GameBoardObservationWrapper(self.raw_env)
@@ -195,6 +206,30 @@ class GameSession:
         self.raw_env.state.error_allowance = 0
         self.history: list[MoveResult] = []
         """Every reply played, in order."""
+
+    def fork(self) -> GameSession:
+        """An independent copy of the game so far: moves played in either leave the other
+        unchanged. A fresh session replays the moves (and text prompt reads) on the same
+        chance seed, a few times faster than copying textarena's state; a game of chance
+        seeded from fresh entropy is deep-copied instead."""
+        if self._chance is not None and self._chance_seed is None:
+            twin = copy.copy(self)
+            twin.raw_env, twin._text_env, twin._chance = copy.deepcopy(
+                (self.raw_env, self._text_env, self._chance)
+            )
+            twin.history = list(self.history)
+            twin._text_reads = list(self._text_reads)
+            return twin
+        twin = GameSession(self.game, self._chance_seed)
+        reads = iter(self._text_reads)
+        read = next(reads, None)
+        for moves, result in enumerate([*self.history, None]):
+            while read is not None and read[0] == moves:
+                twin.prompt(read[1], "text")
+                read = next(reads, None)
+            if result is not None:
+                twin.play(result.reply)
+        return twin
 
     def _textarena_turn(self) -> AbstractContextManager[None]:
         """Around every call into textarena: this game's own random stream, if it has chance."""
@@ -222,6 +257,7 @@ class GameSession:
             return self.game.compact_prompt(self.raw_env, player)
         # What the wrapper's get_observation() does, but for any player (a self-play seat may
         # need its view while the other seat is to move).
+        self._text_reads.append((len(self.history), player))
         state = self.raw_env.state
         pending = state.observations[player]
         state.observations[player] = []

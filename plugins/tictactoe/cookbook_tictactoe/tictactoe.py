@@ -170,6 +170,11 @@ class TicTacToe(TwoPlayerGame):
         """`[N]` for every free cell."""
         return [f"[{i}]" for i, c in enumerate(cells_of(env)) if c == EMPTY]
 
+    def candidate_actions(self, env: TextarenaEnv) -> list[str]:
+        """`[N]` for all nine cells: an occupied one is an illegal move, which a search then
+        scores as the loss it is."""
+        return [f"[{i}]" for i in range(9)]
+
     def optimal_actions(self, env: TextarenaEnv) -> list[str]:
         """`[N]` for every minimax-optimal cell of the player to move."""
         mover = mark_of(env.state.current_player_id)

@@ -1,0 +1,282 @@
+"""Search targets (expert iteration): an optional env capability and the loop mode built on it.
+
+An env that can branch implements `SearchableEnv` besides `Env`: at a decision point it lists
+its candidate actions (as the tokens the policy would sample) and `fork`s an independent copy of
+itself. With `Config.search` set, each RL step then does, for every env of the step's batch
+(a *root*, at its first decision point):
+
+1. every candidate action is played in a fork of the root env;
+2. each branch goes on for `horizon` policy turns in all (the candidate included; 0: to the
+   end), the policy's later turns sampled at `temperature` (0: greedy) with the current weights,
+   the env's own opponent moving as usual; a cut branch's return is the reward it got so far;
+3. the candidates with the highest return are the root's targets, weight 1 / (their number):
+   `cross_entropy` on the action tokens of the root prompt + target, nothing on the prompt. A
+   root whose candidates all return the same carries no signal and is left out.
+
+Nothing in this is a teacher beyond the env itself: the targets come from the env's rewards and
+the policy's own play, so whatever opponent the env seats (a solver, random play, a frozen
+checkpoint) plays its usual part. Signed per-candidate advantages were tried in a prototype and
+leak probability mass into malformed actions (lowering one candidate's tokens raises every
+other continuation, the unparseable ones too); cross-entropy on the best candidates does not.
+
+Roots come from the env's own batches (`get_batch(step)`), so a resumed run searches the same
+roots, and the horizon is a function of the step: resume needs nothing beyond the checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+import chz
+
+from cookbook.errors import UserError
+from cookbook.rl.types import Action, Env, Observation
+
+if TYPE_CHECKING:
+    from tinker import types as tinker_types
+
+    from cookbook.rl.rollouts import TokenPolicy
+    from cookbook.rl.types import EnvGroupBuilder, RLDataset
+
+_T = TypeVar("_T")
+
+
+@runtime_checkable
+class SearchableEnv(Protocol):
+    """What an `Env` adds to be searched (`Config.search`). Both methods are called only at a
+    decision point: after `initial_observation`, or after a `step` that did not end the episode.
+    """
+
+    def candidate_actions(self) -> Sequence[Action]:
+        """The actions worth trying here, as the tokens the policy would sample for each (its
+        end-of-turn token included), in a fixed order. Illegal actions may be listed: stepping
+        one must give what the env gives any illegal action (tic-tac-toe lists all nine cells,
+        an occupied one loses the game)."""
+        ...
+
+    def fork(self) -> Env:
+        """An independent copy at the same decision point (itself a `SearchableEnv`): stepping
+        either leaves the other unchanged. Random streams are copied too, so the copies meet
+        the same chance and opponent choices until their moves differ."""
+        ...
+
+
+@chz.chz
+class SearchConfig:
+    """`search.*` options of `cookbook rl`: train on one-ply search targets instead of sampled
+    rollouts. The roots per step are the envs of the step's batch (groups_per_batch x
+    group_size); loss_fn and the sampling temperature of plain RL do not apply."""
+
+    horizon: int = 1
+    """Policy turns per branch, the candidate included; the rest of the episode is cut (its
+    return is the reward so far). 1: the candidate and the env's answer to it ("win now if you
+    can, never allow an immediate loss"); 0: play every branch to the end."""
+    deep_horizon: int = 0
+    """The horizon from step `deepen_at_step` on (0: to the end): deeper targets (forks, long
+    draws) once the short ones are learned; deeper returns are noisier while the policy is
+    weak."""
+    deepen_at_step: int = 0
+    """The step from which `deep_horizon` replaces `horizon` (0: never)."""
+    temperature: float = 0.0
+    """Sampling temperature of the policy's own turns after the candidate (0: greedy)."""
+    max_turns: int = 100
+    """Longest branch, in policy turns (a branch still going is cut there)."""
+
+    def horizon_at(self, step: int) -> int:
+        """The horizon of `step` (0: to the end of the episode)."""
+        if self.deepen_at_step > 0 and step >= self.deepen_at_step:
+            return self.deep_horizon
+        return self.horizon
+
+    def problems(self) -> list[tuple[bool, str]]:
+        """(ok, message) pairs for `validate_config`."""
+        return [
+            (self.horizon >= 0, "search.horizon must be >= 0 (0: to the end of the episode)"),
+            (self.deep_horizon >= 0, "search.deep_horizon must be >= 0 (0: to the end)"),
+            (self.deepen_at_step >= 0, "search.deepen_at_step must be >= 0 (0: never)"),
+            (self.temperature >= 0, "search.temperature must be >= 0 (0: greedy)"),
+            (self.max_turns >= 1, "search.max_turns must be at least 1"),
+        ]
+
+
+@dataclass
+class RootResult:
+    """One root: its prompt, its candidates and what each returned."""
+
+    ob_tokens: list[int]
+    candidates: list[Action]
+    returns: list[float]
+
+    def targets(self) -> list[tuple[Action, float]]:
+        """The best candidates with their weights (1 / their number); none when every
+        candidate returned the same."""
+        best = max(self.returns)
+        if best - min(self.returns) < RETURN_TIE:
+            return []
+        tops = [
+            c for c, r in zip(self.candidates, self.returns, strict=True) if best - r < RETURN_TIE
+        ]
+        return [(c, 1.0 / len(tops)) for c in tops]
+
+
+RETURN_TIE = 1e-9
+"""Returns closer than this are equal."""
+
+
+@dataclass
+class SearchBatch:
+    """What one step's search found."""
+
+    roots: list[RootResult] = field(default_factory=list)
+    lost: int = 0
+    """Roots lost to an env error."""
+    errors: list[str] = field(default_factory=list)
+    """One line per lost root."""
+    num_roots: int = 0
+    """Roots in the batch, lost ones included."""
+    policy_turns: int = 0
+    """Turns the policy played in continuations."""
+    horizon: int = 0
+    time_s: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """`search/...`: the share of roots with a signal and with a unique best candidate, the
+        mean best and mean return, the horizon, the policy's continuation turns, lost roots."""
+        n = len(self.roots)
+        out = {
+            "search/roots": float(self.num_roots),
+            "search/lost_roots": float(self.lost),
+            "search/horizon": float(self.horizon),
+            "search/policy_turns": float(self.policy_turns),
+            "time/search": self.time_s,
+        }
+        if n:
+            targets = [len(r.targets()) for r in self.roots]
+            out["search/candidates_mean"] = sum(len(r.candidates) for r in self.roots) / n
+            out["search/signal_frac"] = sum(1 for t in targets if t) / n
+            out["search/unique_best_frac"] = sum(1 for t in targets if t == 1) / n
+            out["search/best_return_mean"] = sum(max(r.returns) for r in self.roots) / n
+            out["search/return_mean"] = sum(sum(r.returns) / len(r.returns) for r in self.roots) / n
+        return out
+
+    def data(self) -> list[tinker_types.Datum]:
+        """The `cross_entropy` datums: root prompt + target action, weighted on the action."""
+        from cookbook.supervised.datums import datum_from_tokens
+
+        data = []
+        for root in self.roots:
+            for action, weight in root.targets():
+                tokens = root.ob_tokens + list(action)
+                weights = [0.0] * len(root.ob_tokens) + [weight] * len(action)
+                data.append(datum_from_tokens(tokens, weights))
+        return data
+
+
+def as_searchable(env: Env, label: str) -> SearchableEnv:
+    """`env` as a `SearchableEnv`, or a `UserError` saying which env cannot be searched."""
+    if isinstance(env, SearchableEnv):
+        return env
+    raise UserError(
+        f"search needs an env that can list candidate actions and fork itself "
+        f"(cookbook.rl.search.SearchableEnv); {label}'s {type(env).__name__} cannot"
+        " (two-player games can, except in self-play); drop search=... to train it with plain RL"
+    )
+
+
+async def check_searchable(train_ds: RLDataset, label: str) -> None:
+    """A `UserError` now, before any training, when the envs of the first batch cannot be
+    searched (they are made, never observed)."""
+    for builder in train_ds.get_batch(0):
+        for env in await builder.make_envs():
+            as_searchable(env, label)
+
+
+async def search_batch(
+    train_ds: RLDataset,
+    step: int,
+    policy: TokenPolicy,
+    horizon: int,
+    max_turns: int,
+    seed: int,
+    label: str,
+) -> SearchBatch:
+    """Search every root of batch `step` (see the module docstring). An env that raises or
+    returns a non-finite reward loses its root (a group builder that raises: one root), counted;
+    an env that cannot be searched is a `UserError`. Env calls run on this event loop, without
+    the per-call timeout of plain rollouts."""
+    from cookbook.rl.rollouts import mix_seed
+
+    t0 = time.perf_counter()
+    out = SearchBatch(horizon=horizon)
+    turns = [0]
+
+    async def branch(env: Env, action: Action, root_seed: int) -> float:
+        """The return of `action` played in `env` (a fork) and the branch continued."""
+        result = await env.step(action)
+        total = result.reward
+        ob, stop = result.next_observation, result.next_stop_condition
+        turn = 1
+        while not result.episode_done and (horizon == 0 or turn < horizon) and turn < max_turns:
+            # The same seed in every branch of a root: the branches differ by their positions.
+            sampled = await policy(ob, stop, mix_seed(root_seed, turn))
+            turns[0] += 1
+            result = await env.step(sampled.tokens)
+            total += result.reward
+            ob, stop = result.next_observation, result.next_stop_condition
+            turn += 1
+        if not math.isfinite(total):
+            raise ValueError(f"{type(env).__name__} returned a non-finite reward ({total})")
+        return float(total)
+
+    async def root(env: Env, root_seed: int) -> RootResult:
+        ob, _stop = await env.initial_observation()
+        searchable = as_searchable(env, label)
+        candidates = [list(c) for c in searchable.candidate_actions()]
+        if not candidates:
+            raise RuntimeError(f"{type(env).__name__}.candidate_actions() returned none")
+        forks = [searchable.fork() for _ in candidates]
+        returns = await asyncio.gather(
+            *(branch(f, c, root_seed) for f, c in zip(forks, candidates, strict=True))
+        )
+        return RootResult(_ints(ob), candidates, list(returns))
+
+    async def guarded(awaitable: Awaitable[_T]) -> _T | Exception:
+        try:
+            return await awaitable
+        except UserError:
+            raise
+        except Exception as e:  # env code is foreign: a failure costs its root(s) only
+            return e
+
+    async def group(p: int, builder: EnvGroupBuilder) -> list[RootResult | Exception]:
+        envs = await guarded(builder.make_envs())
+        if isinstance(envs, Exception):
+            return [envs]
+        for env in envs:
+            as_searchable(env, label)
+        return await asyncio.gather(
+            *(guarded(root(env, mix_seed(seed, step, p, i))) for i, env in enumerate(envs))
+        )
+
+    builders = train_ds.get_batch(step % len(train_ds))
+    groups = await asyncio.gather(*(group(p, b) for p, b in enumerate(builders)))
+    for outcome in (o for g in groups for o in g):
+        out.num_roots += 1
+        if isinstance(outcome, Exception):
+            out.lost += 1
+            out.errors.append(f"root {out.num_roots - 1}: {type(outcome).__name__}: {outcome}")
+        else:
+            out.roots.append(outcome)
+    out.policy_turns = turns[0]
+    out.time_s = time.perf_counter() - t0
+    return out
+
+
+def _ints(ob: Observation) -> list[int]:
+    tokens: list[int] = ob.to_ints()
+    return tokens

@@ -1,0 +1,278 @@
+"""Search targets on tic-tac-toe (`cookbook/rl/search.py`): the env capability (candidates,
+forks), the targets and datums of known positions, and `cookbook rl --env tictactoe search...`
+end to end on the local backend, resumed; with --runslow, that it learns."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from cookbook_textarena.envs import Rewards, VsOpponentEnv, play_opening
+from cookbook_textarena.game import GameSession
+from cookbook_textarena.players import scripted_player
+from cookbook_tictactoe.tictactoe import TicTacToe, TicTacToeEnvBuilder
+from ttt_helpers import RENDERER, TOKENIZER, ScriptedSamplingClient, first_free, tiny_ctx
+
+from cookbook.cli import main as cookbook_main
+from cookbook.errors import UserError
+from cookbook.rl.rollouts import SamplingPolicy
+from cookbook.rl.search import SearchableEnv, check_searchable, search_batch
+from cookbook.rl.types import Action, Env, EnvGroupBuilder, RLDataset, StepResult
+
+
+def _env_at(moves: Sequence[int], seat: int = 0, opponent: str = "optimal") -> VsOpponentEnv:
+    """The policy's env in `seat` after `moves` (cells, alternating from the first player)."""
+    session = GameSession(TicTacToe(), 0)
+    for cell in moves:
+        session.play(f"[{cell}]")
+
+    return VsOpponentEnv(
+        session, seat, RENDERER, "compact", Rewards(), scripted_player(opponent), random.Random(0)
+    )
+
+
+def _text(tokens: Sequence[int]) -> str:
+    return TOKENIZER.decode(list(tokens))
+
+
+def test_candidates_are_all_nine_cells_and_an_occupied_one_loses() -> None:
+    async def go() -> None:
+        env = _env_at([4, 0])  # O centre, X corner: first player (O) to move
+        await env.initial_observation()
+        assert isinstance(env, SearchableEnv)
+        candidates = env.candidate_actions()
+        assert [_text(c) for c in candidates] == [f"{i}<|eos|>" for i in range(9)]
+        occupied = env.fork()
+        result = await occupied.step(candidates[4])  # the centre is taken
+        assert result.episode_done and result.reward == -1.0
+        assert isinstance(occupied, VsOpponentEnv)
+        assert occupied.outcome().value == "illegal_move"
+        # The root itself is untouched and plays on.
+        assert env.session.board() == "X../.O./..." and not env.session.done
+        assert (await env.step(candidates[8])).episode_done is False
+
+    asyncio.run(go())
+
+
+def test_a_fork_is_independent_of_its_root_and_of_other_forks() -> None:
+    async def go() -> None:
+        env = _env_at([])
+        await env.initial_observation()
+        a, b = env.fork(), env.fork()
+        assert isinstance(a, VsOpponentEnv) and isinstance(b, VsOpponentEnv)
+        await a.step(env.candidate_actions()[0])
+        await b.step(env.candidate_actions()[8])
+        assert env.session.board() == ".../.../..." and env.session.history == []
+        assert a.session.board()[0] == "O" and a.session.board()[-1] != "O"
+        assert b.session.board()[-1] == "O" and b.session.board()[0] != "O"
+        # Same random stream: two forks given the same move meet the same reply.
+        c, d = env.fork(), env.fork()
+        await c.step(env.candidate_actions()[1])
+        await d.step(env.candidate_actions()[1])
+        assert c.session.board() == d.session.board()
+
+    asyncio.run(go())
+
+
+def test_a_text_prompt_fork_sees_what_its_root_sees() -> None:
+    session = GameSession(TicTacToe(), 0)
+    first = session.prompt(0, "text")
+    session.play("[4]")
+    session.prompt(1, "text")
+    session.play("[0]")
+    twin = session.fork()
+    assert twin.prompt(0, "text") == session.prompt(0, "text")
+    assert first  # textarena's prompt, consumed as in a real game
+
+
+def test_openings_never_end_the_game_and_hand_the_policy_the_move() -> None:
+    lengths = set()
+    for seed in range(60):
+        for seat in (0, 1):
+            start = GameSession(TicTacToe(), 0)
+            session = play_opening(start, 7, random.Random(seed), seat)
+            assert not session.done
+            assert session.current_player == seat or session.num_moves == 0
+            lengths.add(session.num_moves)
+    assert lengths == set(range(8))
+
+
+class _OneGroup(EnvGroupBuilder):
+    def __init__(self, envs: list[Env]) -> None:
+        self.envs = envs
+
+    async def make_envs(self) -> Sequence[Env]:
+        return self.envs
+
+
+class _Roots(RLDataset):
+    """One batch holding the given envs (each a root)."""
+
+    def __init__(self, envs: list[Env]) -> None:
+        self.envs = envs
+
+    def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]:
+        return [_OneGroup(self.envs)]
+
+    def __len__(self) -> int:
+        return 1
+
+
+def _search(envs: list[Env], horizon: int) -> tuple[list[list[float]], list[list[str]], int]:
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    found = asyncio.run(search_batch(_Roots(envs), 0, policy, horizon, 100, 0, "tictactoe"))
+    assert found.lost == 0, found.errors
+    targets = [[_text(a) for a, _w in r.targets()] for r in found.roots]
+    return [r.returns for r in found.roots], targets, found.policy_turns
+
+
+def test_win_in_one_is_the_only_target_and_its_datum_weighs_the_action_only() -> None:
+    # O: 0, 1; X: 3, 4. O to move wins at 2; X threatens 5: blocking it is unfinished (0),
+    # anything else loses to X's reply, an occupied cell loses at once.
+    env = _env_at([0, 3, 1, 4])
+    returns, targets, turns = _search([env], horizon=1)
+    assert targets == [["2<|eos|>"]]
+    assert returns[0][2] == 1.0 and returns[0][5] == 0.0
+    assert [returns[0][c] for c in (0, 1, 3, 4, 6, 7, 8)] == [-1.0] * 7
+    assert turns == 0  # horizon 1: the candidate and the opponent's answer only
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    found = asyncio.run(search_batch(_Roots([_env_at([0, 3, 1, 4])]), 0, policy, 1, 100, 0, "t"))
+    (datum,) = found.data()
+    weights = datum.loss_fn_inputs["weights"].tolist()
+    targets_T = datum.loss_fn_inputs["target_tokens"].tolist()
+    trained = [t for t, w in zip(targets_T, weights, strict=True) if w]
+    assert trained == [*TOKENIZER.encode("2"), targets_T[-1]]
+    assert weights[-2:] == [1.0, 1.0] and not any(weights[:-2])
+    metrics = found.metrics()
+    assert metrics["search/unique_best_frac"] == 1.0 and metrics["search/best_return_mean"] == 1.0
+
+
+def test_ties_share_the_weight_and_a_constant_root_has_no_target() -> None:
+    # Second player (X) after O's centre: the four corners draw against optimal play, the
+    # edges lose; at horizon 1 nothing ends, so every legal cell returns 0, an occupied -1.
+    returns, targets, _ = _search([_env_at([4], seat=1)], horizon=1)
+    assert targets == [[f"{c}<|eos|>" for c in range(9) if c != 4]]
+    found_returns = returns[0]
+    assert found_returns[4] == -1.0 and set(found_returns) == {-1.0, 0.0}
+
+
+def test_full_horizon_plays_the_policy_and_scores_the_game() -> None:
+    # Horizon 0: blocking at 5 goes on (X blocks 2, the policy plays the lowest free cell, ...)
+    # to a finished game; the immediate win stays the only target.
+    returns, targets, turns = _search([_env_at([0, 3, 1, 4])], horizon=0)
+    assert turns > 0
+    assert returns[0][2] == 1.0 and returns[0][5] in (-1.0, 0.0)
+    assert targets == [["2<|eos|>"]]
+
+
+def test_self_play_cannot_be_searched() -> None:
+    env = TicTacToeEnvBuilder(opponent="self")(tiny_ctx())[0]
+    with pytest.raises(UserError, match="drop search"):
+        asyncio.run(check_searchable(env, "tictactoe"))
+
+
+SEARCH_RUN = [
+    "rl",
+    "--env",
+    "tictactoe",
+    "search.horizon=1",
+    "search.deepen_at_step=2",
+    "kl_penalty_coef=0",
+    "group_size=1",
+    "groups_per_batch=8",
+    "env.opponent=optimal",
+    "env.seat=alternate",
+    "env.opening_plies=7",
+    "warm_start.steps=20",
+    "warm_start.batch_size=16",
+    "evals.tictactoe-exhaustive.num_games=20",
+    "eval_every=0",
+    "eval_before_rl=false",
+    "save_every=1",
+    "show_progress=false",
+]
+
+
+def test_cookbook_rl_search_writes_metrics_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_dir = tmp_path / "search"
+    assert cookbook_main([*SEARCH_RUN, "max_steps=2", f"log_dir={log_dir}"]) == 0
+    assert cookbook_main([*SEARCH_RUN, "max_steps=3", f"log_dir={log_dir}"]) == 0
+    _out, err = capsys.readouterr()
+    records = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2]
+    assert [r["search/horizon"] for r in records] == [1.0, 1.0, 0.0]  # deepened on resume
+    assert records[2]["search/policy_turns"] > 0
+    for r in records:
+        assert r["search/roots"] == 8 and r["search/lost_roots"] == 0
+        assert 0.0 <= r["search/unique_best_frac"] <= r["search/signal_frac"] <= 1.0
+    assert any(r["optim/skipped"] == 0.0 and r["optim/datums"] > 0 for r in records)
+    assert 0.0 < records[-1]["eval/tictactoe-exhaustive/first/optimal_rate"] < 1.0
+    assert json.loads((log_dir / "checkpoints.json").read_text())[-1]["step"] == 3
+    assert "warning" not in err
+
+
+def test_search_settings_that_cannot_work_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["rl", "--env", "tictactoe", "search.horizon=1", f"log_dir={tmp_path / 'x'}"]
+    assert cookbook_main([*base, "kl_penalty_coef=0.1"]) != 0
+    assert "set kl_penalty_coef=0" in capsys.readouterr().err
+    assert cookbook_main([*base, "kl_penalty_coef=0", "search.temperature=-1"]) != 0
+    assert "search.temperature must be >= 0" in capsys.readouterr().err
+    assert cookbook_main([*base, "kl_penalty_coef=0", "env.opponent=self"]) != 0
+    assert "drop search" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_search_learns_win_now_and_never_allow_a_loss(tmp_path: Path) -> None:
+    """Horizon 1 from the command line (7 minutes at load 1-2 on 2 cores): the optimal-move rate
+    climbs past where plain RL stalls (0.68-0.73) in both seats (measured 0.774 / 0.804 at step
+    1500)."""
+    log_dir = tmp_path / "learn"
+    run = [a for a in SEARCH_RUN if not a.startswith(("groups_per_batch", "warm_start", "search"))]
+    status = cookbook_main(
+        [
+            *run,
+            "search.horizon=1",
+            "groups_per_batch=64",
+            "max_steps=1500",
+            "evals.tictactoe-exhaustive.num_games=100",
+            f"log_dir={log_dir}",
+        ]
+    )
+    assert status == 0
+    last = json.loads((log_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    for seat in ("first", "second"):
+        assert last[f"eval/tictactoe-exhaustive/{seat}/optimal_rate"] >= 0.74
+
+
+class _Broken(VsOpponentEnv):
+    """A searchable env whose moves raise (foreign env code failing mid-search)."""
+
+    async def step(self, action: Action) -> StepResult:
+        raise RuntimeError("boom")
+
+
+def test_an_env_that_raises_loses_its_root_only() -> None:
+    broken = _Broken(
+        GameSession(TicTacToe(), 0),
+        0,
+        RENDERER,
+        "compact",
+        Rewards(),
+        scripted_player("random"),
+        random.Random(0),
+    )
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    found = asyncio.run(
+        search_batch(_Roots([_env_at([0, 3, 1, 4]), broken]), 0, policy, 1, 100, 0, "t")
+    )
+    assert (found.num_roots, found.lost, len(found.roots)) == (2, 1, 1)
+    assert "RuntimeError: boom" in found.errors[0]
+    assert found.metrics()["search/lost_roots"] == 1.0
