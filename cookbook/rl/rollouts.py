@@ -163,7 +163,7 @@ class EnvContractError(Exception):
     """An env returned something the runner cannot use."""
 
 
-class _EnvWatch:
+class EnvWatch:
     """The env calls a group is in, for the caller's watchdog: changed by the group's thread,
     read by the caller (single dict operations, atomic under the GIL)."""
 
@@ -182,8 +182,8 @@ class _EnvWatch:
         return min(calls) if calls else None
 
 
-async def _env_call(
-    start: Callable[[], Awaitable[_T]], timeout_s: float | None, what: str, watch: _EnvWatch
+async def env_call(
+    start: Callable[[], Awaitable[_T]], timeout_s: float | None, what: str, watch: EnvWatch
 ) -> _T:
     """`await start()`, an env call, within `timeout_s` (None or 0: no limit). `start` is called
     inside the watched span, so even a call that blocks before it awaits anything is seen."""
@@ -224,6 +224,9 @@ class _EnvThreads:
     async def _run(
         self, coro: Coroutine[object, object, _T], loop: asyncio.AbstractEventLoop
     ) -> _T:
+        task = asyncio.current_task()
+        if task is not None:  # a given-up group's late error has no reader: no log at GC
+            task.add_done_callback(_mark_retrieved)
         try:
             return await coro
         finally:  # on the thread itself: a thread still stuck in a given-up group is not free
@@ -254,6 +257,14 @@ class _EnvThreads:
         self._idle, self._live, self._lock = [], 0, threading.Lock()
 
 
+def _mark_retrieved(task: asyncio.Future[object]) -> None:
+    """Read the error of a finished group task. Its caller reads it too, unless it gave the
+    group up (then the error was counted already); unread, asyncio would log it with a traceback
+    whenever the task is collected, from whatever thread, into later output."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _max_env_threads() -> int:
     try:
         import resource
@@ -271,7 +282,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_ENV_THREADS.forget)
 
 
-async def _watched(future: concurrent.futures.Future[_T], watch: _EnvWatch, timeout_s: float) -> _T:
+async def _watched(future: concurrent.futures.Future[_T], watch: EnvWatch, timeout_s: float) -> _T:
     """The result of a group running on its own thread; an env call of it still running
     `grace` after its deadline means the thread is blocked (its own timeout could not fire):
     the group is given up with an `EnvTimeoutError`."""
@@ -312,19 +323,17 @@ async def rollout_env(
     seed: int,
     step_timeout_s: float | None = None,
     max_turns: int = 1000,
-    watch: _EnvWatch | None = None,
+    watch: EnvWatch | None = None,
 ) -> Trajectory:
     """Play one env to the end: observe, sample, step, until the episode is done. `seed` is this
     env's own; each turn's sample seed is derived from it."""
-    watch = watch or _EnvWatch()
-    ob, stop = await _env_call(
-        env.initial_observation, step_timeout_s, "initial_observation", watch
-    )
+    watch = watch or EnvWatch()
+    ob, stop = await env_call(env.initial_observation, step_timeout_s, "initial_observation", watch)
     transitions: list[Transition] = []
     for turn in range(max_turns):
         sampled = await policy(ob, stop, mix_seed(seed, turn))
         step = functools.partial(env.step, sampled.tokens)
-        result = await _env_call(step, step_timeout_s, "step", watch)
+        result = await env_call(step, step_timeout_s, "step", watch)
         transitions.append(
             Transition(
                 ob=ob,
@@ -352,13 +361,25 @@ async def do_group_rollout(
     """Roll out one group: all its envs at once (they may be seats of one game), then the group
     rewards. Raises if any env fails; the caller decides what a lost group costs. With a
     timeout the group runs on a thread of its own (see the module docstring)."""
-    watch = _EnvWatch()
-    rollout = _group_rollout(builder, policy, seed, step_timeout_s, max_turns, watch)
+    return await run_watched(
+        lambda watch: _group_rollout(builder, policy, seed, step_timeout_s, max_turns, watch),
+        step_timeout_s,
+    )
+
+
+async def run_watched(
+    make: Callable[[EnvWatch], Coroutine[object, object, _T]], step_timeout_s: float | None
+) -> _T:
+    """Run the coroutine `make(watch)`, whose env calls go through `env_call(..., watch)`: with
+    a timeout on a thread of its own (`_EnvThreads`), given up with an `EnvTimeoutError` when an
+    env call blocks that thread past its deadline; without one, here."""
+    watch = EnvWatch()
+    coro = make(watch)
     if step_timeout_s is None or step_timeout_s <= 0:
-        return await rollout
-    future = _ENV_THREADS.submit(rollout)
+        return await coro
+    future = _ENV_THREADS.submit(coro)
     if future is None:
-        return await rollout
+        return await coro
     return await _watched(future, watch, step_timeout_s)
 
 
@@ -368,7 +389,7 @@ async def _group_rollout(
     seed: int,
     step_timeout_s: float | None,
     max_turns: int,
-    watch: _EnvWatch,
+    watch: EnvWatch,
 ) -> TrajectoryGroup:
     # On the group's own loop: its sample requests are gathered among themselves only.
     token = enter_group(GroupSampling())
@@ -384,9 +405,9 @@ async def _group_rollout_in(
     seed: int,
     step_timeout_s: float | None,
     max_turns: int,
-    watch: _EnvWatch,
+    watch: EnvWatch,
 ) -> TrajectoryGroup:
-    envs_G = list(await _env_call(builder.make_envs, step_timeout_s, "make_envs", watch))
+    envs_G = list(await env_call(builder.make_envs, step_timeout_s, "make_envs", watch))
     if not envs_G:
         raise EnvContractError(
             f"{type(builder).__name__}.make_envs returned no envs; a group needs at least one"
@@ -400,7 +421,7 @@ async def _group_rollout_in(
             for i, env in enumerate(envs_G)
         ]
     trajectories_G = [t.result() for t in tasks_G]
-    rewards_and_metrics_G = await _env_call(
+    rewards_and_metrics_G = await env_call(
         lambda: builder.compute_group_rewards(trajectories_G, envs_G),
         step_timeout_s,
         "compute_group_rewards",

@@ -28,14 +28,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import chz
 
 from cookbook.errors import UserError
-from cookbook.rl.types import Action, Env, Observation
+from cookbook.rl.types import Action, Env, Observation, StepResult
 
 if TYPE_CHECKING:
     from tinker import types as tinker_types
@@ -204,20 +204,26 @@ async def search_batch(
     max_turns: int,
     seed: int,
     label: str,
+    step_timeout_s: float | None = None,
 ) -> SearchBatch:
     """Search every root of batch `step` (see the module docstring). An env that raises or
-    returns a non-finite reward loses its root (a group builder that raises: one root), counted;
-    an env that cannot be searched is a `UserError`. Env calls run on this event loop, without
-    the per-call timeout of plain rollouts."""
-    from cookbook.rl.rollouts import mix_seed
+    returns a non-finite reward loses its root (a group builder that raises, or a group whose
+    env call runs past `step_timeout_s`: one root), counted; an env that cannot be searched is a
+    `UserError`. Each group runs as plain rollouts' do (`rollouts.run_watched`): with a timeout
+    on a thread of its own, so env code that blocks costs its group, never the run."""
+    from cookbook.rl.rollouts import EnvWatch, env_call, mix_seed, run_watched
 
     t0 = time.perf_counter()
     out = SearchBatch(horizon=horizon)
     turns = [0]
 
-    async def branch(env: Env, action: Action, root_seed: int) -> float:
+    async def branch(env: Env, action: Action, root_seed: int, watch: EnvWatch) -> float:
         """The return of `action` played in `env` (a fork) and the branch continued."""
-        result = await env.step(action)
+
+        def step_with(tokens: Action) -> Callable[[], Awaitable[StepResult]]:
+            return lambda: env.step(tokens)
+
+        result = await env_call(step_with(action), step_timeout_s, "step", watch)
         total = result.reward
         ob, stop = result.next_observation, result.next_stop_condition
         turn = 1
@@ -225,7 +231,7 @@ async def search_batch(
             # The same seed in every branch of a root: the branches differ by their positions.
             sampled = await policy(ob, stop, mix_seed(root_seed, turn))
             turns[0] += 1
-            result = await env.step(sampled.tokens)
+            result = await env_call(step_with(sampled.tokens), step_timeout_s, "step", watch)
             total += result.reward
             ob, stop = result.next_observation, result.next_stop_condition
             turn += 1
@@ -233,15 +239,17 @@ async def search_batch(
             raise ValueError(f"{type(env).__name__} returned a non-finite reward ({total})")
         return float(total)
 
-    async def root(env: Env, root_seed: int) -> RootResult:
-        ob, _stop = await env.initial_observation()
+    async def root(env: Env, root_seed: int, watch: EnvWatch) -> RootResult:
+        ob, _stop = await env_call(
+            env.initial_observation, step_timeout_s, "initial_observation", watch
+        )
         searchable = as_searchable(env, label)
         candidates = [list(c) for c in searchable.candidate_actions()]
         if not candidates:
             raise RuntimeError(f"{type(env).__name__}.candidate_actions() returned none")
         forks = [searchable.fork() for _ in candidates]
         returns = await asyncio.gather(
-            *(branch(f, c, root_seed) for f, c in zip(forks, candidates, strict=True))
+            *(branch(f, c, root_seed, watch) for f, c in zip(forks, candidates, strict=True))
         )
         return RootResult(_ints(ob), candidates, list(returns))
 
@@ -253,15 +261,23 @@ async def search_batch(
         except Exception as e:  # env code is foreign: a failure costs its root(s) only
             return e
 
-    async def group(p: int, builder: EnvGroupBuilder) -> list[RootResult | Exception]:
-        envs = await guarded(builder.make_envs())
+    async def group_in(
+        p: int, builder: EnvGroupBuilder, watch: EnvWatch
+    ) -> list[RootResult | Exception]:
+        envs = await guarded(env_call(builder.make_envs, step_timeout_s, "make_envs", watch))
         if isinstance(envs, Exception):
             return [envs]
         for env in envs:
             as_searchable(env, label)
         return await asyncio.gather(
-            *(guarded(root(env, mix_seed(seed, step, p, i))) for i, env in enumerate(envs))
+            *(guarded(root(env, mix_seed(seed, step, p, i), watch)) for i, env in enumerate(envs))
         )
+
+    async def group(p: int, builder: EnvGroupBuilder) -> list[RootResult | Exception]:
+        outcome = await guarded(
+            run_watched(lambda watch: group_in(p, builder, watch), step_timeout_s)
+        )
+        return [outcome] if isinstance(outcome, Exception) else outcome
 
     builders = train_ds.get_batch(step % len(train_ds))
     groups = await asyncio.gather(*(group(p, b) for p, b in enumerate(builders)))

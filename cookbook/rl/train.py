@@ -901,7 +901,14 @@ async def _search_step(
 
     policy = SamplingPolicy(sampler.client, config.max_tokens, search.temperature, timer)
     found = await search_batch(
-        train_ds, step, policy, search.horizon_at(step), search.max_turns, config.seed, label
+        train_ds,
+        step,
+        policy,
+        search.horizon_at(step),
+        search.max_turns,
+        config.seed,
+        label,
+        config.env_step_timeout_s,
     )
     t_searched = time.perf_counter()
     batch = BatchRollout(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 import time
 from collections.abc import Sequence
 
@@ -157,3 +159,28 @@ def test_busy_timer_counts_overlapping_calls_once(monkeypatch: pytest.MonkeyPatc
     clock[0] = 6.0
     timer.exit()
     assert timer.take() == 0.5
+
+
+def test_a_given_up_group_leaves_no_error_to_be_logged_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    woke = threading.Event()
+
+    class Blocking(GameGroup):
+        async def make_envs(self) -> Sequence[Env]:
+            time.sleep(0.8)  # blocks its thread: the runner gives the group up meanwhile
+            woke.set()
+            return await super().make_envs()
+
+    batch = asyncio.run(
+        do_batch_rollout(
+            [Blocking(), GameGroup()], ScriptedPolicy(), seed=1, sampler_step=0, step_timeout_s=0.2
+        )
+    )
+    assert (batch.timeouts, batch.group_indices_P) == (1, [1])
+    assert woke.wait(10)
+    time.sleep(0.3)  # the thread's group task fails with "given up" and is collected
+    gc.collect()
+    # an unread task error would be logged (with a traceback) whenever it is collected, from
+    # that thread, into whatever runs next
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -276,3 +278,46 @@ def test_an_env_that_raises_loses_its_root_only() -> None:
     assert (found.num_roots, found.lost, len(found.roots)) == (2, 1, 1)
     assert "RuntimeError: boom" in found.errors[0]
     assert found.metrics()["search/lost_roots"] == 1.0
+
+
+class _Blocking(VsOpponentEnv):
+    """A searchable env whose moves block their thread (foreign env code calling time.sleep)."""
+
+    woke = threading.Event()
+
+    async def step(self, action: Action) -> StepResult:
+        time.sleep(1.0)
+        _Blocking.woke.set()
+        raise RuntimeError("woke up after the search gave up")
+
+
+class _Groups(RLDataset):
+    """One batch, one group per env."""
+
+    def __init__(self, envs: list[Env]) -> None:
+        self.envs = envs
+
+    def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]:
+        return [_OneGroup([env]) for env in self.envs]
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_an_env_that_blocks_its_thread_loses_its_group_and_the_search_goes_on() -> None:
+    blocking = _Blocking(
+        GameSession(TicTacToe(), 0),
+        0,
+        RENDERER,
+        "compact",
+        Rewards(),
+        scripted_player("random"),
+        random.Random(0),
+    )
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    roots = _Groups([_env_at([0, 3, 1, 4]), blocking])
+    found = asyncio.run(search_batch(roots, 0, policy, 1, 100, 0, "t", step_timeout_s=0.2))
+    assert (found.num_roots, found.lost, len(found.roots)) == (2, 1, 1)
+    assert "EnvTimeoutError" in found.errors[0] and "blocked its thread" in found.errors[0]
+    assert not _Blocking.woke.is_set()  # given up while the env call still blocked
+    assert _Blocking.woke.wait(10)  # no stray thread left running into later tests
