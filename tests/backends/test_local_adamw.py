@@ -33,21 +33,33 @@ def _hyper(step: int) -> dict[str, float | tuple[float, float]]:
     }
 
 
+def _step_both(
+    step: int,
+    ours: AdamW,
+    ours_p: list[torch.nn.Parameter],
+    theirs: torch.optim.AdamW,
+    theirs_p: list[torch.nn.Parameter],
+) -> None:
+    """One step of both optimizers with the same gradients and hyperparameters; the weights
+    must stay bit-identical."""
+    hyper = _hyper(step)
+    for params in (ours_p, theirs_p):
+        for p, grad in zip(params, _grads(step, params), strict=True):
+            p.grad = grad
+    ours.step(**hyper)  # type: ignore[arg-type]
+    for group in theirs.param_groups:
+        group.update(hyper)
+    theirs.step()
+    for a, b in zip(ours_p, theirs_p, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_updates_are_bit_identical_to_torch_optim_adamw_and_states_load_both_ways() -> None:
     ours_p, theirs_p = _params(0), _params(0)
     ours = AdamW(ours_p)
     theirs = torch.optim.AdamW(theirs_p, lr=0.0)
     for step in range(4):
-        hyper = _hyper(step)
-        for params in (ours_p, theirs_p):
-            for p, grad in zip(params, _grads(step, params), strict=True):
-                p.grad = grad
-        ours.step(**hyper)  # type: ignore[arg-type]
-        for group in theirs.param_groups:
-            group.update(hyper)
-        theirs.step()
-        for a, b in zip(ours_p, theirs_p, strict=True):
-            assert torch.equal(a, b)
+        _step_both(step, ours, ours_p, theirs, theirs_p)
 
     # a state saved by torch.optim (checkpoints of earlier releases) continues exactly here,
     # and ours loads into torch.optim
@@ -61,16 +73,7 @@ def test_updates_are_bit_identical_to_torch_optim_adamw_and_states_load_both_way
     into_theirs = torch.optim.AdamW(into_theirs_p, lr=0.0)
     into_theirs.load_state_dict(ours.state_dict())
     for step in range(4, 6):
-        hyper = _hyper(step)
-        for params in (from_theirs_p, into_theirs_p):
-            for p, grad in zip(params, _grads(step, params), strict=True):
-                p.grad = grad
-        from_theirs.step(**hyper)  # type: ignore[arg-type]
-        for group in into_theirs.param_groups:
-            group.update(hyper)
-        into_theirs.step()
-        for a, b in zip(from_theirs_p, into_theirs_p, strict=True):
-            assert torch.equal(a, b)
+        _step_both(step, from_theirs, from_theirs_p, into_theirs, into_theirs_p)
 
 
 def test_a_state_for_other_parameters_is_refused() -> None:

@@ -254,15 +254,9 @@ def test_search_learns_win_now_and_never_allow_a_loss(tmp_path: Path) -> None:
         assert last[f"eval/tictactoe-exhaustive/{seat}/optimal_rate"] >= 0.74
 
 
-class _Broken(VsOpponentEnv):
-    """A searchable env whose moves raise (foreign env code failing mid-search)."""
-
-    async def step(self, action: Action) -> StepResult:
-        raise RuntimeError("boom")
-
-
-def test_an_env_that_raises_loses_its_root_only() -> None:
-    broken = _Broken(
+def _fresh(env_class: type[VsOpponentEnv]) -> VsOpponentEnv:
+    """A new game of `env_class` (a VsOpponentEnv whose step misbehaves), first seat, vs random."""
+    return env_class(
         GameSession(TicTacToe(), 0),
         0,
         RENDERER,
@@ -271,6 +265,17 @@ def test_an_env_that_raises_loses_its_root_only() -> None:
         scripted_player("random"),
         random.Random(0),
     )
+
+
+class _Broken(VsOpponentEnv):
+    """A searchable env whose moves raise (foreign env code failing mid-search)."""
+
+    async def step(self, action: Action) -> StepResult:
+        raise RuntimeError("boom")
+
+
+def test_an_env_that_raises_loses_its_root_only() -> None:
+    broken = _fresh(_Broken)
     policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
     found = asyncio.run(
         search_batch(_Roots([_env_at([0, 3, 1, 4]), broken]), 0, policy, 1, 100, 0, "t")
@@ -305,15 +310,7 @@ class _Groups(RLDataset):
 
 
 def test_an_env_that_blocks_its_thread_loses_its_group_and_the_search_goes_on() -> None:
-    blocking = _Blocking(
-        GameSession(TicTacToe(), 0),
-        0,
-        RENDERER,
-        "compact",
-        Rewards(),
-        scripted_player("random"),
-        random.Random(0),
-    )
+    blocking = _fresh(_Blocking)
     policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
     roots = _Groups([_env_at([0, 3, 1, 4]), blocking])
     found = asyncio.run(search_batch(roots, 0, policy, 1, 100, 0, "t", step_timeout_s=0.2))
