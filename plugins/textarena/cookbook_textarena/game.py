@@ -186,10 +186,11 @@ def _copy_textarena(
     env: TextarenaEnv, wrapper: GameBoardObservationWrapper
 ) -> tuple[TextarenaEnv, GameBoardObservationWrapper]:
     """A deep copy of a textarena env and its observation wrapper, but for the state's
-    observation queues and logs (and the wrapper's record of them), whose items (textarena appends `(from_id, message, type)`
-    tuples) are immutable: those lists are copied, not their items, where `copy.deepcopy`
-    walks every message of the game so far. Everything else is deep-copied, the env's and
-    state's own references (a bound prompt function) pointing at the copies."""
+    observation queues and logs (and the wrapper's record of them), whose items (textarena
+    appends `(from_id, message, type)` tuples) are immutable: those lists are copied, not their
+    items, where `copy.deepcopy` walks every message of the game so far. Everything else is
+    deep-copied, the env's and state's own references (a bound prompt function) pointing at
+    the copies."""
     state = env.state
     twin_state = copy.copy(state)
     twin_env = copy.copy(env)
