@@ -3,6 +3,7 @@ on 2 shared cores), and run the server's torch work on one thread."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -36,6 +37,18 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     server of its own: its base URL and state. Tests must not assume they are its only client."""
     with running_server(tmp_path_factory.mktemp("serve")) as running:
         yield running
+
+
+@pytest.fixture
+def ttt_server(
+    shared_server: tuple[str, ServerState], caplog: pytest.LogCaptureFixture
+) -> tuple[str, ServerState]:
+    """`shared_server` for a `cookbook rl --env tictactoe` through the SDK: skipped without the
+    tictactoe plugin; the SDK's warnings (blocking calls on the loop, deprecations) captured for
+    the test to assert on."""
+    pytest.importorskip("cookbook_tictactoe", reason="the tictactoe plugin is not installed")
+    caplog.set_level(logging.WARNING, logger="tinker")
+    return shared_server
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ its first line: no tokenizer, no renderer), and those files give exactly `ByteTo
 from __future__ import annotations
 
 import json
-import logging
 import random
 from concurrent.futures import Future as ConcurrentFuture
 from pathlib import Path
@@ -52,14 +51,12 @@ def test_byte_tokenizer_files_give_byte_tokenizer_ids(tmp_path: Path) -> None:
 # made on a running event loop (`.result()` from async code) are logged warnings: none either.
 @pytest.mark.filterwarnings("error::FutureWarning")
 def test_cookbook_rl_tictactoe_through_cookbook_serve(
-    shared_server: tuple[str, ServerState],
+    ttt_server: tuple[str, ServerState],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pytest.importorskip("cookbook_tictactoe", reason="the tictactoe plugin is not installed")
-    caplog.set_level(logging.WARNING, logger="tinker")
-    url, state = shared_server
+    url, state = ttt_server
     runs_before = set(state.runs)
     log_dir = tmp_path / "ttt"
     status = cookbook_main(
@@ -148,14 +145,12 @@ def test_cookbook_rl_sends_a_groups_shared_prompt_as_one_sample_call(
 # migrate): resume and load_checkpoint_path make the client from the checkpoint instead.
 @pytest.mark.filterwarnings("error::FutureWarning")
 def test_resume_and_load_checkpoint_path_through_cookbook_serve(
-    shared_server: tuple[str, ServerState],
+    ttt_server: tuple[str, ServerState],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pytest.importorskip("cookbook_tictactoe", reason="the tictactoe plugin is not installed")
-    caplog.set_level(logging.WARNING, logger="tinker")
-    url, _ = shared_server
+    url, _ = ttt_server
     common = [
         "backend=tinker",
         f"base_url={url}",

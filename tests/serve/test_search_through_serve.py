@@ -4,7 +4,6 @@ the continuation samples, the `cross_entropy` update and the checkpoints all go 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,12 @@ from cookbook.serve.state import ServerState
 
 @pytest.mark.filterwarnings("error::FutureWarning")
 def test_cookbook_rl_search_through_cookbook_serve(
-    shared_server: tuple[str, ServerState],
+    ttt_server: tuple[str, ServerState],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pytest.importorskip("cookbook_tictactoe", reason="the tictactoe plugin is not installed")
-    caplog.set_level(logging.WARNING, logger="tinker")
-    url, state = shared_server
+    url, state = ttt_server
     runs_before = set(state.runs)
     log_dir = tmp_path / "search"
     status = cookbook_main(
