@@ -218,7 +218,8 @@ class VsOpponentEnv(_SeatEnv):
         counters are copied (a frozen-policy opponent shares its sampling client)."""
         twin = copy.copy(self)
         twin.session = self.session.fork()
-        twin.rng = random.Random()
+        # Not `Random()`: seeding it from os.urandom, which setstate overwrites, costs as much.
+        twin.rng = type(self.rng).__new__(type(self.rng))
         twin.rng.setstate(self.rng.getstate())
         twin.opponent = copy.copy(self.opponent)
         return twin

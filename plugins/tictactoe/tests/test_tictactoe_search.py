@@ -89,6 +89,12 @@ def test_a_text_prompt_fork_sees_what_its_root_sees() -> None:
     twin = session.fork()
     assert twin.prompt(0, "text") == session.prompt(0, "text")
     assert first  # textarena's prompt, consumed as in a real game
+    # The copy's queues and the wrapper's record are its own: a move in the twin only shows there.
+    twin.play("[8]")
+    assert twin.prompt(1, "text") != session.prompt(1, "text")
+    session.play("[8]")
+    assert twin.prompt(0, "text") == session.prompt(0, "text")
+    assert twin.board() == session.board() and twin.raw_env.state.logs == session.raw_env.state.logs
 
 
 def test_openings_never_end_the_game_and_hand_the_policy_the_move() -> None:
