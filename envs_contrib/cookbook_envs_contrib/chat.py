@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from cookbook.errors import UserError
 from cookbook.renderers.base import Message, TrainOnWhat
 from cookbook.rl.types import (
     Action,
@@ -190,14 +189,3 @@ def demo_splits(
         return train, None
     test_seed = seed + 1_000_003
     return train, conversation_dataset(make(num_test, test_seed), renderer, batch_size, test_seed)
-
-
-def check_positive(option: str) -> Callable[[object, str], None]:
-    """A chz field validator: the value must be positive (one-line `UserError` otherwise)."""
-
-    def check(obj: object, attr: str) -> None:
-        value = getattr(obj, attr)
-        if value is not None and value <= 0:
-            raise UserError(f"{option} must be positive, got {value}")
-
-    return check

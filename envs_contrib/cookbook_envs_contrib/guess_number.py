@@ -31,7 +31,8 @@ from cookbook.eval.types import EvaluatorBuilder
 from cookbook.renderers.base import Message
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.supervised.types import SupervisedDatasetBuilder
-from cookbook_envs_contrib.chat import ChatEnv, TaskDataset, check_positive, demo_splits
+from cookbook.validators import positive
+from cookbook_envs_contrib.chat import ChatEnv, TaskDataset, demo_splits
 
 if TYPE_CHECKING:
     from cookbook_textarena.game import PromptStyle
@@ -214,7 +215,7 @@ class GuessNumberEnvBuilder(RLDatasetBuilder):
     )
     num_test: int = chz.field(default=31, doc="games of the test set (numbers spread evenly)")
     num_batches: int = chz.field(
-        default=100_000, validator=check_positive("env.num_batches"), doc="training batches"
+        default=100_000, validator=positive("env.num_batches"), doc="training batches"
     )
 
     @chz.validate
@@ -276,7 +277,7 @@ class GuessNumberDemosBuilder(SupervisedDatasetBuilder):
     feedback, not a strategy: binary search is left to RL)."""
 
     num_games: int = chz.field(
-        default=2000, validator=check_positive("dataset.num_games"), doc="training games"
+        default=2000, validator=positive("dataset.num_games"), doc="training games"
     )
     test_games: int = chz.field(default=100, doc="held-out games (0 for no test set)")
     low: int = chz.field(default=1, doc="must match the env's")
@@ -284,7 +285,7 @@ class GuessNumberDemosBuilder(SupervisedDatasetBuilder):
     max_guesses: int = chz.field(default=5, doc="must match the env's")
     batch_size: int | None = chz.field(
         default=None,
-        validator=check_positive("dataset.batch_size"),
+        validator=positive("dataset.batch_size"),
         doc="games per batch (default: the run's batch size)",
     )
     prompt_style: str = chz.field(default="auto", doc="must match the env's: compact, text, auto")
@@ -318,14 +319,14 @@ class GuessNumberEval(EvaluatorBuilder):
     """Solved rate and guesses over the test numbers (the same games for every checkpoint)."""
 
     num_games: int = chz.field(
-        default=31, validator=check_positive("eval.num_games"), doc="games (numbers spread evenly)"
+        default=31, validator=positive("eval.num_games"), doc="games (numbers spread evenly)"
     )
     low: int = chz.field(default=1, doc="smallest possible number")
     high: int = chz.field(default=31, doc="largest possible number")
     max_guesses: int = chz.field(default=5, doc="guesses per game")
     temperature: float = chz.field(default=0.0, doc="sampling temperature (0: greedy)")
     max_tokens: int = chz.field(
-        default=8, validator=check_positive("eval.max_tokens"), doc="reply length limit"
+        default=8, validator=positive("eval.max_tokens"), doc="reply length limit"
     )
     prompt_style: str = chz.field(default="auto", doc="compact, text or auto")
 

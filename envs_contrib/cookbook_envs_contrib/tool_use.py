@@ -29,13 +29,14 @@ from cookbook.eval.types import EvaluatorBuilder
 from cookbook.renderers.base import Message
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.supervised.types import SupervisedDatasetBuilder
+from cookbook.validators import positive
 from cookbook_envs_contrib.calculator import (
     CalculatorError,
     calculate,
     format_number,
     parse_number,
 )
-from cookbook_envs_contrib.chat import ChatEnv, TaskDataset, check_positive, demo_splits
+from cookbook_envs_contrib.chat import ChatEnv, TaskDataset, demo_splits
 
 if TYPE_CHECKING:
     from cookbook_textarena.game import PromptStyle
@@ -266,7 +267,7 @@ class CalculatorEnvBuilder(RLDatasetBuilder):
     digits: int = chz.field(default=2, doc="digits per operand (1-6)")
     num_operands: int = chz.field(default=3, doc="operands per problem (2-5)")
     max_calls: int = chz.field(
-        default=2, validator=check_positive("env.max_calls"), doc="calculator calls per problem"
+        default=2, validator=positive("env.max_calls"), doc="calculator calls per problem"
     )
     call_cost: float = chz.field(default=0.05, doc="reward taken off for each calculator call")
     prompt_style: str = chz.field(
@@ -274,7 +275,7 @@ class CalculatorEnvBuilder(RLDatasetBuilder):
     )
     num_test: int = chz.field(default=64, doc="test problems (never drawn for training)")
     num_batches: int = chz.field(
-        default=100_000, validator=check_positive("env.num_batches"), doc="training batches"
+        default=100_000, validator=positive("env.num_batches"), doc="training batches"
     )
 
     @chz.validate
@@ -352,7 +353,7 @@ class CalculatorDemosBuilder(SupervisedDatasetBuilder):
     the problem followed by the result (which part to compute is left to RL)."""
 
     num_games: int = chz.field(
-        default=2000, validator=check_positive("dataset.num_games"), doc="training episodes"
+        default=2000, validator=positive("dataset.num_games"), doc="training episodes"
     )
     test_games: int = chz.field(default=100, doc="held-out episodes (0 for no test set)")
     direct_fraction: float = chz.field(
@@ -363,7 +364,7 @@ class CalculatorDemosBuilder(SupervisedDatasetBuilder):
     num_operands: int = chz.field(default=3, doc="must match the env's")
     batch_size: int | None = chz.field(
         default=None,
-        validator=check_positive("dataset.batch_size"),
+        validator=positive("dataset.batch_size"),
         doc="episodes per batch (default: the run's batch size)",
     )
     prompt_style: str = chz.field(
@@ -394,7 +395,7 @@ class CalculatorEval(EvaluatorBuilder):
     """Accuracy and tool use on the env's test problems (the same for every checkpoint)."""
 
     num_problems: int = chz.field(
-        default=64, validator=check_positive("eval.num_problems"), doc="test problems"
+        default=64, validator=positive("eval.num_problems"), doc="test problems"
     )
     operations: str = chz.field(default="+*", doc="operators to draw from, any of +-*")
     digits: int = chz.field(default=2, doc="digits per operand")
@@ -402,7 +403,7 @@ class CalculatorEval(EvaluatorBuilder):
     max_calls: int = chz.field(default=2, doc="calculator calls per problem")
     temperature: float = chz.field(default=0.0, doc="sampling temperature (0: greedy)")
     max_tokens: int = chz.field(
-        default=24, validator=check_positive("eval.max_tokens"), doc="reply length limit"
+        default=24, validator=positive("eval.max_tokens"), doc="reply length limit"
     )
     prompt_style: str = chz.field(
         default="auto", validator=_check_style, doc="compact, text or auto"

@@ -15,6 +15,7 @@ from cookbook.errors import UserError
 from cookbook.renderers.base import Message, TrainOnWhat
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
+from cookbook.validators import non_negative, positive
 from cookbook_pairwise.prompts import BUILTIN, load_prompt_set, prompt_messages
 
 if TYPE_CHECKING:
@@ -23,28 +24,6 @@ if TYPE_CHECKING:
     from cookbook.build_context import BuildContext
     from cookbook.renderers.base import Renderer
     from cookbook.rl.types import RLDataset
-
-
-def positive(option: str) -> Callable[[object, str], None]:
-    """A chz validator: the value must be > 0."""
-
-    def check(obj: object, attr: str) -> None:
-        value = getattr(obj, attr)
-        if value is not None and value <= 0:
-            raise UserError(f"{option} must be positive, got {value}")
-
-    return check
-
-
-def non_negative(option: str) -> Callable[[object, str], None]:
-    """A chz validator: the value must be >= 0."""
-
-    def check(obj: object, attr: str) -> None:
-        value = getattr(obj, attr)
-        if value < 0:
-            raise UserError(f"{option} must be >= 0, got {value}")
-
-    return check
 
 
 def preference_spec(option: str) -> Callable[[object, str], None]:

@@ -28,7 +28,8 @@ import chz
 from cookbook.errors import UserError
 from cookbook.renderers.base import Message
 from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
-from cookbook_pairwise.builders import ConversationsDataset, non_negative, positive
+from cookbook.validators import non_negative, positive
+from cookbook_pairwise.builders import ConversationsDataset
 from cookbook_pairwise.preference.prompt_format import (
     JUDGE_STYLES,
     JudgeStyle,

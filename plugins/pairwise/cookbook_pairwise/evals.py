@@ -16,7 +16,8 @@ import chz
 from cookbook.errors import UserError
 from cookbook.eval.types import Evaluator, EvaluatorBuilder
 from cookbook.rl.rollouts import mix_seed
-from cookbook_pairwise.builders import non_negative, positive, preference_spec
+from cookbook.validators import non_negative, positive
+from cookbook_pairwise.builders import preference_spec
 from cookbook_pairwise.comparisons import Comparison, ComparisonSource
 from cookbook_pairwise.env import reply_format_ok
 from cookbook_pairwise.preference.prompt_format import JUDGE_STYLES

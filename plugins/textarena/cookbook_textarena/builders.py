@@ -17,6 +17,7 @@ from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.supervised.types import SupervisedDatasetBuilder
+from cookbook.validators import non_negative, positive
 from cookbook_textarena.game import PROMPT_STYLES, resolve_prompt_style
 from cookbook_textarena.opponents import parse_mixture
 from cookbook_textarena.players import OPPONENTS, check_opponent
@@ -37,24 +38,6 @@ def _one_of(option: str, allowed: tuple[str, ...]) -> Callable[[object, str], No
         value = getattr(obj, attr)
         if value not in allowed:
             raise UserError(f"unknown {option} {value!r}; choose one of: {', '.join(allowed)}")
-
-    return check
-
-
-def _positive(option: str) -> Callable[[object, str], None]:
-    def check(obj: object, attr: str) -> None:
-        value = getattr(obj, attr)
-        if value is not None and value <= 0:
-            raise UserError(f"{option} must be positive, got {value}")
-
-    return check
-
-
-def _at_least_zero(option: str) -> Callable[[object, str], None]:
-    def check(obj: object, attr: str) -> None:
-        value = getattr(obj, attr)
-        if value < 0:
-            raise UserError(f"{option} must be >= 0, got {value}")
 
     return check
 
@@ -101,7 +84,7 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
     )
     pool_size: int = chz.field(
         default=8,
-        validator=_positive("env.pool_size"),
+        validator=positive("env.pool_size"),
         doc="snapshots in the pool of opponent=pool: the run's newest checkpoints (save_every "
         "sets how often one is added; until the first, pool groups play self-play)",
     )
@@ -119,19 +102,19 @@ class TwoPlayerEnvBuilder(RLDatasetBuilder):
     )
     opponent_max_tokens: int = chz.field(
         default=16,
-        validator=_positive("env.opponent_max_tokens"),
+        validator=positive("env.opponent_max_tokens"),
         doc="reply length limit of a checkpoint opponent",
     )
     opening_plies: int = chz.field(
         default=0,
-        validator=_at_least_zero("env.opening_plies"),
+        validator=non_negative("env.opening_plies"),
         doc="each game opens with up to this many random legal moves (both sides; never one "
         "that ends the game; against an opponent, a length after which the policy is to move) "
         "before the policy's first move: positions it would not reach on its own",
     )
     num_batches: int = chz.field(
         default=100_000,
-        validator=_positive("env.num_batches"),
+        validator=positive("env.num_batches"),
         doc="batches in the dataset (the run's max_steps usually stops first)",
     )
 
@@ -192,7 +175,7 @@ class TwoPlayerDemosBuilder(SupervisedDatasetBuilder):
     """Demonstration games: every position with a legal move as the reply."""
 
     num_games: int = chz.field(
-        default=2000, validator=_positive("dataset.num_games"), doc="training games"
+        default=2000, validator=positive("dataset.num_games"), doc="training games"
     )
     test_games: int = chz.field(default=100, doc="held-out games (0 for no test set)")
     optimal_fraction: float = chz.field(
@@ -202,7 +185,7 @@ class TwoPlayerDemosBuilder(SupervisedDatasetBuilder):
     )
     batch_size: int | None = chz.field(
         default=None,
-        validator=_positive("dataset.batch_size"),
+        validator=positive("dataset.batch_size"),
         doc="examples per batch (default: the run's batch size)",
     )
     prompt_style: str = chz.field(
@@ -243,7 +226,7 @@ class TwoPlayerEvalBuilder(EvaluatorBuilder):
     """Rates against a scripted opponent over seeded games, half in each seat."""
 
     num_games: int = chz.field(
-        default=100, validator=_positive("eval.num_games"), doc="games (half in each seat)"
+        default=100, validator=positive("eval.num_games"), doc="games (half in each seat)"
     )
     seat: str = chz.field(
         default="both",
@@ -255,7 +238,7 @@ class TwoPlayerEvalBuilder(EvaluatorBuilder):
     )
     temperature: float = chz.field(default=1.0, doc="the model's sampling temperature")
     max_tokens: int = chz.field(
-        default=16, validator=_positive("eval.max_tokens"), doc="reply length limit"
+        default=16, validator=positive("eval.max_tokens"), doc="reply length limit"
     )
     prompt_style: str = chz.field(
         default="auto",
