@@ -922,7 +922,7 @@ async def _search_step(
     )
     _check_lost_groups(config, batch, step, label)
     metrics = found.metrics()
-    data_D = found.data()
+    data_D = found.data(search.one_target)
     metrics["optim/datums"] = float(len(data_D))
     if not data_D:
         metrics["optim/skipped"] = 1.0

@@ -168,6 +168,45 @@ def test_ties_share_the_weight_and_a_constant_root_has_no_target() -> None:
     assert found_returns[4] == -1.0 and set(found_returns) == {-1.0, 0.0}
 
 
+def test_one_target_draws_one_best_candidate_per_root_from_its_seed() -> None:
+    # The same tie as above: eight legal cells return 0. one_target trains one of them, weight 1.
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    drawn = set()
+    for seed in range(12):
+        found = asyncio.run(search_batch(_Roots([_env_at([4], 1)]), 0, policy, 1, 100, seed, "t"))
+        (root,) = found.roots
+        (target,) = root.targets(one=True)
+        assert target[1] == 1.0 and _text(target[0]) in {f"{c}<|eos|>" for c in range(9) if c != 4}
+        assert root.targets(one=True) == [target]  # the root's seed decides
+        (datum,) = found.data(one_target=True)
+        assert len(found.data()) == 8
+        assert datum.loss_fn_inputs["weights"].tolist()[-2:] == [1.0, 1.0]
+        drawn.add(_text(target[0]))
+    assert len(drawn) > 2
+    # A unique best candidate is drawn whatever the seed.
+    found = asyncio.run(search_batch(_Roots([_env_at([0, 3, 1, 4])]), 0, policy, 1, 100, 5, "t"))
+    assert [_text(a) for a, _w in found.roots[0].targets(one=True)] == ["2<|eos|>"]
+
+
+def test_candidate_tokens_are_rendered_once_per_builder_and_equal_a_fresh_render() -> None:
+    async def go() -> None:
+        builder = TicTacToeEnvBuilder(opponent="optimal", seat="alternate", opening_plies=4)
+        train, _ = builder(tiny_ctx(group_size=2))
+        groups = list(train.get_batch(0)) + list(train.get_batch(1))
+        envs = [env for g in groups for env in await g.make_envs()]
+        shared = {id(env.reply_tokens) for env in envs if isinstance(env, VsOpponentEnv)}
+        assert len(shared) == 1  # one cache for the dataset's builders
+        for env in envs:
+            assert isinstance(env, VsOpponentEnv)
+            await env.initial_observation()
+            fresh = _env_at([])
+            await fresh.initial_observation()
+            assert env.candidate_actions() == fresh.candidate_actions()
+        assert len(envs[0].reply_tokens) == 9
+
+    asyncio.run(go())
+
+
 def test_full_horizon_plays_the_policy_and_scores_the_game() -> None:
     # Horizon 0: blocking at 5 goes on (X blocks 2, the policy plays the lowest free cell, ...)
     # to a finished game; the immediate win stays the only target.
