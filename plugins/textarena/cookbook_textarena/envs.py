@@ -182,10 +182,15 @@ class VsOpponentEnv(_SeatEnv):
         rewards: Rewards,
         opponent: Player,
         rng: random.Random,
+        reply_tokens: dict[str, Action] | None = None,
     ) -> None:
+        """`reply_tokens`: where `candidate_actions` keeps the tokens of each action's reply,
+        shared by the envs of one renderer and style (a group builder's), so each is rendered
+        once per run rather than once per search root."""
         super().__init__(session, seat, renderer, style, rewards, self_play=False)
         self.opponent = opponent
         self.rng = rng
+        self.reply_tokens = {} if reply_tokens is None else reply_tokens
 
     def metrics(self) -> Metrics:
         """Per-game metrics; against a checkpoint also how many of its moves were replaced."""
@@ -199,14 +204,23 @@ class VsOpponentEnv(_SeatEnv):
         reply a good model gives for each, end-of-turn token included."""
         if self._prompt is None or self.session.done:
             raise RuntimeError("candidate_actions is for the policy's turn, after an observation")
-        user = Message(role="user", content=self._prompt)
+        actions = self.session.game.candidate_actions(self.session.raw_env)
+        missing = [a for a in actions if a not in self.reply_tokens]
+        if missing:
+            self.reply_tokens.update(zip(missing, self._render_replies(missing), strict=True))
+        return [list(self.reply_tokens[a]) for a in actions]
+
+    def _render_replies(self, actions: list[str]) -> list[Action]:
+        """The tokens of the reply to this position for each action: the renderer's training
+        example of prompt + reply, less the prompt."""
+        user = Message(role="user", content=self._prompt or "")
         prompt = self.renderer.build_generation_prompt([user]).to_ints()
-        game = self.session.game
         out: list[Action] = []
-        for action in game.candidate_actions(self.session.raw_env):
-            reply = Message(role="assistant", content=game.format_reply(action, self.style))
+        for action in actions:
+            content = self.session.game.format_reply(action, self.style)
             tokens, _weights = self.renderer.build_supervised_example(
-                [user, reply], TrainOnWhat.LAST_ASSISTANT_MESSAGE
+                [user, Message(role="assistant", content=content)],
+                TrainOnWhat.LAST_ASSISTANT_MESSAGE,
             )
             if tokens[: len(prompt)] != prompt:
                 raise RuntimeError("the renderer's training example does not extend its prompt")
@@ -319,6 +333,9 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
     """Steps between the pool snapshot played and this group's batch (pool groups)."""
     opening_plies: int = 0
     """Each game opens with 0 to this many random legal moves (`play_opening`)."""
+    reply_tokens: dict[str, Action] = field(default_factory=dict, compare=False, repr=False)
+    """The reply tokens of each action (`VsOpponentEnv.candidate_actions`), shared by the
+    builders `dataclasses.replace` makes of this one."""
 
     @property
     def kind(self) -> str:
@@ -369,6 +386,7 @@ class TwoPlayerGroupBuilder(EnvGroupBuilder):
                 self.rewards,
                 self._make_opponent(),  # one per game: its counters are per game
                 random.Random(seed),
+                self.reply_tokens,
             )
             for seed in self.game_seeds
         ]

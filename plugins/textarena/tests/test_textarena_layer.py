@@ -44,3 +44,22 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
     assert derive_seed(0, 1, 2) == derive_seed(0, 1, 2)
     assert len({derive_seed(0, b, g) for b in range(20) for g in range(20)}) == 400
     assert 0 <= derive_seed("epoch", 3) < 2**63
+
+
+def test_fork_copy_keeps_sharing_and_is_independent_as_deepcopy_is() -> None:
+    from cookbook_textarena.game import _deepcopy
+
+    row = ["", "X", ""]
+    cells = ((0, 0), (0, 1))
+    odd = {1, 2}  # not a plain container: copied by copy.deepcopy
+    state = {"board": [row, row], "also": row, "cells": cells, "odd": odd, "nest": ([1], 2)}
+    twin = _deepcopy(state, {})
+    assert twin == state
+    assert isinstance(twin, dict)
+    assert twin["board"][0] is twin["board"][1] is twin["also"]  # one object met twice: one copy
+    assert twin["also"] is not row and twin["odd"] is not odd
+    assert twin["cells"] is cells  # immutable all through: shared, as deepcopy does
+    assert twin["nest"][0] is not state["nest"][0]
+    twin["also"][0] = "O"
+    twin["odd"].add(3)
+    assert row == ["", "X", ""] and odd == {1, 2}
