@@ -782,6 +782,11 @@ class DecodeEngine:
                 self._slots[hole].slot = hole
         del self._slots[kept:]
         self._watch = [r for r in self._watch if not r.done]
+        if not self._slots:
+            # Rows that stopped before their last allowed step are still listed there; idle,
+            # they would stay (with their requests and callbacks) until this engine's step
+            # count reached them, and a snapshot's engine may never run again.
+            self._ends.clear()
         if self._sharing:
             self._compact_groups()
         self._rows_changed()

@@ -36,6 +36,7 @@ import math
 import random
 import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass, field
@@ -120,8 +121,14 @@ class LocalSamplingClient(ReadyFuture["LocalSamplingClient"]):
         # Requests made from threads without an event loop get a short gathering window when
         # the worker is idle, so concurrent ones start as one batch; those made on a loop are
         # handed over per tick (`_enqueue`). Requests that come later join the running batch.
+        # The queue reaches this client weakly: no reference cycle, so a client dropped after
+        # its last request (an RL run makes one per step) frees its weights and caches at once,
+        # not at the next full garbage collection (which a long run defers: `_loop_gc`).
         self._queue: JobQueue[_SampleJob | _ScoreJob] = JobQueue(
-            f"cookbook-sampler-{uuid.uuid4().hex[:6]}", self._process, batch=True, gather_s=2e-4
+            f"cookbook-sampler-{uuid.uuid4().hex[:6]}",
+            _weak_process(weakref.ref(self)),
+            batch=True,
+            gather_s=2e-4,
         )
         self._staged: dict[asyncio.AbstractEventLoop, list[_SampleJob | _ScoreJob]] = {}
         """Requests made during the current tick of each event loop, not yet handed over."""
@@ -500,3 +507,17 @@ def _refuse_unsupported(
             f"sample: the local backend does not compute {', '.join(asked)}; use "
             "include_prompt_logprobs / topk_prompt_logprobs, or the Tinker service"
         )
+
+
+def _weak_process(
+    client: weakref.ref[LocalSamplingClient],
+) -> Callable[[list[_SampleJob | _ScoreJob]], None]:
+    """The sampler queue's `process`: `client._process`, through a weak reference."""
+
+    def process(jobs: list[_SampleJob | _ScoreJob]) -> None:
+        target = client()
+        if target is None:  # nobody can wait for these any more: the client is gone
+            raise RuntimeError("the sampling client was closed")
+        target._process(jobs)
+
+    return process

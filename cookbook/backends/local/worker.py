@@ -195,17 +195,23 @@ class JobQueue(Generic[J]):
             jobs = self._take()
             if jobs is None:
                 return
-            live = [job for job in jobs if job.start()]
-            if not live:
-                continue
-            self._current = live
-            try:
-                self._process(list(live))
-            except BaseException as exc:  # delivered through the futures, never lost
-                for job in self._current:
-                    job.fail(exc)
-            finally:
-                self._current = []
+            self._serve(jobs)
+            # Not held while waiting for the next jobs: a done job's result (a sampling
+            # client, its weights) goes when its caller drops it.
+            del jobs
+
+    def _serve(self, jobs: list[J]) -> None:
+        live = [job for job in jobs if job.start()]
+        if not live:
+            return
+        self._current = live
+        try:
+            self._process(list(live))
+        except BaseException as exc:  # delivered through the futures, never lost
+            for job in self._current:
+                job.fail(exc)
+        finally:
+            self._current = []
 
 
 class _Runnable(Job, Protocol):
