@@ -27,6 +27,7 @@ roots, and the horizon is a function of the step: resume needs nothing beyond th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import time
@@ -95,6 +96,15 @@ class SearchConfig:
     every legal move that neither wins nor loses at once ties), so an update costs a third as
     much (tic-tac-toe: 52 datums a step instead of about 200)."""
 
+    replay: int = 0
+    """Roots whose targets are kept for training (0: train on this step's roots only). Each
+    step adds its roots (a prompt searched again replaces its older search) and drops the
+    oldest, then trains on `train_roots` of the kept ones drawn at random: bigger updates
+    than one step's roots give, for no more searching (as AlphaZero's replay buffer). The
+    targets are a few steps old at most; a resumed run starts with none kept."""
+    train_roots: int = 256
+    """Roots per update, drawn from the kept ones (with `replay`)."""
+
     def horizon_at(self, step: int) -> int:
         """The horizon of `step` (0: to the end of the episode)."""
         if self.deepen_at_step > 0 and step >= self.deepen_at_step:
@@ -109,6 +119,8 @@ class SearchConfig:
             (self.deepen_at_step >= 0, "search.deepen_at_step must be >= 0 (0: never)"),
             (self.temperature >= 0, "search.temperature must be >= 0 (0: greedy)"),
             (self.max_turns >= 1, "search.max_turns must be at least 1"),
+            (self.replay >= 0, "search.replay must be >= 0 (0: train on each step's roots)"),
+            (self.train_roots >= 1, "search.train_roots must be at least 1"),
         ]
 
 
@@ -122,10 +134,10 @@ class RootResult:
     seed: int = 0
     """The root's seed: which best candidate `targets(one=True)` draws."""
 
-    def targets(self, one: bool = False) -> list[tuple[Action, float]]:
+    def targets(self, one: bool = False, draw: int | None = None) -> list[tuple[Action, float]]:
         """The best candidates with their weights (1 / their number), or with `one` a single
-        one of them (drawn with the root's seed) weighing 1; none when every candidate
-        returned the same."""
+        one of them (drawn with the root's seed, or `draw`) weighing 1; none when every
+        candidate returned the same."""
         best = max(self.returns)
         if best - min(self.returns) < RETURN_TIE:
             return []
@@ -133,7 +145,7 @@ class RootResult:
             c for c, r in zip(self.candidates, self.returns, strict=True) if best - r < RETURN_TIE
         ]
         if one:
-            return [(random.Random(self.seed).choice(tops), 1.0)]
+            return [(random.Random(self.seed if draw is None else draw).choice(tops), 1.0)]
         return [(c, 1.0 / len(tops)) for c in tops]
 
 
@@ -155,6 +167,8 @@ class SearchBatch:
     policy_turns: int = 0
     """Turns the policy played in continuations."""
     horizon: int = 0
+    sampler_step: int = 0
+    """The step whose weights played the policy's turns."""
     time_s: float = 0.0
 
     def metrics(self) -> dict[str, float]:
@@ -178,17 +192,56 @@ class SearchBatch:
         return out
 
     def data(self, one_target: bool = False) -> list[tinker_types.Datum]:
-        """The `cross_entropy` datums: root prompt + target action, weighted on the action
-        (`one_target`: one drawn best candidate per root, `RootResult.targets`)."""
-        from cookbook.supervised.datums import datum_from_tokens
+        """The `cross_entropy` datums of this step's roots (`root_data`)."""
+        return root_data(self.roots, one_target)
 
-        data = []
-        for root in self.roots:
-            for action, weight in root.targets(one_target):
-                tokens = root.ob_tokens + list(action)
-                weights = [0.0] * len(root.ob_tokens) + [weight] * len(action)
-                data.append(datum_from_tokens(tokens, weights))
-        return data
+
+def root_data(
+    roots: Sequence[RootResult], one_target: bool = False, draw: int | None = None
+) -> list[tinker_types.Datum]:
+    """The `cross_entropy` datums of `roots`: root prompt + target action, weighted on the
+    action (`one_target`: one best candidate per root, drawn with the root's seed, or mixed
+    with `draw` when given; `RootResult.targets`)."""
+    from cookbook.rl.rollouts import mix_seed
+    from cookbook.supervised.datums import datum_from_tokens
+
+    data = []
+    for root in roots:
+        seed = None if draw is None else mix_seed(root.seed, draw)
+        for action, weight in root.targets(one_target, seed):
+            tokens = root.ob_tokens + list(action)
+            weights = [0.0] * len(root.ob_tokens) + [weight] * len(action)
+            data.append(datum_from_tokens(tokens, weights))
+    return data
+
+
+class SearchReplay:
+    """The kept roots of `SearchConfig.replay`: the newest `size` roots with a target, one per
+    prompt (a prompt searched again replaces its older search)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._roots: dict[tuple[int, ...], RootResult] = {}  # oldest first
+
+    def add(self, roots: Sequence[RootResult]) -> None:
+        """Keep `roots` (those with a target), dropping the oldest past `size`; a root whose
+        new search has no target is dropped too (its old target is outdated)."""
+        for root in roots:
+            key = tuple(root.ob_tokens)
+            self._roots.pop(key, None)
+            if root.targets():
+                self._roots[key] = root
+        for key in list(itertools.islice(self._roots, max(len(self._roots) - self.size, 0))):
+            del self._roots[key]
+
+    def draw(self, n: int, seed: int) -> list[RootResult]:
+        """`n` kept roots drawn at random without replacement (all of them when fewer)."""
+        kept = list(self._roots.values())
+        return kept if n >= len(kept) else random.Random(seed).sample(kept, n)
+
+    def __len__(self) -> int:
+        """Roots kept."""
+        return len(self._roots)
 
 
 def as_searchable(env: Env, label: str) -> SearchableEnv:
@@ -219,6 +272,7 @@ async def search_batch(
     seed: int,
     label: str,
     step_timeout_s: float | None = None,
+    sampler_step: int = 0,
 ) -> SearchBatch:
     """Search every root of batch `step` (see the module docstring). An env that raises or
     returns a non-finite reward loses its root (a group builder that raises, or a group whose
@@ -228,7 +282,7 @@ async def search_batch(
     from cookbook.rl.rollouts import EnvWatch, env_call, mix_seed, run_watched
 
     t0 = time.perf_counter()
-    out = SearchBatch(horizon=horizon)
+    out = SearchBatch(horizon=horizon, sampler_step=sampler_step)
     turns = [0]
 
     async def branch(env: Env, action: Action, root_seed: int, watch: EnvWatch) -> float:

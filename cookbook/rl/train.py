@@ -21,7 +21,10 @@ weights (`eval_before_rl`).
 
 With `search` set (`cookbook/rl/search.py`), (1)-(3) are instead one search of the step's roots
 (every candidate action played out in a fork of its env, with the current weights) and a
-`cross_entropy` update on the best candidates; (4) and (5) are the same.
+`cross_entropy` update on the best candidates; (4) and (5) are the same. With
+`max_steps_off_policy = k > 0` the searches of up to k later steps run while the current step
+trains (with the weights of the moment: at horizon 1 the policy plays no turn, so nothing is
+stale), which on two cores hides the update behind the next search.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
-from cookbook.rl.search import SearchConfig
+from cookbook.rl.search import SearchBatch, SearchConfig, SearchReplay
 from cookbook.rl.serial_sampling import Gate, SerialSamplingClient
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.rl.warm_start import WarmStartConfig
@@ -142,7 +145,8 @@ class Config:
     """Also stop after this many minutes of wall time in this call, warm start included (0: no
     limit). The step running when time is up is the last: it evaluates and checkpoints."""
     max_steps_off_policy: int = 0
-    """How many steps ahead batches may be sampled while training (0: fully on-policy)."""
+    """How many steps ahead batches may be sampled (or searched, with `search`) while
+    training (0: fully on-policy)."""
     env_step_timeout_s: float = 60.0
     """An env call (make_envs, initial_observation, step, compute_group_rewards) running longer
     loses its group (0: no limit)."""
@@ -276,10 +280,6 @@ def validate_config(config: Config) -> None:
     if config.search is not None:
         checks += config.search.problems()
         checks += [
-            (
-                config.max_steps_off_policy == 0,
-                "search samples with the current weights: set max_steps_off_policy=0",
-            ),
             (config.kl_penalty_coef == 0, "search has no KL penalty: set kl_penalty_coef=0"),
         ]
     warm = config.warm_start
@@ -425,7 +425,9 @@ async def _train(
         before_rl = await _eval_before_rl(evaluators, sampler.client)
     t_mark = time.perf_counter()
     adam = _adam_params(config)
+    replay = SearchReplay(config.search.replay) if config.search and config.search.replay else None
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
+    searches: dict[int, asyncio.Task[SearchBatch]] = {}
     deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
     out_of_time = False
     steps_run = 0
@@ -452,17 +454,25 @@ async def _train(
                 upcoming: _UpcomingWeights | None = None
                 if config.search is not None:
                     # Search mode: (1)-(3) are one search of the step's roots and a
-                    # cross_entropy update on its targets; nothing samples ahead.
-                    batch, train_out, t_sampled = await _search_step(
+                    # cross_entropy update on its targets. The searches of up to
+                    # max_steps_off_policy later steps run meanwhile (current weights).
+                    for s in range(step, min(step + config.max_steps_off_policy + 1, num_steps)):
+                        if s not in searches:
+                            searches[s] = _launch_search(
+                                config, config.search, train_ds, s, sampler, timer, label
+                            )
+                    found = await searches.pop(step)
+                    t_sampled = time.perf_counter()
+                    batch, train_out = await _train_on_search(
                         config,
                         config.search,
-                        train_ds,
+                        found,
                         step,
-                        sampler,
                         training_client,
                         adam,
                         timer,
                         label,
+                        replay,
                     )
                     t_trained = time.perf_counter()
                 else:
@@ -551,7 +561,7 @@ async def _train(
                 if last:
                     break
         finally:
-            for task in pending.values():
+            for task in [*pending.values(), *searches.values()]:
                 task.cancel()
             try:
                 log.close()  # its last lines reach the trackers before they close
@@ -881,26 +891,22 @@ async def _train_on_batch(
     return _TrainOutput(metrics, advantages_P_G, False, sequences_D, train_logprobs_D)
 
 
-async def _search_step(
+def _launch_search(
     config: Config,
     search: SearchConfig,
     train_ds: RLDataset,
     step: int,
     sampler: _Sampler,
-    training_client: TrainingClient,
-    adam: tinker_types.AdamParams,
     timer: BusyTimer,
     label: str,
-) -> tuple[BatchRollout, _TrainOutput, float]:
-    """Search mode's (1)-(3): search the step's roots with the current weights
-    (`cookbook.rl.search`), then one `cross_entropy` update on the targets. Returns an empty
-    rollout (for the step's log: search has no trajectories), the training output and when the
-    search ended."""
-    from cookbook.rl.rollouts import BatchRollout, SamplingPolicy
+) -> asyncio.Task[SearchBatch]:
+    """Search mode's (1)-(2): start searching the roots of batch `step` with the sampler's
+    current weights (`cookbook.rl.search`)."""
+    from cookbook.rl.rollouts import SamplingPolicy
     from cookbook.rl.search import search_batch
 
     policy = SamplingPolicy(sampler.client, config.max_tokens, search.temperature, timer)
-    found = await search_batch(
+    found = search_batch(
         train_ds,
         step,
         policy,
@@ -909,24 +915,50 @@ async def _search_step(
         config.seed,
         label,
         config.env_step_timeout_s,
+        sampler_step=sampler.sampler_step,
     )
-    t_searched = time.perf_counter()
+    return asyncio.ensure_future(found)
+
+
+async def _train_on_search(
+    config: Config,
+    search: SearchConfig,
+    found: SearchBatch,
+    step: int,
+    training_client: TrainingClient,
+    adam: tinker_types.AdamParams,
+    timer: BusyTimer,
+    label: str,
+    replay: SearchReplay | None,
+) -> tuple[BatchRollout, _TrainOutput]:
+    """Search mode's (3): one `cross_entropy` update on the targets of batch `step`'s search
+    (with `replay`: on roots drawn from the kept ones, this step's added). Returns an empty
+    rollout (for the step's log: search has no trajectories) and the training output."""
+    from cookbook.rl.rollouts import BatchRollout, mix_seed
+    from cookbook.rl.search import root_data
+
     batch = BatchRollout(
         groups_P=[],
         group_indices_P=[],
         num_groups=found.num_roots,
-        sampler_step=sampler.sampler_step,
+        sampler_step=found.sampler_step,
         errors=found.lost,
         error_messages=found.errors,
         time_s=found.time_s,
     )
     _check_lost_groups(config, batch, step, label)
     metrics = found.metrics()
-    data_D = found.data(search.one_target)
+    if replay is None:
+        data_D = found.data(search.one_target)
+    else:
+        replay.add(found.roots)
+        drawn = replay.draw(search.train_roots, mix_seed(config.seed, step, 1))
+        data_D = root_data(drawn, search.one_target, step)
+        metrics["search/replay_roots"] = float(len(replay))
     metrics["optim/datums"] = float(len(data_D))
     if not data_D:
         metrics["optim/skipped"] = 1.0
-        return batch, _TrainOutput(metrics, [], skipped=True), t_searched
+        return batch, _TrainOutput(metrics, [], skipped=True)
     timer.enter()
     try:
         fwd_bwd = training_client.forward_backward(data_D, "cross_entropy")
@@ -944,7 +976,7 @@ async def _search_step(
     metrics["search/target_logprob"] = weighted / total if total else 0.0
     metrics["optim/loss_sum"] = out.metrics.get("loss:sum", 0.0)
     metrics["optim/skipped"] = 0.0
-    return batch, _TrainOutput(metrics, [], skipped=False), t_searched
+    return batch, _TrainOutput(metrics, [], skipped=False)
 
 
 async def _kl_penalty(

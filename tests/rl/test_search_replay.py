@@ -1,0 +1,45 @@
+"""`cookbook.rl.search.SearchReplay` and `root_data`: which searched roots are kept for training
+(`search.replay`), and the datums of drawn targets."""
+
+from __future__ import annotations
+
+from cookbook.rl.search import RootResult, SearchReplay, root_data
+
+
+def _root(prompt: int, returns: list[float], seed: int = 0) -> RootResult:
+    return RootResult([prompt, 100], [[1, 0], [2, 0], [3, 0]], returns, seed)
+
+
+def test_keeps_the_newest_root_per_prompt_up_to_its_size() -> None:
+    replay = SearchReplay(3)
+    replay.add([_root(1, [1, 0, 0]), _root(2, [0, 1, 0]), _root(3, [0, 0, 1])])
+    replay.add([_root(1, [0, 1, 0]), _root(4, [1, 0, 0])])  # 1 searched again: newest now
+    kept = {tuple(r.ob_tokens): r for r in replay.draw(10, 0)}
+    assert sorted(p for p, _ in kept) == [1, 3, 4]  # 2 was the oldest
+    assert kept[(1, 100)].returns == [0, 1, 0]
+    # A root with no target any more drops its outdated one; a constant root is never kept.
+    replay.add([_root(3, [0, 0, 0]), _root(5, [0, 0, 0])])
+    assert len(replay) == 2 and sorted(r.ob_tokens[0] for r in replay.draw(10, 0)) == [1, 4]
+
+
+def test_draws_are_seeded_and_without_replacement() -> None:
+    replay = SearchReplay(100)
+    replay.add([_root(p, [1, 0, 0]) for p in range(50)])
+    first = [r.ob_tokens[0] for r in replay.draw(20, 7)]
+    assert first == [r.ob_tokens[0] for r in replay.draw(20, 7)]
+    assert len(set(first)) == 20
+    assert first != [r.ob_tokens[0] for r in replay.draw(20, 8)]
+
+
+def test_root_data_draws_a_fresh_tied_target_per_replay() -> None:
+    tied = _root(1, [1, 1, 0], seed=3)
+    drawn = set()
+    for draw in range(20):
+        (datum,) = root_data([tied], one_target=True, draw=draw)
+        target = datum.loss_fn_inputs["target_tokens"].tolist()
+        weights = datum.loss_fn_inputs["weights"].tolist()
+        assert weights == [0.0, 1.0, 1.0]  # the prompt's last token is not trained
+        drawn.add(target[1])
+    assert drawn == {1, 2}  # both best candidates, never the third
+    both = root_data([tied])
+    assert [d.loss_fn_inputs["weights"].tolist() for d in both] == [[0.0, 0.5, 0.5]] * 2
