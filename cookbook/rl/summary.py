@@ -2,8 +2,8 @@
 
 Read back from `metrics.jsonl`, so a resumed run's summary covers its earlier steps too. Any env
 works: the rows are `reward/mean` and the env's own `env/*` metrics (averaged over the first and
-the last few steps, the samples the policy really played), then each eval's first (before RL, when
-the run evaluated then) and last results.
+the last few steps, the samples the policy really played; in search mode the search's returns
+instead), then each eval's first (before RL, when the run evaluated then) and last results.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ START_STEPS = 5
 """Steps averaged for the starting level (the policy has barely moved yet)."""
 END_STEPS = 10
 """Steps averaged for the final level."""
+
+SEARCH_ROWS = ("search/best_return_mean", "search/return_mean", "search/target_logprob")
+"""The rows of a search-mode run (`cookbook/rl/search.py`), which plays no rollouts: the best
+and the mean return of the roots' candidates, and the targets' logprob before each update."""
 
 Record = dict[str, MetricValue]
 
@@ -51,7 +55,9 @@ def summary_text(
     lines = [f"rl {label}: {steps_run} steps run in {_duration(time_s)} ({why})"]
     if records:
         start, end = records[:START_STEPS], records[-END_STEPS:]
-        keys = ["reward/mean"] + [k for k in records[-1] if k.startswith("env/")]
+        keys = [k for k in SEARCH_ROWS if k in records[-1]] or (
+            ["reward/mean"] + [k for k in records[-1] if k.startswith("env/")]
+        )
         rows: list[tuple[str, str, str]] = [("", _steps_label(start), _steps_label(end))]
         rows += [(k, _fmt(_mean(start, k)), _fmt(_mean(end, k))) for k in keys]
         rows += _eval_rows(records)
