@@ -77,10 +77,16 @@ def test_recommended_settings_are_fields_of_the_rl_config() -> None:
     from cookbook.rl.train import Config
 
     config = Config.for_env("tictactoe")
-    assert config.kl_penalty_coef == 0.1 and config.max_steps == 800
-    assert config.max_minutes == 15.0
+    assert config.kl_penalty_coef == 0.0 and config.max_steps == 6000
+    assert config.max_minutes == 15.0 and config.max_steps_off_policy == 1
     assert config.warm_start is not None and config.warm_start.steps == 600
     assert list(config.evals) == ["tictactoe-exhaustive"]
+    search = config.search
+    assert search is not None and (search.horizon, search.deep_horizon) == (1, 0)
+    assert (search.deepen_at_step, search.replay, search.train_roots) == (1000, 1024, 256)
     env = config.env
     assert isinstance(env, TicTacToeEnvBuilder)
-    assert (env.opponent, env.seat) == ("random", "first")
+    assert (env.opponent, env.seat, env.opening_plies) == ("optimal", "alternate", 8)
+    # Plain RL is one setting away (and its settings of before remain valid).
+    plain = Config.for_env("tictactoe", "search=None", "group_size=8", "groups_per_batch=16")
+    assert plain.search is None and plain.group_size == 8

@@ -28,10 +28,13 @@ needs_local_backend = pytest.mark.skipif(
 
 
 @needs_local_backend
+@pytest.mark.parametrize("mode", ["search", "plain"])
 def test_cookbook_rl_tictactoe_trains_and_writes_metrics(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The recommended settings (search targets), and plain RL one setting away."""
     log_dir = tmp_path / "ttt"
+    plain = ["search=None", "group_size=8", "env.opponent=random", "env.seat=first"]
     status = cookbook_main(
         [
             "rl",
@@ -43,6 +46,7 @@ def test_cookbook_rl_tictactoe_trains_and_writes_metrics(
             "groups_per_batch=4",
             "evals.tictactoe-exhaustive.num_games=20",
             f"log_dir={log_dir}",
+            *(plain if mode == "plain" else []),
         ]
     )
     out, err = capsys.readouterr()
@@ -52,18 +56,24 @@ def test_cookbook_rl_tictactoe_trains_and_writes_metrics(
     records = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1]
     for r in records:
-        assert r["rollout/trajectories"] == 32  # 4 groups of the recommended 8 games
-        rates = r["env/win"] + r["env/draw"] + r["env/loss"] + r["env/illegal_move"]
-        assert rates == pytest.approx(1.0)
-        assert r["env/moved_first"] == 1.0
-    assert any(r["optim/skipped"] == 0.0 and r["optim/action_tokens"] > 0 for r in records)
+        if mode == "plain":
+            assert r["rollout/trajectories"] == 32  # 4 groups of 8 games
+            rates = r["env/win"] + r["env/draw"] + r["env/loss"] + r["env/illegal_move"]
+            assert rates == pytest.approx(1.0)
+            assert r["env/moved_first"] == 1.0
+        else:
+            assert r["search/roots"] == 4 and r["search/lost_roots"] == 0  # 4 groups of 1
+            assert r["search/horizon"] == 1.0 and r["search/replay_roots"] > 0
+    tokens = "optim/action_tokens" if mode == "plain" else "optim/datums"
+    assert any(r["optim/skipped"] == 0.0 and r[tokens] > 0 for r in records)
     final = records[-1]  # the final eval: every reachable position, games in both seats
     assert 0.0 < final["eval/tictactoe-exhaustive/first/optimal_rate"] < 1.0
     assert final["eval/tictactoe-exhaustive/games/vs_optimal/second/games"] == 10
     assert json.loads((log_dir / "checkpoints.json").read_text())[-1]["step"] == 2
     # The closing summary: start and end levels, the eval, where the files are.
     assert "rl tictactoe: 2 steps run" in out
-    assert any(line.split()[0] == "env/win" for line in out.splitlines() if line.strip())
+    headline = "env/win" if mode == "plain" else "search/best_return_mean"
+    assert any(line.split()[0] == headline for line in out.splitlines() if line.strip())
     assert "eval tictactoe-exhaustive" in out and f"outputs in {log_dir}" in out
 
 

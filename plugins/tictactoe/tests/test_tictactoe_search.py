@@ -264,6 +264,24 @@ def test_cookbook_rl_search_writes_metrics_and_resumes(
     assert "warning" not in err
 
 
+def test_search_with_replay_and_look_ahead_trains_on_kept_roots_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_dir = tmp_path / "replay"
+    run = [*SEARCH_RUN, "search.replay=12", "search.train_roots=6", "max_steps_off_policy=1"]
+    assert cookbook_main([*run, "max_steps=3", f"log_dir={log_dir}"]) == 0
+    assert cookbook_main([*run, "max_steps=5", f"log_dir={log_dir}"]) == 0
+    _out, err = capsys.readouterr()
+    records = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
+    kept = [r["search/replay_roots"] for r in records]
+    assert 0 < kept[0] <= 8 and max(kept) == 12  # 8 roots a step, 12 kept at most
+    assert kept[3] < kept[2]  # the resumed run starts with none kept
+    assert all(r["optim/datums"] <= 6 for r in records)
+    assert records[-1]["search/horizon"] == 0.0 and records[-1]["search/policy_turns"] > 0
+    assert "warning" not in err
+
+
 def test_search_settings_that_cannot_work_are_one_line_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -273,6 +291,8 @@ def test_search_settings_that_cannot_work_are_one_line_errors(
     assert cookbook_main([*base, "kl_penalty_coef=0", "search.temperature=-1"]) != 0
     assert "search.temperature must be >= 0" in capsys.readouterr().err
     assert cookbook_main([*base, "kl_penalty_coef=0", "env.opponent=self"]) != 0
+    assert "needs an even group_size" in capsys.readouterr().err
+    assert cookbook_main([*base, "env.opponent=self", "group_size=2"]) != 0
     assert "drop search" in capsys.readouterr().err
 
 
