@@ -2,8 +2,9 @@
 policy's side of an env yourself, to see what the policy sees before training on it.
 
     cookbook play --env arithmetic                         # answer a problem
-    cookbook play --env tictactoe                          # vs the env's own opponent (random)
-    cookbook play --env tictactoe env.opponent=optimal
+    cookbook play --env tictactoe                          # a training root: vs the optimal
+                                                           # player, from a random opening
+    cookbook play --env tictactoe env.opening_plies=0 env.opponent=random   # a whole game
     cookbook play --env tictactoe env.self_play=true group_size=2 --against runs/rl-tictactoe
 
 One episode of the first group of the env's first training batch (`--seed` picks another), built

@@ -377,6 +377,11 @@ def test_a_dropped_sampling_client_is_freed_without_the_garbage_collector(
         _sample(client, "the", SP(max_tokens=2, temperature=0.0))
         gone = weakref.ref(client)
         del client
+        # The trainer's worker thread may still be returning from the snapshot job that made
+        # the client (its result is set before the job's frame unwinds): give it a moment.
+        deadline = time.monotonic() + 5.0
+        while gone() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert gone() is None
     finally:
         gc.enable()

@@ -185,11 +185,12 @@ def test_mistakes_and_quitting(
     checkpoint.mkdir()
     (checkpoint / "meta.json").write_text("{}")  # looks like one: refused before loading
 
+    whole_game = ["play", "--env", "tictactoe", "env.opening_plies=0"]  # from the empty board
     monkeypatch.setattr(sys, "stdin", io.StringIO("/quit\n"))
-    assert cookbook_main(["play", "--env", "tictactoe"]) == 1
+    assert cookbook_main(whole_game) == 1
     assert capsys.readouterr().out.rstrip().endswith("stopped: /quit")
     monkeypatch.setattr(sys, "stdin", io.StringIO("4\n"))  # the game needs more moves
-    assert cookbook_main(["play", "--env", "tictactoe"]) == 1
+    assert cookbook_main(whole_game) == 1
     assert "stopped: the input ended before the episode did" in capsys.readouterr().out
     for args, says in [
         (["--against", "/no/such/run"], "error: --against: load_checkpoint_path /no/such/run"),

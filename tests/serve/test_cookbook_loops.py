@@ -64,6 +64,7 @@ def test_cookbook_rl_tictactoe_through_cookbook_serve(
             "rl",
             "--env",
             "tictactoe",
+            "search=None",  # plain RL: rollouts through the SDK
             "backend=tinker",
             f"base_url={url}",
             "model_name=tiny-32x1",
@@ -119,6 +120,7 @@ def test_cookbook_rl_sends_a_groups_shared_prompt_as_one_sample_call(
             "rl",
             "--env",
             "tictactoe",
+            "search=None",  # plain RL: rollouts through the SDK
             "backend=tinker",
             f"base_url={url}",
             "model_name=tiny-32x1",
@@ -126,6 +128,8 @@ def test_cookbook_rl_sends_a_groups_shared_prompt_as_one_sample_call(
             "warm_start.steps=0",
             f"groups_per_batch={groups}",
             f"group_size={group_size}",
+            "env.opening_plies=0",  # every game of a group from the empty board
+            "env.seat=first",
             "evals=",
             "test_max_batches=0",
             "eval_before_rl=false",

@@ -25,6 +25,7 @@ from cookbook.cli import main as cookbook_main
 pytest.importorskip("cookbook_tictactoe")
 
 TINY = [
+    "search=None",  # plain RL: the sweeps report reward/mean
     "max_steps=2",
     "warm_start.steps=0",
     "group_size=2",
