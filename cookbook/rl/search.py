@@ -93,15 +93,16 @@ class SearchConfig:
     """Train on one of a root's best candidates, drawn at random (seeded by the run's seed, the
     step and the root), weight 1, instead of all of them weighted 1 / (their number): the same
     expected update from fewer datums. Ties are the rule while targets are short (at horizon 1
-    every legal move that neither wins nor loses at once ties), so an update costs a third as
+    every legal move that neither wins nor loses at once ties), so an update costs a quarter as
     much (tic-tac-toe: 52 datums a step instead of about 200)."""
 
     replay: int = 0
     """Roots whose targets are kept for training (0: train on this step's roots only). Each
     step adds its roots (a prompt searched again replaces its older search) and drops the
     oldest, then trains on `train_roots` of the kept ones drawn at random: bigger updates
-    than one step's roots give, for no more searching (as AlphaZero's replay buffer). The
-    targets are a few steps old at most; a resumed run starts with none kept."""
+    than one step's roots give, for no more searching (as AlphaZero's replay buffer). A kept
+    target is at most `replay` / (roots per step) steps old (tic-tac-toe's settings: 32); a
+    resumed run starts with none kept."""
     train_roots: int = 256
     """Roots per update, drawn from the kept ones (with `replay`)."""
 

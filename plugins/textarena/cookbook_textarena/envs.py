@@ -186,7 +186,8 @@ class VsOpponentEnv(_SeatEnv):
     ) -> None:
         """`reply_tokens`: where `candidate_actions` keeps the tokens of each action's reply,
         shared by the envs of one renderer and style (a group builder's), so each is rendered
-        once per run rather than once per search root."""
+        once per run rather than once per search root (a reply's tokens are the same whatever
+        the position: the renderer's training example extends the prompt, which is checked)."""
         super().__init__(session, seat, renderer, style, rewards, self_play=False)
         self.opponent = opponent
         self.rng = rng
