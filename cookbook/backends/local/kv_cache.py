@@ -83,24 +83,31 @@ class PrefixPlan:
     """`[groups, 1, 1, length]` additive mask: 0 on each group's prompt, -inf beyond."""
 
 
-class PrefixStore:
-    """Keys and values of each group's prompt, once per group, per layer, shaped
-    `[slots, length, kv_heads * head_dim]`; groups stay in slots `[0, groups)`."""
+class _SlotBuffers:
+    """Per-layer key and value buffers shaped `[slots, length, width]`, zero-filled: attention
+    multiplies masked positions by 0, and 0 * NaN is NaN."""
 
-    def __init__(self, n_layers: int, slots: int, length: int, width: int, like: torch.Tensor):
+    def __init__(
+        self, n_layers: int, slots: int, length: int, width: int, like: torch.Tensor
+    ) -> None:
         shape = (slots, length, width)
         self.keys_L = [like.new_zeros(shape) for _ in range(n_layers)]
         self.values_L = [like.new_zeros(shape) for _ in range(n_layers)]
 
     @property
     def slots(self) -> int:
-        """Prompts the buffers hold."""
+        """Sequences (or prompts) the buffers hold."""
         return self.keys_L[0].shape[0]
 
     @property
     def length(self) -> int:
-        """Positions per prompt."""
+        """Positions per slot."""
         return self.keys_L[0].shape[1]
+
+
+class PrefixStore(_SlotBuffers):
+    """Keys and values of each group's prompt, once per group, per layer, shaped
+    `[slots, length, kv_heads * head_dim]`; groups stay in slots `[0, groups)`."""
 
     def resized(self, slots: int, length: int, keep: int) -> PrefixStore:
         """A store of `slots` x `length` holding this one's first `keep` prompts."""
@@ -123,7 +130,7 @@ class PrefixStore:
         return ((shifted_U_T % t) + slots_U[:, None] * self.length).reshape(-1)
 
 
-class SlotCache:
+class SlotCache(_SlotBuffers):
     """Keys and values of `slots` sequences of up to `length` positions, per layer."""
 
     def __init__(
@@ -136,10 +143,8 @@ class SlotCache:
         dtype: torch.dtype,
         device: torch.device,
     ) -> None:
-        shape = (slots, length, kv_heads * head_dim)
-        # Zeros, not empty: attention multiplies masked positions by 0, and 0 * NaN is NaN.
-        self.keys_L = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.values_L = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        like = torch.empty(0, dtype=dtype, device=device)
+        super().__init__(n_layers, slots, length, kv_heads * head_dim, like)
         self.kv_heads = kv_heads
         self.head_dim = head_dim
         self._slot_start = torch.arange(slots, device=device) * length
@@ -147,16 +152,6 @@ class SlotCache:
         self._plan: _Plan | None = None
         self.prefixes: PrefixStore | None = None
         """Each group's prompt once, for shared-prefix decoding (None: not used)."""
-
-    @property
-    def slots(self) -> int:
-        """Sequences the buffers hold."""
-        return self.keys_L[0].shape[0]
-
-    @property
-    def length(self) -> int:
-        """Positions per sequence."""
-        return self.keys_L[0].shape[1]
 
     @property
     def device(self) -> torch.device:
