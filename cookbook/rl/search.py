@@ -9,10 +9,12 @@ itself. With `Config.search` set, each RL step then does, for every env of the s
 2. each branch goes on for `horizon` policy turns in all (the candidate included; 0: to the
    end), the policy's later turns sampled at `temperature` (0: greedy) with the current weights,
    the env's own opponent moving as usual; a cut branch's return is the reward it got so far;
-3. the candidates with the highest return are the root's targets: `cross_entropy` on the
-   action tokens of the root prompt + target, nothing on the prompt; one of them drawn at
-   random, weight 1 (`one_target`, the default), or all of them, weight 1 / (their number). A
-   root whose candidates all return the same carries no signal and is left out.
+3. the candidates with the highest return are the root's targets (`early_tie_break`: of
+   those, the ones with the highest return after their own turn): `cross_entropy` on the
+   action tokens of the root prompt + target, nothing on the prompt. The policy's own choice
+   at the root when it is one of them (`own_choice`), else one of them drawn at random, weight
+   1 (`one_target`, the default), or all of them, weight 1 / (their number). A root whose
+   candidates all rank the same carries no signal and is left out.
 
 Nothing in this is a teacher beyond the env itself: the targets come from the env's rewards and
 the policy's own play, so whatever opponent the env seats (a solver, random play, a frozen
@@ -31,14 +33,14 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import chz
 
 from cookbook.errors import UserError
-from cookbook.rl.types import Action, Env, Observation, StepResult
+from cookbook.rl.types import Action, Env, Observation, StepResult, StopCondition
 
 if TYPE_CHECKING:
     from tinker import types as tinker_types
@@ -96,6 +98,19 @@ class SearchConfig:
     every legal move that neither wins nor loses at once ties), so an update costs a quarter as
     much (tic-tac-toe: 52 datums a step instead of about 200)."""
 
+    early_tie_break: bool = True
+    """Rank candidates of equal return by their return after their own turn (the env's answer
+    included): a sooner win first and, where every line loses, the loss that comes later. A
+    position the policy's continuation cannot hold yet still teaches its immediate defence (the
+    block), instead of no target at all. Free: the same branches, read earlier."""
+    own_choice: bool = False
+    """Of the best candidates, train the one the policy plays at the root now (one more policy
+    turn per root, at `temperature`), when it is one of them: a target then changes only where
+    the policy's move is strictly worse (policy iteration's rule), not between equal moves. The
+    share of roots where the policy's move is best shows as `search/own_best_frac`. Off by
+    default: on tic-tac-toe it learned faster per step but did not hold its games better
+    (`plugins/tictactoe/README.md`)."""
+
     replay: int = 0
     """Roots whose targets are kept for training (0: train on this step's roots only). Each
     step adds its roots (a prompt searched again replaces its older search) and drops the
@@ -134,20 +149,39 @@ class RootResult:
     returns: list[float]
     seed: int = 0
     """The root's seed: which best candidate `targets(one=True)` draws."""
+    early_returns: list[float] | None = None
+    """Each candidate's return after its own turn, which breaks ties of `returns` (None: no
+    tie-break)."""
+    own: int | None = None
+    """The candidate the policy played at the root, the target whenever it is one of the best
+    (None: not asked; -1: the policy's tokens were no candidate's)."""
+
+    def best(self) -> list[int]:
+        """The indices of the best candidates: the highest return, ties broken by the highest
+        early return; empty when every candidate ranks the same (no signal)."""
+        tops = _tops(range(len(self.returns)), self.returns)
+        if self.early_returns is not None:
+            tops = _tops(tops, self.early_returns)
+        return [] if len(tops) == len(self.returns) else tops
 
     def targets(self, one: bool = False, draw: int | None = None) -> list[tuple[Action, float]]:
         """The best candidates with their weights (1 / their number), or with `one` a single
-        one of them (drawn with the root's seed, or `draw`) weighing 1; none when every
-        candidate returned the same."""
-        best = max(self.returns)
-        if best - min(self.returns) < RETURN_TIE:
-            return []
-        tops = [
-            c for c, r in zip(self.candidates, self.returns, strict=True) if best - r < RETURN_TIE
-        ]
-        if one:
-            return [(random.Random(self.seed if draw is None else draw).choice(tops), 1.0)]
-        return [(c, 1.0 / len(tops)) for c in tops]
+        one of them (drawn with the root's seed, or `draw`) weighing 1; only the policy's own
+        choice when it is one of them; none when every candidate ranks the same."""
+        tops = self.best()
+        if self.own in tops:
+            return [(self.candidates[self.own], 1.0)]
+        if one and tops:
+            pick = random.Random(self.seed if draw is None else draw).choice(tops)
+            return [(self.candidates[pick], 1.0)]
+        return [(self.candidates[i], 1.0 / len(tops)) for i in tops]
+
+
+def _tops(indices: Iterable[int], values: Sequence[float]) -> list[int]:
+    """Those of `indices` whose value is the highest among them (within `RETURN_TIE`)."""
+    indices = list(indices)
+    best = max(values[i] for i in indices)
+    return [i for i in indices if best - values[i] < RETURN_TIE]
 
 
 RETURN_TIE = 1e-9
@@ -174,7 +208,8 @@ class SearchBatch:
 
     def metrics(self) -> dict[str, float]:
         """`search/...`: the share of roots with a signal and with a unique best candidate, the
-        mean best and mean return, the horizon, the policy's continuation turns, lost roots."""
+        share of those where the policy's own choice is best, the mean best and mean return, the
+        horizon, the policy's continuation turns, lost roots."""
         n = len(self.roots)
         out = {
             "search/roots": float(self.num_roots),
@@ -184,10 +219,15 @@ class SearchBatch:
             "time/search": self.time_s,
         }
         if n:
-            targets = [len(r.targets()) for r in self.roots]
+            tops = [r.best() for r in self.roots]
             out["search/candidates_mean"] = sum(len(r.candidates) for r in self.roots) / n
-            out["search/signal_frac"] = sum(1 for t in targets if t) / n
-            out["search/unique_best_frac"] = sum(1 for t in targets if t == 1) / n
+            out["search/signal_frac"] = sum(1 for t in tops if t) / n
+            out["search/unique_best_frac"] = sum(1 for t in tops if len(t) == 1) / n
+            asked = [
+                r.own in t for r, t in zip(self.roots, tops, strict=True) if t and r.own is not None
+            ]
+            if asked:
+                out["search/own_best_frac"] = sum(asked) / len(asked)
             out["search/best_return_mean"] = sum(max(r.returns) for r in self.roots) / n
             out["search/return_mean"] = sum(sum(r.returns) / len(r.returns) for r in self.roots) / n
         return out
@@ -274,6 +314,8 @@ async def search_batch(
     label: str,
     step_timeout_s: float | None = None,
     sampler_step: int = 0,
+    early_tie_break: bool = False,
+    own_choice: bool = False,
 ) -> SearchBatch:
     """Search every root of batch `step` (see the module docstring). An env that raises or
     returns a non-finite reward loses its root (a group builder that raises, or a group whose
@@ -286,14 +328,17 @@ async def search_batch(
     out = SearchBatch(horizon=horizon, sampler_step=sampler_step)
     turns = [0]
 
-    async def branch(env: Env, action: Action, root_seed: int, watch: EnvWatch) -> float:
-        """The return of `action` played in `env` (a fork) and the branch continued."""
+    async def branch(
+        env: Env, action: Action, root_seed: int, watch: EnvWatch
+    ) -> tuple[float, float]:
+        """The return of `action` played in `env` (a fork) and the branch continued, and the
+        return after the candidate's own turn."""
 
         def step_with(tokens: Action) -> Callable[[], Awaitable[StepResult]]:
             return lambda: env.step(tokens)
 
         result = await env_call(step_with(action), step_timeout_s, "step", watch)
-        total = result.reward
+        total = early = result.reward
         ob, stop = result.next_observation, result.next_stop_condition
         turn = 1
         while not result.episode_done and (horizon == 0 or turn < horizon) and turn < max_turns:
@@ -306,10 +351,14 @@ async def search_batch(
             turn += 1
         if not math.isfinite(total):
             raise ValueError(f"{type(env).__name__} returned a non-finite reward ({total})")
-        return float(total)
+        return float(total), float(early)
+
+    async def own(ob: Observation, stop: StopCondition, root_seed: int) -> list[int]:
+        """The policy's own choice at the root (its turn 0; branches play turns 1 on)."""
+        return list((await policy(ob, stop, mix_seed(root_seed, 0))).tokens)
 
     async def root(env: Env, root_seed: int, watch: EnvWatch) -> RootResult:
-        ob, _stop = await env_call(
+        ob, stop = await env_call(
             env.initial_observation, step_timeout_s, "initial_observation", watch
         )
         searchable = as_searchable(env, label)
@@ -317,10 +366,22 @@ async def search_batch(
         if not candidates:
             raise RuntimeError(f"{type(env).__name__}.candidate_actions() returned none")
         forks = [searchable.fork() for _ in candidates]
-        returns = await asyncio.gather(
+        branches = asyncio.gather(
             *(branch(f, c, root_seed, watch) for f, c in zip(forks, candidates, strict=True))
         )
-        return RootResult(_ints(ob), candidates, list(returns), root_seed)
+        chosen: list[int] | None = None
+        if own_choice:
+            chosen, returns = await asyncio.gather(own(ob, stop, root_seed), branches)
+        else:
+            returns = await branches
+        return RootResult(
+            _ints(ob),
+            candidates,
+            [total for total, _ in returns],
+            root_seed,
+            [early for _, early in returns] if early_tie_break else None,
+            None if chosen is None else (candidates.index(chosen) if chosen in candidates else -1),
+        )
 
     async def guarded(awaitable: Awaitable[_T]) -> _T | Exception:
         try:

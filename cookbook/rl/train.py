@@ -918,6 +918,8 @@ def _launch_search(
         label,
         config.env_step_timeout_s,
         sampler_step=sampler.sampler_step,
+        early_tie_break=search.early_tie_break,
+        own_choice=search.own_choice,
     )
     return asyncio.ensure_future(found)
 

@@ -43,3 +43,29 @@ def test_root_data_draws_a_fresh_tied_target_per_replay() -> None:
     assert drawn == {1, 2}  # both best candidates, never the third
     both = root_data([tied])
     assert [d.loss_fn_inputs["weights"].tolist() for d in both] == [[0.0, 0.5, 0.5]] * 2
+
+
+def test_early_returns_break_ties_and_only_an_all_equal_root_has_no_target() -> None:
+    # Every line loses in the end; the second loses later: it is the target.
+    late = RootResult([1, 100], [[1, 0], [2, 0], [3, 0]], [-1, -1, -1], 0, [-1, 0, -1])
+    assert late.best() == [1] and late.targets() == [([2, 0], 1.0)]
+    # The return ranks first; the early return only orders the candidates it ties.
+    ranked = RootResult([1, 100], [[1, 0], [2, 0], [3, 0]], [1, 1, 0], 0, [0, 1, 1])
+    assert ranked.best() == [1]
+    # Without early returns the same returns carry no signal; with equal ones neither.
+    assert RootResult([1, 100], [[1, 0], [2, 0]], [-1, -1]).targets() == []
+    assert RootResult([1, 100], [[1, 0], [2, 0]], [-1, -1], 0, [0, 0]).targets() == []
+
+
+def test_the_policys_own_choice_is_the_target_whenever_it_is_among_the_best() -> None:
+    candidates = [[1, 0], [2, 0], [3, 0]]
+    for draw in range(10):
+        own = RootResult([1, 100], candidates, [1, 1, 0], draw, own=1)
+        assert own.targets(one=True) == [([2, 0], 1.0)] and own.targets() == [([2, 0], 1.0)]
+    # Not among the best (or no candidate's tokens, -1): the best are drawn as without it.
+    worse = RootResult([1, 100], candidates, [1, 0, 0], 0, own=2)
+    assert worse.targets(one=True) == [([1, 0], 1.0)]
+    unknown = RootResult([1, 100], candidates, [1, 1, 0], 0, own=-1)
+    assert {tuple(unknown.targets(one=True, draw=d)[0][0]) for d in range(20)} == {(1, 0), (2, 0)}
+    # No signal stays no signal, even for the policy's choice.
+    assert RootResult([1, 100], candidates, [0, 0, 0], 0, own=0).targets() == []

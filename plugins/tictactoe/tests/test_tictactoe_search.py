@@ -22,7 +22,7 @@ from ttt_helpers import RENDERER, TOKENIZER, ScriptedSamplingClient, first_free,
 from cookbook.cli import main as cookbook_main
 from cookbook.errors import UserError
 from cookbook.rl.rollouts import SamplingPolicy
-from cookbook.rl.search import SearchableEnv, check_searchable, search_batch
+from cookbook.rl.search import SearchableEnv, SearchBatch, check_searchable, search_batch
 from cookbook.rl.types import Action, Env, EnvGroupBuilder, RLDataset, StepResult
 
 
@@ -186,6 +186,43 @@ def test_one_target_draws_one_best_candidate_per_root_from_its_seed() -> None:
     # A unique best candidate is drawn whatever the seed.
     found = asyncio.run(search_batch(_Roots([_env_at([0, 3, 1, 4])]), 0, policy, 1, 100, 5, "t"))
     assert [_text(a) for a, _w in found.roots[0].targets(one=True)] == ["2<|eos|>"]
+
+
+def test_early_tie_break_teaches_the_block_where_every_line_loses() -> None:
+    # O (first) at 0 and 3, X at 1: X must block at 6. Continued by a weak policy (first free
+    # cell) every line loses against optimal play, so the whole-game returns carry no signal;
+    # the return after the candidate's own turn does: everything but the block loses at once.
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+
+    def search(**options: bool) -> SearchBatch:
+        roots = _Roots([_env_at([0, 1, 3], seat=1)])
+        found = asyncio.run(search_batch(roots, 0, policy, 0, 100, 0, "t", **options))
+        assert found.lost == 0, found.errors
+        return found
+
+    plain = search()
+    assert set(plain.roots[0].returns) == {-1.0} and plain.data() == []
+    early = search(early_tie_break=True)
+    (root,) = early.roots
+    assert set(root.returns) == {-1.0}
+    assert [_text(a) for a, _w in root.targets()] == ["6<|eos|>"]
+    assert early.metrics()["search/signal_frac"] == 1.0
+    # The policy's own choice (the first free cell, 2) is asked at the root: it is not the block.
+    own = search(early_tie_break=True, own_choice=True)
+    assert own.roots[0].own == 2 and own.metrics()["search/own_best_frac"] == 0.0
+    assert [_text(a) for a, _w in own.roots[0].targets(one=True)] == ["6<|eos|>"]
+
+
+def test_own_choice_keeps_the_policys_move_among_tied_best_candidates() -> None:
+    # X after O's centre at horizon 1: the eight free cells tie. The policy plays the first free
+    # cell (0); it is the target whatever the root's seed.
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    for seed in range(6):
+        roots = _Roots([_env_at([4], 1)])
+        found = asyncio.run(search_batch(roots, 0, policy, 1, 100, seed, "t", own_choice=True))
+        (root,) = found.roots
+        assert root.own == 0 and [_text(a) for a, _w in root.targets(one=True)] == ["0<|eos|>"]
+        assert found.metrics()["search/own_best_frac"] == 1.0
 
 
 def test_candidate_tokens_are_rendered_once_per_builder_and_equal_a_fresh_render() -> None:
