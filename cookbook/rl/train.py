@@ -47,6 +47,7 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
+from cookbook.lr_schedule import SCHEDULES, LRSchedule, learning_rate_at
 from cookbook.rl.search import SearchBatch, SearchConfig, SearchReplay
 from cookbook.rl.serial_sampling import Gate, SerialSamplingClient
 from cookbook.rl.types import RLDatasetBuilder
@@ -109,6 +110,9 @@ class Config:
     # ----- optimiser and loss
     learning_rate: float = 1e-3
     """Adam learning rate (1e-3 suits the tiny model; 3e-3 was unstable in the prototype)."""
+    lr_schedule: LRSchedule = "constant"
+    """`constant`, or a decay to 0 at `max_steps` (`linear`, `cosine`; a function of the step,
+    so a resumed run continues it). A run that stops at `max_minutes` first stops part-way."""
     adam_beta1: float = 0.9
     """Adam beta1."""
     adam_beta2: float = 0.95
@@ -257,6 +261,10 @@ def validate_config(config: Config) -> None:
         (config.max_tokens >= 1, "max_tokens must be at least 1"),
         (config.temperature >= 0, "temperature must be >= 0"),
         (config.learning_rate > 0, "learning_rate must be > 0"),
+        (
+            config.lr_schedule in SCHEDULES,
+            f"lr_schedule={config.lr_schedule!r} is not one of: {', '.join(SCHEDULES)}",
+        ),
         (0 <= config.adam_beta1 < 1, "adam_beta1 must be in [0, 1)"),
         (0 <= config.adam_beta2 < 1, "adam_beta2 must be in [0, 1)"),
         (config.adam_eps > 0, "adam_eps must be > 0"),
@@ -426,7 +434,6 @@ async def _train(
     if evaluators and config.eval_before_rl and start_step == 0:
         before_rl = await _eval_before_rl(evaluators, sampler.client)
     t_mark = time.perf_counter()
-    adam = _adam_params(config)
     replay = SearchReplay(config.search.replay) if config.search and config.search.replay else None
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
     searches: dict[int, asyncio.Task[SearchBatch]] = {}
@@ -454,6 +461,10 @@ async def _train(
             for step in range(start_step, num_steps):
                 t_step = time.perf_counter()
                 upcoming: _UpcomingWeights | None = None
+                adam = _adam_params(
+                    config,
+                    learning_rate_at(step, num_steps, config.learning_rate, config.lr_schedule),
+                )
                 if config.search is not None:
                     # Search mode: (1)-(3) are one search of the step's roots and a
                     # cross_entropy update on its targets. The searches of up to
@@ -530,7 +541,7 @@ async def _train(
                 metrics.update(
                     {
                         "progress/done_frac": (step + 1) / num_steps,
-                        "optim/learning_rate": config.learning_rate,
+                        "optim/learning_rate": adam.learning_rate,
                         "time/sample_wait": t_sampled - t_step,
                         "time/train": t_trained - t_sampled,
                         "time/eval": eval_time,
@@ -674,11 +685,11 @@ async def _eval_before_rl(
     return metrics
 
 
-def _adam_params(config: Config) -> tinker_types.AdamParams:
+def _adam_params(config: Config, learning_rate: float) -> tinker_types.AdamParams:
     from tinker import types as tinker_types
 
     return tinker_types.AdamParams(
-        learning_rate=config.learning_rate,
+        learning_rate=learning_rate,
         beta1=config.adam_beta1,
         beta2=config.adam_beta2,
         eps=config.adam_eps,

@@ -23,12 +23,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
+from cookbook.lr_schedule import SCHEDULES, LRSchedule, learning_rate_at
 from cookbook.supervised.lengths import LongExamples
 from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
 
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from cookbook.runs.checkpoints import Checkpoint
     from cookbook.runs.run_dir import RunDir
     from cookbook.supervised.nll_eval import NLLEvaluator
-
-LRSchedule = Literal["constant", "linear", "cosine"]
 
 
 @chz.chz
@@ -141,27 +140,6 @@ class SFTResult:
     """Sampler weights of the final model (for `create_sampling_client`)."""
     last_metrics: dict[str, float] = field(default_factory=dict)
     """The final step's metrics plus the final evaluation."""
-
-
-# --------------------------------------------------------------------------- schedule
-
-
-def learning_rate_at(
-    step: int, total_steps: int, base_lr: float, schedule: LRSchedule, warmup_steps: int = 0
-) -> float:
-    """The learning rate of `step` (0-based): linear warm-up over `warmup_steps`, then constant
-    or a linear/cosine decay that reaches 0 after the last step."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    if schedule == "constant":
-        return base_lr
-    decay_steps = max(total_steps - warmup_steps, 1)
-    progress = min(max(step - warmup_steps, 0) / decay_steps, 1.0)
-    if schedule == "linear":
-        return base_lr * (1.0 - progress)
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise UserError(f"lr_schedule={schedule!r} is not one of: constant, linear, cosine")
 
 
 # --------------------------------------------------------------------------- the inner loop
@@ -290,8 +268,8 @@ def _validate(config: Config) -> None:
             f"max_length must be at least 2 tokens (or unset), got {config.max_length}",
         ),
         (
-            config.lr_schedule in ("constant", "linear", "cosine"),
-            f"lr_schedule={config.lr_schedule!r} is not one of: constant, linear, cosine",
+            config.lr_schedule in SCHEDULES,
+            f"lr_schedule={config.lr_schedule!r} is not one of: {', '.join(SCHEDULES)}",
         ),
     ]
     require(finite_numbers(config), checks)

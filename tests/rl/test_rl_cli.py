@@ -51,7 +51,11 @@ def test_a_crash_mid_run_then_the_same_command_resumes(
     this one."""
     log_dir = tmp_path / "run"
     command = _rl_command(
-        log_dir, "env.crash_at_batch=5", f"env.crash_marker={tmp_path / 'crashed'}"
+        log_dir,
+        "env.crash_at_batch=5",
+        f"env.crash_marker={tmp_path / 'crashed'}",
+        "lr_schedule=linear",
+        "learning_rate=1e-3",
     )
     first = subprocess.run(command, env=rl_plugin_env, capture_output=True, text=True)
     assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
@@ -66,6 +70,9 @@ def test_a_crash_mid_run_then_the_same_command_resumes(
     assert CheckpointIndex(log_dir).all()[-1].step == 8
     assert "rl fixture-letters: 4 steps run" in out  # steps 4-7, not all 8
     assert "fixture-letters step 8/8" in err  # the progress line names the env, not the dir
+    # The linear decay is a function of the step: the resumed steps continue the same line.
+    rates = [r["optim/learning_rate"] for r in MetricsLog(log_dir / "metrics.jsonl").read()]
+    assert rates == pytest.approx([1e-3 * (1 - s / 8) for s in range(8)])
 
 
 @pytest.mark.slow
@@ -121,6 +128,7 @@ def _run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
         (["--env", "fixture-letters", "evals.fixture-echo.num_promts=2"], "num_prompts"),
         (["--env", "fixture-warm", "warm_start.dataset=nope"], "unknown dataset 'nope'"),
         (["--config", "/no/such/run"], "no config file at /no/such/run"),
+        (["--env", "fixture-letters", "lr_schedule=step"], "bad value 'step' for lr_schedule"),
         (["--env", "fixture-warm", "warm_start.batch_size=0"], "warm_start.batch_size must be"),
         (
             ["--env", "fixture-letters", "env.fail_groups=4", "env.test_batches=0"],
