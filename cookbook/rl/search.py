@@ -108,7 +108,7 @@ class SearchConfig:
     turn per root, at `temperature`), when it is one of them: a target then changes only where
     the policy's move is strictly worse (policy iteration's rule), not between equal moves. The
     share of roots where the policy's move is best shows as `search/own_best_frac`. Off by
-    default: on tic-tac-toe it learned faster per step but did not hold its games better
+    default: on tic-tac-toe it learned faster per step but lost more games to random play
     (`plugins/tictactoe/README.md`)."""
 
     replay: int = 0
