@@ -15,7 +15,7 @@ play and as many against the optimal player (random tie-breaks), half in each se
 the run's own: it starts before the model is built and leaves the benchmark's evaluations out.
 The run's time limit (the runner's `max_minutes`) does count them, so a run stops after fewer
 steps than it would have run alone, and its last point is the last one that fell due, not the
-run's end.
+run's end. A run that reaches its `max_steps` first is scored at its last step too.
 
 Targets (issue 15), all from the greedy policy:
 - vs random: 0 losses (or illegal moves) in the games of both seats, >= 97% wins in the first
@@ -198,19 +198,27 @@ class TimedEvaluatorBuilder(EvaluatorBuilder):
     """Seconds of run time between two evaluations."""
     started_at: float = 0.0
     """`time.time()` when the run started (0: when this builder is called)."""
+    last_call: int = 0
+    """The call that always evaluates, due or not (0: none): with `eval_every=1` and no
+    `eval_before_rl`, the run's number of steps, so a run that ends before its time limit is
+    scored at its end."""
 
     def __call__(self, ctx: BuildContext) -> Evaluator:
         """The scheduling wrapper around `inner(ctx)`."""
         started_at = self.started_at or time.time()
-        return TimedEvaluator(self.inner(ctx), self.every_s, started_at)
+        return TimedEvaluator(self.inner(ctx), self.every_s, started_at, self.last_call)
 
 
 class TimedEvaluator(Evaluator):
     """See `TimedEvaluatorBuilder`. Adds `wall_s` (run time at the evaluation) and `eval_s` (what
     the evaluation itself took) to the inner metrics."""
 
-    def __init__(self, inner: Evaluator, every_s: float, started_at: float) -> None:
+    def __init__(
+        self, inner: Evaluator, every_s: float, started_at: float, last_call: int = 0
+    ) -> None:
         self.inner = inner
+        self.last_call = last_call
+        self.calls = 0
         self.every_s = every_s
         self.started_at = started_at
         self.own_s = 0.0
@@ -225,7 +233,8 @@ class TimedEvaluator(Evaluator):
     async def __call__(self, sampling_client: SamplingClient) -> dict[str, float]:
         """The inner metrics when a point is due, else nothing."""
         wall_s = self.run_time_s()
-        if wall_s < self.next_due_s:
+        self.calls += 1
+        if wall_s < self.next_due_s and self.calls != self.last_call:
             return {}
         self.next_due_s = wall_s + self.every_s  # points every_s apart, however long steps are
         t0 = time.time()
@@ -259,9 +268,13 @@ def run_seed(
         log_dir=str(out_dir / "run"),
         max_minutes=minutes,
         eval_every=1,  # the timed evaluator decides when a point is due
+        eval_before_rl=False,  # so its calls count the steps: the last one is always scored
         evals={
             CURVE_EVAL: TimedEvaluatorBuilder(
-                inner=exhaustive, every_s=eval_every_s, started_at=started_at
+                inner=exhaustive,
+                every_s=eval_every_s,
+                started_at=started_at,
+                last_call=config.max_steps or 0,
             )
         },
         show_progress=show_progress,

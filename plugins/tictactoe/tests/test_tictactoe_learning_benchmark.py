@@ -76,16 +76,18 @@ def test_verdicts_say_where_a_target_was_first_met_and_whether_it_held(
 def test_a_short_run_writes_the_curve_and_the_plot(
     bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--seeds", "3", "--eval-every-s", "0", "--eval-games", "8", "--no-progress"]
-    args += ["--out", str(tmp_path), "max_steps=1", "warm_start.steps=5", "groups_per_batch=2"]
-    assert bench.main(args) == 1  # one RL step meets no target
+    args = ["--seeds", "3", "--eval-every-s", "3600", "--eval-games", "8", "--no-progress"]
+    args += ["--out", str(tmp_path), "max_steps=2", "warm_start.steps=5", "groups_per_batch=2"]
+    assert bench.main(args) == 1  # two RL steps meet no target
     out = capsys.readouterr().out
     assert "FAIL  optimal moves, first seat >= 95%: seed 3: never (best" in out
     curve = json.loads((tmp_path / "curve.json").read_text(encoding="utf-8"))
-    assert curve["settings"]["max_steps"] == "1" and not curve["passed"]
+    assert curve["settings"]["max_steps"] == "2" and not curve["passed"]
     (seed,) = curve["seeds"]
-    assert seed["seed"] == 3 and seed["steps"] == 1
-    start = seed["points"][0]  # before the first step
+    assert seed["seed"] == 3 and seed["steps"] == 2
+    # The first step is scored, and the last: the run ended long before its next point was due.
+    assert [p["step"] for p in seed["points"]] == [0, 1]
+    start = seed["points"][0]
     assert start["step"] == 0 and 0.0 < start["values"]["optimal_first"] < 1.0
     assert set(seed["verdicts"]) == {t.name for t in bench.TARGETS}
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
