@@ -226,15 +226,13 @@ def test_a_failing_generation_fails_every_request_it_holds(
     trained: tuple[LocalTrainingClient, LocalSamplingClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, sampler = trained
-    failed = False
+    steps = 0
     real_step = DecodeEngine.step_inference
 
     def failing_step(engine: DecodeEngine) -> None:
-        # Fail once the rows of all three requests run (2 each): on a loaded machine they can
-        # join a step or two apart, so a fixed step number is not the same test.
-        nonlocal failed
-        if not failed and engine.rows == 6:
-            failed = True
+        nonlocal steps
+        steps += 1
+        if steps == 3:
             raise RuntimeError("boom")
         real_step(engine)
 

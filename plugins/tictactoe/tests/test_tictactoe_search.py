@@ -335,17 +335,16 @@ def test_search_settings_that_cannot_work_are_one_line_errors(
 
 @pytest.mark.slow
 def test_the_recommended_search_passes_where_plain_rl_stalls(tmp_path: Path) -> None:
-    """The recommended settings for 1500 steps from the command line (about 5 minutes on a
-    quiet 2-core machine): horizon 1, then whole games from step 1000; the optimal-move rate
-    climbs well past where plain RL stalls (0.68-0.73) in both seats (a run measured 0.905 /
-    0.894 at step 1500 with two policy turns instead of whole games)."""
+    """The recommended run from the command line, whole (3000 steps, the learning rate decayed
+    to 0; about 9 minutes on a quiet 2-core machine, no time cap here): horizon 1, then whole
+    games from step 1000. The optimal-move rate ends well past where plain RL stalls
+    (0.68-0.73) in both seats: three seeds measured 0.936-0.983 at step 3000."""
     log_dir = tmp_path / "learn"
     status = cookbook_main(
         [
             "rl",
             "--env",
             "tictactoe",
-            "max_steps=1500",
             "max_minutes=0",
             "eval_every=0",
             "show_progress=false",
@@ -355,8 +354,9 @@ def test_the_recommended_search_passes_where_plain_rl_stalls(tmp_path: Path) -> 
     )
     assert status == 0
     last = json.loads((log_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 2999
     for seat in ("first", "second"):
-        assert last[f"eval/tictactoe-exhaustive/{seat}/optimal_rate"] >= 0.85
+        assert last[f"eval/tictactoe-exhaustive/{seat}/optimal_rate"] >= 0.9
 
 
 def _fresh(env_class: type[VsOpponentEnv]) -> VsOpponentEnv:
