@@ -4,12 +4,17 @@ resumed run continues the same curve."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 from cookbook.errors import UserError
 
 LRSchedule = Literal["constant", "linear", "cosine"]
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
+
+
+def schedule_check(schedule: str) -> tuple[bool, str]:
+    """The (ok, message) pair config validators list for an `lr_schedule` value."""
+    return schedule in SCHEDULES, f"lr_schedule={schedule!r} is not one of: {', '.join(SCHEDULES)}"
 
 
 def learning_rate_at(

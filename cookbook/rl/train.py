@@ -47,7 +47,7 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
-from cookbook.lr_schedule import SCHEDULES, LRSchedule, learning_rate_at
+from cookbook.lr_schedule import LRSchedule, learning_rate_at, schedule_check
 from cookbook.rl.search import SearchBatch, SearchConfig, SearchReplay
 from cookbook.rl.serial_sampling import Gate, SerialSamplingClient
 from cookbook.rl.types import RLDatasetBuilder
@@ -261,10 +261,7 @@ def validate_config(config: Config) -> None:
         (config.max_tokens >= 1, "max_tokens must be at least 1"),
         (config.temperature >= 0, "temperature must be >= 0"),
         (config.learning_rate > 0, "learning_rate must be > 0"),
-        (
-            config.lr_schedule in SCHEDULES,
-            f"lr_schedule={config.lr_schedule!r} is not one of: {', '.join(SCHEDULES)}",
-        ),
+        schedule_check(config.lr_schedule),
         (0 <= config.adam_beta1 < 1, "adam_beta1 must be in [0, 1)"),
         (0 <= config.adam_beta2 < 1, "adam_beta2 must be in [0, 1)"),
         (config.adam_eps > 0, "adam_eps must be > 0"),

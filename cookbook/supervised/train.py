@@ -29,7 +29,7 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
-from cookbook.lr_schedule import SCHEDULES, LRSchedule, learning_rate_at
+from cookbook.lr_schedule import LRSchedule, learning_rate_at, schedule_check
 from cookbook.supervised.lengths import LongExamples
 from cookbook.supervised.types import SupervisedDataset, SupervisedDatasetBuilder
 
@@ -267,10 +267,7 @@ def _validate(config: Config) -> None:
             config.max_length is None or config.max_length >= 2,
             f"max_length must be at least 2 tokens (or unset), got {config.max_length}",
         ),
-        (
-            config.lr_schedule in SCHEDULES,
-            f"lr_schedule={config.lr_schedule!r} is not one of: {', '.join(SCHEDULES)}",
-        ),
+        schedule_check(config.lr_schedule),
     ]
     require(finite_numbers(config), checks)
     try:
