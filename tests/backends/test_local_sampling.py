@@ -4,6 +4,7 @@ joining a running generation, failures."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
@@ -228,9 +229,13 @@ def test_a_failing_generation_fails_every_request_it_holds(
     _, sampler = trained
     steps = 0
     real_step = DecodeEngine.step_inference
+    all_sent = threading.Event()
 
     def failing_step(engine: DecodeEngine) -> None:
         nonlocal steps
+        # The worker may start on the first request before the others are sent (a loaded
+        # machine): hold it until all three are queued, so all three join by step 3.
+        all_sent.wait(timeout=30)
         steps += 1
         if steps == 3:
             raise RuntimeError("boom")
@@ -240,6 +245,7 @@ def test_a_failing_generation_fails_every_request_it_holds(
 
     async def fire() -> list[BaseException | types.SampleResponse]:
         futures = [sampler.sample(_prompt(t), 2, SP(max_tokens=10, seed=1, stop=[])) for t in "abc"]
+        all_sent.set()
         return list(await asyncio.gather(*futures, return_exceptions=True))
 
     results = asyncio.run(fire())
