@@ -48,7 +48,7 @@ import chz
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
 from cookbook.lr_schedule import LRSchedule, learning_rate_at, schedule_check
-from cookbook.rl.search import SearchBatch, SearchConfig, SearchReplay
+from cookbook.rl.search import ProbeMeans, SearchBatch, SearchConfig, SearchReplay
 from cookbook.rl.serial_sampling import Gate, SerialSamplingClient
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.rl.warm_start import WarmStartConfig
@@ -402,7 +402,8 @@ async def _train(
     if config.search is not None:
         from cookbook.rl.search import check_searchable
 
-        await check_searchable(train_ds, label)  # before the warm start, not after it
+        # before the warm start, not after it
+        await check_searchable(train_ds, label, config.search.probe_opponent)
 
     # --- warm start
     warm_done = warm_start_steps_done(run_dir.resume_from)
@@ -432,6 +433,7 @@ async def _train(
         before_rl = await _eval_before_rl(evaluators, sampler.client)
     t_mark = time.perf_counter()
     replay = SearchReplay(config.search.replay) if config.search and config.search.replay else None
+    probe_means = ProbeMeans(config.search.probe_visits) if config.search else None
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
     searches: dict[int, asyncio.Task[SearchBatch]] = {}
     deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
@@ -469,7 +471,14 @@ async def _train(
                     for s in range(step, min(step + config.max_steps_off_policy + 1, num_steps)):
                         if s not in searches:
                             searches[s] = _launch_search(
-                                config, config.search, train_ds, s, sampler, timer, label
+                                config,
+                                config.search,
+                                train_ds,
+                                s,
+                                sampler,
+                                timer,
+                                label,
+                                probe_means,
                             )
                     found = await searches.pop(step)
                     t_sampled = time.perf_counter()
@@ -909,6 +918,7 @@ def _launch_search(
     sampler: _Sampler,
     timer: BusyTimer,
     label: str,
+    probe_means: ProbeMeans | None = None,
 ) -> asyncio.Task[SearchBatch]:
     """Search mode's (1)-(2): start searching the roots of batch `step` with the sampler's
     current weights (`cookbook.rl.search`)."""
@@ -928,6 +938,8 @@ def _launch_search(
         sampler_step=sampler.sampler_step,
         early_tie_break=search.early_tie_break,
         own_choice=search.own_choice,
+        probe_opponent=search.probe_opponent,
+        probe_means=probe_means,
     )
     return asyncio.ensure_future(found)
 

@@ -1,9 +1,9 @@
-"""`cookbook.rl.search.SearchReplay` and `root_data`: which searched roots are kept for training
-(`search.replay`), and the datums of drawn targets."""
+"""`cookbook.rl.search.SearchReplay`, `ProbeMeans` and `root_data`: which searched roots are kept
+for training (`search.replay`), how probe returns rank ties, and the datums of drawn targets."""
 
 from __future__ import annotations
 
-from cookbook.rl.search import RootResult, SearchReplay, root_data
+from cookbook.rl.search import ProbeMeans, RootResult, SearchReplay, root_data
 
 
 def _root(prompt: int, returns: list[float], seed: int = 0) -> RootResult:
@@ -69,3 +69,30 @@ def test_the_policys_own_choice_is_the_target_whenever_it_is_among_the_best() ->
     assert {tuple(unknown.targets(one=True, draw=d)[0][0]) for d in range(20)} == {(1, 0), (2, 0)}
     # No signal stays no signal, even for the policy's choice.
     assert RootResult([1, 100], candidates, [0, 0, 0], 0, own=0).targets() == []
+
+
+def test_probe_returns_break_the_ties_left_after_the_early_returns() -> None:
+    root = RootResult([1], [[1], [2], [3], [4]], [0, 0, 0, -1], 0, [0, 0, -1, -1])
+    assert root.best() == [0, 1] and not root.probe_decided()
+    root.probe_returns = [0.2, 0.6, 0.9, 1.0]  # 2 and 3 rank lower before the probe counts
+    assert root.best() == [1] and root.probe_decided()
+    root.probe_returns = [0.6, 0.6, 0.0, 0.0]
+    assert root.best() == [0, 1] and not root.probe_decided()
+    # A root that ties everywhere but in its probe returns gets a target from them.
+    flat = RootResult([2], [[1], [2]], [0, 0], 0, [0, 0], probe_returns=[0.5, 0.25])
+    assert flat.best() == [0] and flat.probe_decided()
+    assert flat.targets(one=True) == [([1], 1.0)]
+
+
+def test_probe_means_average_a_roots_visits_then_weigh_the_newest_most() -> None:
+    means = ProbeMeans(visits=2, max_roots=2)
+    root = RootResult([7], [[1], [2]], [0, 0])
+    assert means.update(root, [1.0, -1.0]) == [1.0, -1.0]
+    assert means.update(root, [0.0, 0.0]) == [0.5, -0.5]  # the mean of two visits
+    assert means.update(root, [0.0, 1.0]) == [0.25, 0.25]  # then halfway to each new one
+    other = RootResult([8], [[1], [2]], [0, 0])
+    assert means.update(other, [1.0, 1.0]) == [1.0, 1.0]  # per prompt
+    # Only the newest `max_roots` prompts keep their means.
+    means.update(RootResult([9], [[1], [2]], [0, 0]), [0.0, 0.0])
+    assert len(means) == 2
+    assert means.update(root, [-1.0, -1.0]) == [-1.0, -1.0]  # forgotten: a first visit again

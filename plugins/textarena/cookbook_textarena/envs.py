@@ -171,7 +171,8 @@ class VsOpponentEnv(_SeatEnv):
     """The policy holds `seat`; `opponent` moves for the other seat between the policy's turns.
 
     Searchable (`cookbook.rl.search.SearchableEnv`): at the policy's turn it lists the game's
-    candidate actions as reply tokens and forks itself (game, random stream and opponent)."""
+    candidate actions as reply tokens and forks itself (game, random stream and opponent), also
+    against another opponent (`ProbeableEnv`)."""
 
     def __init__(
         self,
@@ -237,6 +238,13 @@ class VsOpponentEnv(_SeatEnv):
         twin.rng = type(self.rng).__new__(type(self.rng))
         twin.rng.setstate(self.rng.getstate())
         twin.opponent = copy.copy(self.opponent)
+        return twin
+
+    def fork_against(self, opponent: str) -> VsOpponentEnv:
+        """A `fork` in which a scripted `opponent` (`random` or `optimal`) answers from now on
+        (`cookbook.rl.search.ProbeableEnv`)."""
+        twin = self.fork()
+        twin.opponent = players.scripted_player(opponent)
         return twin
 
     async def _opponent_turns(self) -> None:

@@ -91,3 +91,23 @@ def test_a_short_run_writes_the_curve_and_the_plot(
     assert start["step"] == 0 and 0.0 < start["values"]["optimal_first"] < 1.0
     assert set(seed["verdicts"]) == {t.name for t in bench.TARGETS}
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tie_breaks_that_read_random_replies_reach_the_second_seat_target() -> None:
+    """`benchmarks/tictactoe_tie_breaks.py`: every tie-break of optimal moves never loses; the
+    ones that read the random opponent's replies win more, and only they reach 88% second-seat
+    wins (the target minimax play with ties at random misses)."""
+    path = BENCHMARK.with_name("tictactoe_tie_breaks.py")
+    spec = importlib.util.spec_from_file_location("tictactoe_tie_breaks", path)
+    assert spec is not None and spec.loader is not None
+    tie_breaks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tie_breaks)
+    rates = {
+        name: [tie_breaks.win_loss(key, seat) for seat in (0, 1)]
+        for name, key in tie_breaks.KEYS.items()
+    }
+    assert all(loss == 0.0 for seats in rates.values() for _win, loss in seats)
+    second = {name: seats[1][0] for name, seats in rates.items()}
+    assert second["uniform"] < 0.88 and second["sooner win"] < 0.88
+    assert 0.88 <= second["one reply"] <= second["expectimax"] < 1.0
+    assert rates["uniform"][0][0] < 0.97 <= rates["one reply"][0][0] <= rates["expectimax"][0][0]

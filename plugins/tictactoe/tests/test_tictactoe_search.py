@@ -22,18 +22,32 @@ from ttt_helpers import RENDERER, TOKENIZER, ScriptedSamplingClient, first_free,
 from cookbook.cli import main as cookbook_main
 from cookbook.errors import UserError
 from cookbook.rl.rollouts import SamplingPolicy
-from cookbook.rl.search import SearchableEnv, SearchBatch, check_searchable, search_batch
+from cookbook.rl.search import (
+    ProbeMeans,
+    SearchableEnv,
+    SearchBatch,
+    check_searchable,
+    search_batch,
+)
 from cookbook.rl.types import Action, Env, EnvGroupBuilder, RLDataset, StepResult
 
 
-def _env_at(moves: Sequence[int], seat: int = 0, opponent: str = "optimal") -> VsOpponentEnv:
+def _env_at(
+    moves: Sequence[int], seat: int = 0, opponent: str = "optimal", seed: int = 0
+) -> VsOpponentEnv:
     """The policy's env in `seat` after `moves` (cells, alternating from the first player)."""
     session = GameSession(TicTacToe(), 0)
     for cell in moves:
         session.play(f"[{cell}]")
 
     return VsOpponentEnv(
-        session, seat, RENDERER, "compact", Rewards(), scripted_player(opponent), random.Random(0)
+        session,
+        seat,
+        RENDERER,
+        "compact",
+        Rewards(),
+        scripted_player(opponent),
+        random.Random(seed),
     )
 
 
@@ -225,6 +239,63 @@ def test_own_choice_keeps_the_policys_move_among_tied_best_candidates() -> None:
         assert found.metrics()["search/own_best_frac"] == 1.0
 
 
+def test_a_probe_fork_meets_its_own_opponent_and_leaves_the_root_alone() -> None:
+    async def go() -> None:
+        env = _env_at([4], seat=1)  # vs optimal
+        await env.initial_observation()
+        probe = env.fork_against("random")
+        assert isinstance(probe.opponent, type(scripted_player("random")))
+        assert isinstance(env.opponent, type(scripted_player("optimal")))
+        await probe.step(env.candidate_actions()[1])  # an edge: optimal play would win now
+        assert env.session.board() == ".../.O./..."
+        with pytest.raises(UserError, match="unknown scripted opponent 'bogus'"):
+            env.fork_against("bogus")
+
+    asyncio.run(go())
+
+
+def test_probe_games_against_random_play_rank_the_tied_candidates() -> None:
+    # X after O's centre at horizon 1: the eight free cells tie (0), and so do their early
+    # returns. Each candidate also plays a game to the end against random play (the policy
+    # continuing with the first free cell); the mean over the root's visits decides.
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    means = ProbeMeans(visits=16)
+    samples: list[list[float]] = []
+    for visit in range(6):
+        roots = _Roots([_env_at([4], seat=1, seed=visit)])
+        found = asyncio.run(
+            search_batch(
+                roots,
+                visit,
+                policy,
+                1,
+                100,
+                0,
+                "t",
+                early_tie_break=True,
+                probe_opponent="random",
+                probe_means=means,
+            )
+        )
+        assert found.lost == 0, found.errors
+        (root,) = found.roots
+        assert set(root.returns) == {-1.0, 0.0}  # no signal without the probe
+        assert root.probe_returns is not None and root.probe_returns[4] == -1.0  # occupied
+        samples.append(root.probe_returns)
+    # The means are the running means of the visits' own returns.
+    roots = _Roots([_env_at([4], seat=1, seed=0)])
+    first = asyncio.run(search_batch(roots, 0, policy, 1, 100, 0, "t", probe_opponent="random"))
+    first_returns = first.roots[0].probe_returns
+    assert samples[0] == first_returns
+    assert len(set(map(tuple, samples))) > 1  # visits differ: the random replies do
+    (target,) = root.targets(one=True)
+    means_C = root.probe_returns
+    tops = {f"{c}<|eos|>" for c in range(9) if means_C[c] == max(means_C)}
+    assert _text(target[0]) in tops and len(tops) < 8
+    assert found.metrics()["search/probe_decided_frac"] == 1.0
+    assert len(means) == 1
+
+
 def test_candidate_tokens_are_rendered_once_per_builder_and_equal_a_fresh_render() -> None:
     async def go() -> None:
         builder = TicTacToeEnvBuilder(opponent="optimal", seat="alternate", opening_plies=4)
@@ -317,6 +388,26 @@ def test_search_with_replay_and_look_ahead_trains_on_kept_roots_and_resumes(
     assert all(r["optim/datums"] <= 6 for r in records)
     assert records[-1]["search/horizon"] == 0.0 and records[-1]["search/policy_turns"] > 0
     assert "warning" not in err
+
+
+def test_cookbook_rl_search_with_a_probe_opponent_reports_the_ties_it_broke(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_dir = tmp_path / "probe"
+    run = [*SEARCH_RUN, "search.probe_opponent=random", "max_steps=3", f"log_dir={log_dir}"]
+    assert cookbook_main(run) == 0
+    records = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 1, 2]
+    for r in records:
+        assert 0.0 <= r["search/probe_decided_frac"] <= r["search/signal_frac"] <= 1.0
+        assert -1.0 <= r["search/probe_return_mean"] <= 1.0
+        assert r["search/policy_turns"] > 0  # probe games are played to the end
+    assert any(r["search/probe_decided_frac"] > 0 for r in records)
+    bad = [*SEARCH_RUN, "search.probe_opponent=bogus", f"log_dir={tmp_path / 'bad'}"]
+    assert cookbook_main(bad) != 0
+    err = capsys.readouterr().err
+    assert "unknown scripted opponent 'bogus'; choose one of: random, optimal" in err
+    assert "Traceback" not in err
 
 
 def test_search_settings_that_cannot_work_are_one_line_errors(
