@@ -127,14 +127,18 @@ class SearchConfig:
     the ties left: each candidate also plays one game against it in a fork
     (`ProbeableEnv.fork_against`), the policy continuing greedily to the end, and of the best
     candidates the ones with the highest mean probe return over the root's last
-    `probe_visits` visits are the targets. Against the best opponent many moves hold the value
+    `probe_visits` visits (within `probe_margin`) are the targets. Against the best opponent many moves hold the value
     (a draw); against a weak one some win far more often (tic-tac-toe's second seat: 78% of
     games won against random play with ties broken at random, 88% with them broken by the mean
     over the weak opponent's replies). Costs a second branch per candidate, played to the end;
     the means live for the run (a resumed run starts with none)."""
-    probe_visits: int = 16
+    probe_visits: int = 32
     """Visits of a root the probe means run over: a plain mean up to this many, then an
     exponential mean of that weight (the policy's continuation changes as it learns)."""
+    probe_margin: float = 0.1
+    """Candidates whose probe mean is within this of the best one's stay tied: a mean of a few
+    games is noisy, and a target that flips between near-equal moves on every visit is learned
+    worse than a tie drawn at random."""
 
     replay: int = 0
     """Roots whose targets are kept for training (0: train on this step's roots only). Each
@@ -163,6 +167,7 @@ class SearchConfig:
             (self.replay >= 0, "search.replay must be >= 0 (0: train on each step's roots)"),
             (self.train_roots >= 1, "search.train_roots must be at least 1"),
             (self.probe_visits >= 1, "search.probe_visits must be at least 1"),
+            (self.probe_margin >= 0, "search.probe_margin must be >= 0"),
             (
                 self.probe_opponent is None or bool(self.probe_opponent.strip()),
                 "search.probe_opponent must name an opponent (e.g. random), or be left unset",
@@ -188,15 +193,18 @@ class RootResult:
     probe_returns: list[float] | None = None
     """Each candidate's mean return against the probe opponent over the root's visits, which
     breaks the ties left (None: no probe)."""
+    probe_margin: float = 0.0
+    """Probe returns within this of the best are equal."""
 
     def best(self) -> list[int]:
         """The indices of the best candidates: the highest return, ties broken by the highest
         early return, then by the highest probe return; empty when every candidate ranks the
         same (no signal)."""
         tops = _tops(range(len(self.returns)), self.returns)
-        for key in (self.early_returns, self.probe_returns):
-            if key is not None:
-                tops = _tops(tops, key)
+        if self.early_returns is not None:
+            tops = _tops(tops, self.early_returns)
+        if self.probe_returns is not None:
+            tops = _tops(tops, self.probe_returns, self.probe_margin)
         return [] if len(tops) == len(self.returns) else tops
 
     def probe_decided(self) -> bool:
@@ -219,11 +227,12 @@ class RootResult:
         return [(self.candidates[i], 1.0 / len(tops)) for i in tops]
 
 
-def _tops(indices: Iterable[int], values: Sequence[float]) -> list[int]:
-    """Those of `indices` whose value is the highest among them (within `RETURN_TIE`)."""
+def _tops(indices: Iterable[int], values: Sequence[float], margin: float = 0.0) -> list[int]:
+    """Those of `indices` whose value is the highest among them (within `margin`, or
+    `RETURN_TIE`)."""
     indices = list(indices)
     best = max(values[i] for i in indices)
-    return [i for i in indices if best - values[i] < RETURN_TIE]
+    return [i for i in indices if best - values[i] < max(margin, RETURN_TIE)]
 
 
 RETURN_TIE = 1e-9
@@ -412,6 +421,7 @@ async def search_batch(
     own_choice: bool = False,
     probe_opponent: str | None = None,
     probe_means: ProbeMeans | None = None,
+    probe_margin: float = 0.0,
 ) -> SearchBatch:
     """Search every root of batch `step` (see the module docstring). An env that raises or
     returns a non-finite reward loses its root (a group builder that raises, or a group whose
@@ -419,7 +429,8 @@ async def search_batch(
     `UserError`. Each group runs as plain rollouts' do (`rollouts.run_watched`): with a timeout
     on a thread of its own, so env code that blocks costs its group, never the run. With
     `probe_opponent`, each candidate also plays a probe game (to the end) whose returns are
-    folded into `probe_means` (a fresh one when not given) in the order of the roots."""
+    folded into `probe_means` (a fresh one when not given) in the order of the roots; means
+    within `probe_margin` of the best rank equal."""
     from cookbook.rl.rollouts import EnvWatch, env_call, mix_seed, run_watched
 
     t0 = time.perf_counter()
@@ -536,6 +547,7 @@ async def search_batch(
         else:
             if outcome.probe_returns is not None:
                 outcome.probe_returns = means.update(outcome, outcome.probe_returns)
+                outcome.probe_margin = probe_margin
             out.roots.append(outcome)
     out.policy_turns = turns[0]
     out.time_s = time.perf_counter() - t0

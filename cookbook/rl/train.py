@@ -940,6 +940,7 @@ def _launch_search(
         own_choice=search.own_choice,
         probe_opponent=search.probe_opponent,
         probe_means=probe_means,
+        probe_margin=search.probe_margin,
     )
     return asyncio.ensure_future(found)
 

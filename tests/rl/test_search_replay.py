@@ -82,6 +82,11 @@ def test_probe_returns_break_the_ties_left_after_the_early_returns() -> None:
     flat = RootResult([2], [[1], [2]], [0, 0], 0, [0, 0], probe_returns=[0.5, 0.25])
     assert flat.best() == [0] and flat.probe_decided()
     assert flat.targets(one=True) == [([1], 1.0)]
+    # Means within the margin of the best stay tied.
+    flat.probe_margin = 0.3
+    assert flat.best() == [] and not flat.probe_decided()
+    flat.probe_margin = 0.2
+    assert flat.best() == [0]
 
 
 def test_probe_means_average_a_roots_visits_then_weigh_the_newest_most() -> None:

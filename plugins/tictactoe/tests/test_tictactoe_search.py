@@ -275,6 +275,7 @@ def test_probe_games_against_random_play_rank_the_tied_candidates() -> None:
                 early_tie_break=True,
                 probe_opponent="random",
                 probe_means=means,
+                probe_margin=0.25,
             )
         )
         assert found.lost == 0, found.errors
@@ -290,7 +291,7 @@ def test_probe_games_against_random_play_rank_the_tied_candidates() -> None:
     assert len(set(map(tuple, samples))) > 1  # visits differ: the random replies do
     (target,) = root.targets(one=True)
     means_C = root.probe_returns
-    tops = {f"{c}<|eos|>" for c in range(9) if means_C[c] == max(means_C)}
+    tops = {f"{c}<|eos|>" for c in range(9) if means_C[c] > max(means_C) - 0.25}
     assert _text(target[0]) in tops and len(tops) < 8
     assert found.metrics()["search/probe_decided_frac"] == 1.0
     assert len(means) == 1
