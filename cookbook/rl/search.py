@@ -124,14 +124,14 @@ class SearchConfig:
 
     probe_opponent: str | None = None
     """An opponent whose mistakes the policy should learn to use (tic-tac-toe: `random`), for
-    the ties left: each candidate also plays one game against it in a fork
+    the ties left: each candidate still tied also plays one game against it in a fork
     (`ProbeableEnv.fork_against`), the policy continuing greedily to the end, and of the best
     candidates the ones with the highest mean probe return over the root's last
     `probe_visits` visits (within `probe_margin`) are the targets. Against the best opponent many moves hold the value
     (a draw); against a weak one some win far more often (tic-tac-toe's second seat: 78% of
     games won against random play with ties broken at random, 88% with them broken by the mean
-    over the weak opponent's replies). Costs a second branch per candidate, played to the end;
-    the means live for the run (a resumed run starts with none)."""
+    over the weak opponent's replies). Costs a second branch per tied candidate, played to the
+    end, after the first ones; the means live for the run (a resumed run starts with none)."""
     probe_visits: int = 32
     """Visits of a root the probe means run over: a plain mean up to this many, then an
     exponential mean of that weight (the policy's continuation changes as it learns)."""
@@ -192,7 +192,8 @@ class RootResult:
     (None: not asked; -1: the policy's tokens were no candidate's)."""
     probe_returns: list[float] | None = None
     """Each candidate's mean return against the probe opponent over the root's visits, which
-    breaks the ties left (None: no probe)."""
+    breaks the ties left (None: no probe; -inf: a candidate never probed, as only those tied
+    on the earlier keys are)."""
     probe_margin: float = 0.0
     """Probe returns within this of the best are equal."""
 
@@ -281,9 +282,8 @@ class SearchBatch:
                 out["search/own_best_frac"] = sum(asked) / len(asked)
             if any(r.probe_returns is not None for r in self.roots):
                 out["search/probe_decided_frac"] = sum(r.probe_decided() for r in self.roots) / n
-                out["search/probe_return_mean"] = (
-                    sum(max(r.probe_returns or [0.0]) for r in self.roots) / n
-                )
+                probed = [max(r.probe_returns) for r in self.roots if r.probe_returns]
+                out["search/probe_return_mean"] = sum(probed) / len(probed) if probed else 0.0
             out["search/best_return_mean"] = sum(max(r.returns) for r in self.roots) / n
             out["search/return_mean"] = sum(sum(r.returns) / len(r.returns) for r in self.roots) / n
         return out
@@ -352,17 +352,18 @@ class ProbeMeans:
         self._roots: dict[tuple[int, ...], dict[tuple[int, ...], tuple[float, int]]] = {}
 
     def update(self, root: RootResult, samples: Sequence[float]) -> list[float]:
-        """Fold one visit's probe returns (one per candidate of `root`) into the means, and
-        return the candidates' means."""
+        """Fold one visit's probe returns (one per candidate of `root`, NaN for one not probed)
+        into the means, and return the candidates' means (-inf for one never probed)."""
         key = tuple(root.ob_tokens)
         seen = self._roots.pop(key, {})
         self._roots[key] = seen  # newest last
         out = []
         for action, sample in zip(root.candidates, samples, strict=True):
-            mean, n = seen.get(tuple(action), (0.0, 0))
-            n += 1
-            mean += (sample - mean) / min(n, self.visits)
-            seen[tuple(action)] = (mean, n)
+            mean, n = seen.get(tuple(action), (-math.inf, 0))
+            if not math.isnan(sample):
+                n += 1
+                mean = sample if n == 1 else mean + (sample - mean) / min(n, self.visits)
+                seen[tuple(action)] = (mean, n)
             out.append(mean)
         if len(self._roots) > self.max_roots:
             del self._roots[next(iter(self._roots))]
@@ -428,7 +429,8 @@ async def search_batch(
     env call runs past `step_timeout_s`: one root), counted; an env that cannot be searched is a
     `UserError`. Each group runs as plain rollouts' do (`rollouts.run_watched`): with a timeout
     on a thread of its own, so env code that blocks costs its group, never the run. With
-    `probe_opponent`, each candidate also plays a probe game (to the end) whose returns are
+    `probe_opponent`, each candidate still tied on the other keys then plays a probe game (to
+    the end) whose returns are
     folded into `probe_means` (a fresh one when not given) in the order of the roots; means
     within `probe_margin` of the best rank equal."""
     from cookbook.rl.rollouts import EnvWatch, env_call, mix_seed, run_watched
@@ -481,35 +483,41 @@ async def search_batch(
             *(branch(f, c, root_seed, watch) for f, c in zip(forks, candidates, strict=True))
         )
 
-        async def probe_games() -> list[tuple[float, float]]:
-            if probe_opponent is None:
-                return []
-            probeable = as_probeable(env, label)
-            rivals = [probeable.fork_against(probe_opponent) for _ in candidates]
-            return await asyncio.gather(
-                *(
-                    branch(f, c, root_seed, watch, 0)
-                    for f, c in zip(rivals, candidates, strict=True)
-                )
-            )
-
         chosen: list[int] | None = None
         if own_choice:
-            chosen, returns, probe = await asyncio.gather(
-                own(ob, stop, root_seed), branches, probe_games()
-            )
+            chosen, returns = await asyncio.gather(own(ob, stop, root_seed), branches)
         else:
-            returns, probe = await asyncio.gather(branches, probe_games())
-        return RootResult(
+            returns = await branches
+        result = RootResult(
             _ints(ob),
             candidates,
             [total for total, _ in returns],
             root_seed,
             [early for _, early in returns] if early_tie_break else None,
             None if chosen is None else (candidates.index(chosen) if chosen in candidates else -1),
-            # this visit's probe returns; replaced by the means below, in the roots' order
-            [total for total, _ in probe] if probe else None,
         )
+        if probe_opponent is not None:
+            # Only the candidates still tied can be ranked by a probe: the rest are not probed.
+            tied = result.best() or range(len(candidates))
+            if len(tied) > 1:
+                probeable = as_probeable(env, label)
+                probed = await asyncio.gather(
+                    *(
+                        branch(
+                            probeable.fork_against(probe_opponent),
+                            candidates[i],
+                            root_seed,
+                            watch,
+                            0,
+                        )
+                        for i in tied
+                    )
+                )
+                # this visit's probe returns (NaN: not probed); replaced by the means below
+                result.probe_returns = [math.nan] * len(candidates)
+                for i, (total, _) in zip(tied, probed, strict=True):
+                    result.probe_returns[i] = total
+        return result
 
     async def guarded(awaitable: Awaitable[_T]) -> _T | Exception:
         try:

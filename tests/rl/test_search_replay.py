@@ -3,6 +3,8 @@ for training (`search.replay`), how probe returns rank ties, and the datums of d
 
 from __future__ import annotations
 
+import math
+
 from cookbook.rl.search import ProbeMeans, RootResult, SearchReplay, root_data
 
 
@@ -101,3 +103,8 @@ def test_probe_means_average_a_roots_visits_then_weigh_the_newest_most() -> None
     means.update(RootResult([9], [[1], [2]], [0, 0]), [0.0, 0.0])
     assert len(means) == 2
     assert means.update(root, [-1.0, -1.0]) == [-1.0, -1.0]  # forgotten: a first visit again
+    # A candidate left out of a visit (NaN: it was not tied) keeps its mean; one never probed
+    # ranks below every probed one.
+    fresh = RootResult([10], [[1], [2]], [0, 0])
+    assert means.update(fresh, [0.5, math.nan]) == [0.5, -math.inf]
+    assert means.update(fresh, [math.nan, 1.0]) == [0.5, 1.0]

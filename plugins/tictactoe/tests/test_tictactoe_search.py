@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import threading
 import time
@@ -281,7 +282,8 @@ def test_probe_games_against_random_play_rank_the_tied_candidates() -> None:
         assert found.lost == 0, found.errors
         (root,) = found.roots
         assert set(root.returns) == {-1.0, 0.0}  # no signal without the probe
-        assert root.probe_returns is not None and root.probe_returns[4] == -1.0  # occupied
+        # The occupied cell loses at once: it is not tied, so it is never probed.
+        assert root.probe_returns is not None and root.probe_returns[4] == -math.inf
         samples.append(root.probe_returns)
     # The means are the running means of the visits' own returns.
     roots = _Roots([_env_at([4], seat=1, seed=0)])
@@ -295,6 +297,10 @@ def test_probe_games_against_random_play_rank_the_tied_candidates() -> None:
     assert _text(target[0]) in tops and len(tops) < 8
     assert found.metrics()["search/probe_decided_frac"] == 1.0
     assert len(means) == 1
+    # A root with a unique best candidate (win in one) plays no probe game.
+    win = _Roots([_env_at([0, 3, 1, 4])])
+    found = asyncio.run(search_batch(win, 0, policy, 1, 100, 0, "t", probe_opponent="random"))
+    assert found.roots[0].probe_returns is None and found.policy_turns == 0
 
 
 def test_candidate_tokens_are_rendered_once_per_builder_and_equal_a_fresh_render() -> None:
