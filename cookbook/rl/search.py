@@ -24,7 +24,8 @@ leak probability mass into malformed actions (lowering one candidate's tokens ra
 other continuation, the unparseable ones too); cross-entropy on the best candidates does not.
 
 Roots come from the env's own batches (`get_batch(step)`), so a resumed run searches the same
-roots, and the horizon is a function of the step: resume needs nothing beyond the checkpoint.
+roots, and the horizon is a function of the step: resume needs nothing beyond the checkpoint
+(what `replay`, `revisit` and `probe_opponent` keep in memory starts empty again).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 import chz
 
@@ -140,6 +141,16 @@ class SearchConfig:
     games is noisy, and a target that flips between near-equal moves on every visit is learned
     worse than a tie drawn at random."""
 
+    revisit: float = 0.0
+    """The share of each step's groups replaced by roots searched before where the policy's
+    own move (asked at `temperature`, one policy turn per root) was not a best candidate, one
+    root per replaced group, drawn from the newest `revisit_size` such roots; a root whose move
+    has become best is dropped. Hard positions come back until they are learned, instead of
+    waiting for a random batch to hold them again. The kept roots live for the run (a resumed
+    run starts with none)."""
+    revisit_size: int = 512
+    """Roots kept for `revisit` (the newest, one per prompt)."""
+
     replay: int = 0
     """Roots whose targets are kept for training (0: train on this step's roots only). Each
     step adds its roots (a prompt searched again replaces its older search) and drops the
@@ -168,6 +179,8 @@ class SearchConfig:
             (self.train_roots >= 1, "search.train_roots must be at least 1"),
             (self.probe_visits >= 1, "search.probe_visits must be at least 1"),
             (self.probe_margin >= 0, "search.probe_margin must be >= 0"),
+            (0 <= self.revisit < 1, "search.revisit must be >= 0 and < 1 (a share of the groups)"),
+            (self.revisit_size >= 1, "search.revisit_size must be at least 1"),
             (
                 self.probe_opponent is None or bool(self.probe_opponent.strip()),
                 "search.probe_opponent must name an opponent (e.g. random), or be left unset",
@@ -196,6 +209,9 @@ class RootResult:
     on the earlier keys are)."""
     probe_margin: float = 0.0
     """Probe returns within this of the best are equal."""
+    missed: KeptRoot | None = field(default=None, repr=False)
+    """With `revisit`: the root, kept (a fork at its decision point), when the policy's own move
+    was not a best candidate; `RevisitStore.update` takes it."""
 
     def best(self) -> list[int]:
         """The indices of the best candidates: the highest return, ties broken by the highest
@@ -257,6 +273,10 @@ class SearchBatch:
     sampler_step: int = 0
     """The step whose weights played the policy's turns."""
     time_s: float = 0.0
+    revisit: bool = False
+    """Whether `revisit` is on (each root asked the policy's own move)."""
+    revisited: int = 0
+    """Roots searched again (`revisit`)."""
 
     def metrics(self) -> dict[str, float]:
         """`search/...`: the share of roots with a signal and with a unique best candidate, the
@@ -270,6 +290,8 @@ class SearchBatch:
             "search/policy_turns": float(self.policy_turns),
             "time/search": self.time_s,
         }
+        if self.revisit:
+            out["search/revisited_roots"] = float(self.revisited)
         if n:
             tops = [r.best() for r in self.roots]
             out["search/candidates_mean"] = sum(len(r.candidates) for r in self.roots) / n
@@ -280,6 +302,10 @@ class SearchBatch:
             ]
             if asked:
                 out["search/own_best_frac"] = sum(asked) / len(asked)
+            with_target = sum(1 for t in tops if t)
+            if self.revisit and with_target:
+                missed = sum(1 for r in self.roots if r.missed is not None)
+                out["search/missed_frac"] = missed / with_target
             if any(r.probe_returns is not None for r in self.roots):
                 out["search/probe_decided_frac"] = sum(r.probe_decided() for r in self.roots) / n
                 probed = [max(r.probe_returns) for r in self.roots if r.probe_returns]
@@ -312,33 +338,65 @@ def root_data(
     return data
 
 
-class SearchReplay:
-    """The kept roots of `SearchConfig.replay`: the newest `size` roots with a target, one per
-    prompt (a prompt searched again replaces its older search)."""
+class _NewestPerPrompt(Generic[_T]):
+    """The newest `size` values kept, one per prompt (a prompt kept again becomes the newest)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._roots: dict[tuple[int, ...], RootResult] = {}  # oldest first
+        self._kept: dict[tuple[int, ...], _T] = {}  # oldest first
+
+    def _put(self, key: tuple[int, ...], value: _T | None) -> None:
+        """Keep `value` for `key` as the newest (None: drop the key)."""
+        self._kept.pop(key, None)
+        if value is not None:
+            self._kept[key] = value
+
+    def _trim(self) -> None:
+        for key in list(itertools.islice(self._kept, max(len(self._kept) - self.size, 0))):
+            del self._kept[key]
+
+    def draw(self, n: int, seed: int) -> list[_T]:
+        """`n` kept values drawn at random without replacement (all of them when fewer)."""
+        kept = list(self._kept.values())
+        return kept if n >= len(kept) else random.Random(seed).sample(kept, n)
+
+    def __len__(self) -> int:
+        """Values kept."""
+        return len(self._kept)
+
+
+class SearchReplay(_NewestPerPrompt[RootResult]):
+    """The kept roots of `SearchConfig.replay`: the newest `size` roots with a target, one per
+    prompt (a prompt searched again replaces its older search)."""
 
     def add(self, roots: Sequence[RootResult]) -> None:
         """Keep `roots` (those with a target), dropping the oldest past `size`; a root whose
         new search has no target is dropped too (its old target is outdated)."""
         for root in roots:
-            key = tuple(root.ob_tokens)
-            self._roots.pop(key, None)
-            if root.targets():
-                self._roots[key] = root
-        for key in list(itertools.islice(self._roots, max(len(self._roots) - self.size, 0))):
-            del self._roots[key]
+            self._put(tuple(root.ob_tokens), root if root.targets() else None)
+        self._trim()
 
-    def draw(self, n: int, seed: int) -> list[RootResult]:
-        """`n` kept roots drawn at random without replacement (all of them when fewer)."""
-        kept = list(self._roots.values())
-        return kept if n >= len(kept) else random.Random(seed).sample(kept, n)
 
-    def __len__(self) -> int:
-        """Roots kept."""
-        return len(self._roots)
+@dataclass
+class KeptRoot:
+    """A root kept for `SearchConfig.revisit`: a fork at its decision point (never stepped:
+    branches fork it again) and the observation it showed."""
+
+    env: Env
+    ob: Observation
+    stop: StopCondition
+
+
+class RevisitStore(_NewestPerPrompt[KeptRoot]):
+    """The roots of `SearchConfig.revisit`: the newest `size` whose policy move was not a best
+    candidate, one per prompt."""
+
+    def update(self, roots: Sequence[RootResult]) -> None:
+        """Keep the missed ones of `roots` (as the newest) and drop the others' prompts."""
+        for root in roots:
+            self._put(tuple(root.ob_tokens), root.missed)
+            root.missed = None  # the store holds it, not the replayed result
+        self._trim()
 
 
 class ProbeMeans:
@@ -423,6 +481,7 @@ async def search_batch(
     probe_opponent: str | None = None,
     probe_means: ProbeMeans | None = None,
     probe_margin: float = 0.0,
+    revisit_roots: Sequence[KeptRoot] | None = None,
 ) -> SearchBatch:
     """Search every root of batch `step` (see the module docstring). An env that raises or
     returns a non-finite reward loses its root (a group builder that raises, or a group whose
@@ -432,7 +491,9 @@ async def search_batch(
     `probe_opponent`, each candidate still tied on the other keys then plays a probe game (to
     the end) whose returns are
     folded into `probe_means` (a fresh one when not given) in the order of the roots; means
-    within `probe_margin` of the best rank equal."""
+    within `probe_margin` of the best rank equal. `revisit_roots` (not None: `revisit` is on)
+    replace the batch's last groups, one root each; every root then asks the policy's own move
+    and carries itself in `missed` when that move was not a best candidate."""
     from cookbook.rl.rollouts import EnvWatch, env_call, mix_seed, run_watched
 
     t0 = time.perf_counter()
@@ -470,10 +531,17 @@ async def search_batch(
         """The policy's own choice at the root (its turn 0; branches play turns 1 on)."""
         return list((await policy(ob, stop, mix_seed(root_seed, 0))).tokens)
 
-    async def root(env: Env, root_seed: int, watch: EnvWatch) -> RootResult:
-        ob, stop = await env_call(
-            env.initial_observation, step_timeout_s, "initial_observation", watch
-        )
+    revisiting = revisit_roots is not None
+
+    async def root(
+        env: Env, root_seed: int, watch: EnvWatch, kept: KeptRoot | None = None
+    ) -> RootResult:
+        if kept is None:
+            ob, stop = await env_call(
+                env.initial_observation, step_timeout_s, "initial_observation", watch
+            )
+        else:
+            ob, stop = kept.ob, kept.stop
         searchable = as_searchable(env, label)
         candidates = [list(c) for c in searchable.candidate_actions()]
         if not candidates:
@@ -484,18 +552,24 @@ async def search_batch(
         )
 
         chosen: list[int] | None = None
-        if own_choice:
+        if own_choice or revisiting:
             chosen, returns = await asyncio.gather(own(ob, stop, root_seed), branches)
         else:
             returns = await branches
+        mine = (
+            None if chosen is None else (candidates.index(chosen) if chosen in candidates else -1)
+        )
         result = RootResult(
             _ints(ob),
             candidates,
             [total for total, _ in returns],
             root_seed,
             [early for _, early in returns] if early_tie_break else None,
-            None if chosen is None else (candidates.index(chosen) if chosen in candidates else -1),
+            mine if own_choice else None,
         )
+        tops = result.best()
+        if revisiting and tops and mine not in tops:
+            result.missed = kept or KeptRoot(searchable.fork(), ob, stop)
         if probe_opponent is not None:
             # Only the candidates still tied can be ranked by a probe: the rest are not probed.
             tied = result.best() or range(len(candidates))
@@ -545,8 +619,21 @@ async def search_batch(
         )
         return [outcome] if isinstance(outcome, Exception) else outcome
 
-    builders = train_ds.get_batch(step % len(train_ds))
-    groups = await asyncio.gather(*(group(p, b) for p, b in enumerate(builders)))
+    async def revisited(p: int, kept: KeptRoot) -> list[RootResult | Exception]:
+        async def run(watch: EnvWatch) -> list[RootResult | Exception]:
+            return [await guarded(root(kept.env, mix_seed(seed, step, p, 0), watch, kept))]
+
+        outcome = await guarded(run_watched(run, step_timeout_s))
+        return [outcome] if isinstance(outcome, Exception) else outcome
+
+    builders = list(train_ds.get_batch(step % len(train_ds)))
+    again = list(revisit_roots or [])[: len(builders)]
+    fresh = builders[: len(builders) - len(again)]
+    groups = await asyncio.gather(
+        *(group(p, b) for p, b in enumerate(fresh)),
+        *(revisited(len(fresh) + k, kept) for k, kept in enumerate(again)),
+    )
+    out.revisit, out.revisited = revisiting, len(again)
     for outcome in (o for g in groups for o in g):
         out.num_roots += 1
         if isinstance(outcome, Exception):

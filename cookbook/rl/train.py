@@ -48,7 +48,13 @@ import chz
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
 from cookbook.lr_schedule import LRSchedule, learning_rate_at, schedule_check
-from cookbook.rl.search import ProbeMeans, SearchBatch, SearchConfig, SearchReplay
+from cookbook.rl.search import (
+    ProbeMeans,
+    RevisitStore,
+    SearchBatch,
+    SearchConfig,
+    SearchReplay,
+)
 from cookbook.rl.serial_sampling import Gate, SerialSamplingClient
 from cookbook.rl.types import RLDatasetBuilder
 from cookbook.rl.warm_start import WarmStartConfig
@@ -434,6 +440,11 @@ async def _train(
     t_mark = time.perf_counter()
     replay = SearchReplay(config.search.replay) if config.search and config.search.replay else None
     probe_means = ProbeMeans(config.search.probe_visits) if config.search else None
+    revisits = (
+        RevisitStore(config.search.revisit_size)
+        if config.search and config.search.revisit
+        else None
+    )
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
     searches: dict[int, asyncio.Task[SearchBatch]] = {}
     deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
@@ -479,6 +490,7 @@ async def _train(
                                 timer,
                                 label,
                                 probe_means,
+                                revisits,
                             )
                     found = await searches.pop(step)
                     t_sampled = time.perf_counter()
@@ -492,6 +504,7 @@ async def _train(
                         timer,
                         label,
                         replay,
+                        revisits,
                     )
                     t_trained = time.perf_counter()
                 else:
@@ -919,10 +932,13 @@ def _launch_search(
     timer: BusyTimer,
     label: str,
     probe_means: ProbeMeans | None = None,
+    revisits: RevisitStore | None = None,
 ) -> asyncio.Task[SearchBatch]:
     """Search mode's (1)-(2): start searching the roots of batch `step` with the sampler's
-    current weights (`cookbook.rl.search`)."""
-    from cookbook.rl.rollouts import SamplingPolicy
+    current weights (`cookbook.rl.search`). Roots to revisit are drawn now, from the searches
+    trained on so far: which ones does not depend on how far the searches running meanwhile
+    have got."""
+    from cookbook.rl.rollouts import SamplingPolicy, mix_seed
     from cookbook.rl.search import search_batch
 
     policy = SamplingPolicy(sampler.client, config.max_tokens, search.temperature, timer)
@@ -941,6 +957,11 @@ def _launch_search(
         probe_opponent=search.probe_opponent,
         probe_means=probe_means,
         probe_margin=search.probe_margin,
+        revisit_roots=None
+        if revisits is None
+        else revisits.draw(
+            round(config.groups_per_batch * search.revisit), mix_seed(config.seed, step, 2)
+        ),
     )
     return asyncio.ensure_future(found)
 
@@ -955,6 +976,7 @@ async def _train_on_search(
     timer: BusyTimer,
     label: str,
     replay: SearchReplay | None,
+    revisits: RevisitStore | None = None,
 ) -> tuple[BatchRollout, _TrainOutput]:
     """Search mode's (3): one `cross_entropy` update on the targets of batch `step`'s search
     (with `replay`: on roots drawn from the kept ones, this step's added). Returns an empty
@@ -973,6 +995,9 @@ async def _train_on_search(
     )
     _check_lost_groups(config, batch, step, label)
     metrics = found.metrics()
+    if revisits is not None:
+        revisits.update(found.roots)
+        metrics["search/revisit_kept"] = float(len(revisits))
     if replay is None:
         data_D = found.data(search.one_target)
     else:

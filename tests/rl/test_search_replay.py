@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import math
 
-from cookbook.rl.search import ProbeMeans, RootResult, SearchReplay, root_data
+from cookbook.rl.search import (
+    KeptRoot,
+    ProbeMeans,
+    RevisitStore,
+    RootResult,
+    SearchReplay,
+    root_data,
+)
 
 
 def _root(prompt: int, returns: list[float], seed: int = 0) -> RootResult:
@@ -108,3 +115,16 @@ def test_probe_means_average_a_roots_visits_then_weigh_the_newest_most() -> None
     fresh = RootResult([10], [[1], [2]], [0, 0])
     assert means.update(fresh, [0.5, math.nan]) == [0.5, -math.inf]
     assert means.update(fresh, [math.nan, 1.0]) == [0.5, 1.0]
+
+
+def test_revisit_store_keeps_the_newest_missed_roots_one_per_prompt() -> None:
+    store = RevisitStore(2)
+    roots = [_root(p, [1, 0, 0]) for p in range(4)]
+    for p, root in enumerate(roots):
+        root.missed = KeptRoot(env=None, ob=p, stop=[])  # type: ignore[arg-type]
+    store.update(roots[:3])
+    assert len(store) == 2 and sorted(k.ob for k in store.draw(5, 0)) == [1, 2]  # type: ignore[type-var]
+    assert all(r.missed is None for r in roots[:3])  # the store holds them now
+    store.update([_root(2, [1, 0, 0])])  # searched again, its move now best: dropped
+    assert [k.ob for k in store.draw(5, 0)] == [1]
+    assert len(store.draw(1, 3)) == 1 and store.draw(0, 3) == []

@@ -25,6 +25,7 @@ from cookbook.errors import UserError
 from cookbook.rl.rollouts import SamplingPolicy
 from cookbook.rl.search import (
     ProbeMeans,
+    RevisitStore,
     SearchableEnv,
     SearchBatch,
     check_searchable,
@@ -303,6 +304,45 @@ def test_probe_games_against_random_play_rank_the_tied_candidates() -> None:
     assert found.roots[0].probe_returns is None and found.policy_turns == 0
 
 
+def test_a_root_the_policy_gets_wrong_is_kept_and_searched_again_in_place_of_a_group() -> None:
+    # X must block at 6 (O at 0 and 3); the policy plays the first free cell (2): a miss. The
+    # win-in-one root is no miss (the first free cell, 2, is the win).
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    store = RevisitStore(4)
+
+    def search(envs: list[Env], step: int) -> SearchBatch:
+        kept = store.draw(1, step)
+        roots = _Groups(envs)
+        found = asyncio.run(
+            search_batch(
+                roots, step, policy, 0, 100, 0, "t", early_tie_break=True, revisit_roots=kept
+            )
+        )
+        assert found.lost == 0, found.errors
+        return found
+
+    first = search([_env_at([0, 1, 3], seat=1), _env_at([0, 3, 1, 4])], 0)
+    assert [r.missed is not None for r in first.roots] == [True, False]
+    assert first.metrics()["search/missed_frac"] == 0.5
+    assert first.metrics()["search/revisited_roots"] == 0.0
+    assert all(r.own is None for r in first.roots)  # own_choice is off: targets unchanged
+    store.update(first.roots)
+    assert len(store) == 1 and first.roots[0].missed is None
+    # Next step: the last group's place goes to the kept root, which is searched again as new.
+    second = search([_env_at([4], seat=1), _env_at([0, 3, 1, 4])], 1)
+    assert second.num_roots == 2 and second.metrics()["search/revisited_roots"] == 1.0
+    prompts = [r.ob_tokens for r in second.roots]
+    assert prompts[1] == first.roots[0].ob_tokens
+    assert [_text(a) for a, _w in second.roots[1].targets()] == ["6<|eos|>"]
+    assert second.roots[1].missed is not None  # still missed: kept again
+    store.update(second.roots)
+    assert len(store) == 1 + (second.roots[0].missed is not None)
+    # A root whose move has become best is dropped.
+    before = len(store)
+    store.update([first.roots[0]])  # its `missed` was taken by the store: now a hit
+    assert len(store) == before - 1
+
+
 def test_candidate_tokens_are_rendered_once_per_builder_and_equal_a_fresh_render() -> None:
     async def go() -> None:
         builder = TicTacToeEnvBuilder(opponent="optimal", seat="alternate", opening_plies=4)
@@ -337,6 +377,17 @@ def test_self_play_cannot_be_searched() -> None:
         asyncio.run(check_searchable(env, "tictactoe"))
 
 
+def _records(log_dir: Path) -> list[dict[str, float]]:
+    """The run's metrics.jsonl, one dict per step."""
+    return [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _search_run(log_dir: Path, *options: str) -> list[dict[str, float]]:
+    """`SEARCH_RUN` with `options` into `log_dir`, which must succeed; its records."""
+    assert cookbook_main([*SEARCH_RUN, *options, f"log_dir={log_dir}"]) == 0
+    return _records(log_dir)
+
+
 SEARCH_RUN = [
     "rl",
     "--env",
@@ -366,7 +417,7 @@ def test_cookbook_rl_search_writes_metrics_and_resumes(
     assert cookbook_main([*SEARCH_RUN, "max_steps=2", f"log_dir={log_dir}"]) == 0
     assert cookbook_main([*SEARCH_RUN, "max_steps=3", f"log_dir={log_dir}"]) == 0
     _out, err = capsys.readouterr()
-    records = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    records = _records(log_dir)
     assert [r["step"] for r in records] == [0, 1, 2]
     assert [r["search/horizon"] for r in records] == [1.0, 1.0, 0.0]  # deepened on resume
     assert records[2]["search/policy_turns"] > 0
@@ -387,7 +438,7 @@ def test_search_with_replay_and_look_ahead_trains_on_kept_roots_and_resumes(
     assert cookbook_main([*run, "max_steps=3", f"log_dir={log_dir}"]) == 0
     assert cookbook_main([*run, "max_steps=5", f"log_dir={log_dir}"]) == 0
     _out, err = capsys.readouterr()
-    records = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    records = _records(log_dir)
     assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
     kept = [r["search/replay_roots"] for r in records]
     assert 0 < kept[0] <= 8 and max(kept) == 12  # 8 roots a step, 12 kept at most
@@ -400,10 +451,7 @@ def test_search_with_replay_and_look_ahead_trains_on_kept_roots_and_resumes(
 def test_cookbook_rl_search_with_a_probe_opponent_reports_the_ties_it_broke(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log_dir = tmp_path / "probe"
-    run = [*SEARCH_RUN, "search.probe_opponent=random", "max_steps=3", f"log_dir={log_dir}"]
-    assert cookbook_main(run) == 0
-    records = [json.loads(line) for line in (log_dir / "metrics.jsonl").read_text().splitlines()]
+    records = _search_run(tmp_path / "probe", "search.probe_opponent=random", "max_steps=3")
     assert [r["step"] for r in records] == [0, 1, 2]
     for r in records:
         assert 0.0 <= r["search/probe_decided_frac"] <= r["search/signal_frac"] <= 1.0
@@ -415,6 +463,19 @@ def test_cookbook_rl_search_with_a_probe_opponent_reports_the_ties_it_broke(
     err = capsys.readouterr().err
     assert "unknown scripted opponent 'bogus'; choose one of: random, optimal" in err
     assert "Traceback" not in err
+
+
+def test_cookbook_rl_search_with_revisits_keeps_missed_roots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = _search_run(tmp_path / "revisit", "search.revisit=0.25", "max_steps=4")
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    assert records[0]["search/revisit_kept"] > 0 and 0 < records[0]["search/missed_frac"] <= 1
+    assert records[0]["search/revisited_roots"] == 0.0  # nothing kept before the first search
+    assert records[-1]["search/revisited_roots"] == 2.0  # a quarter of 8 groups
+    assert all(r["search/roots"] == 8 for r in records)
+    assert cookbook_main([*SEARCH_RUN, "search.revisit=1", f"log_dir={tmp_path / 'x'}"]) != 0
+    assert "search.revisit must be >= 0 and < 1" in capsys.readouterr().err
 
 
 def test_search_settings_that_cannot_work_are_one_line_errors(
