@@ -48,26 +48,9 @@ def _other(mark: str) -> str:
     return "X" if mark == "O" else "O"
 
 
-@functools.cache
-def _expectimax_after(cells: str, mark: str) -> float:
-    """Expected win minus loss for `mark`, who just moved, against random replies, choosing
-    later among optimal moves by the same rule."""
-    done = _finished(cells, mark)
-    if done is not None:
-        return done
-    total = 0.0
-    for reply in _free(cells):
-        after = play(cells, reply)
-        if is_win(after, _other(mark)):
-            total -= 1.0
-        elif EMPTY in after:
-            total += max(_expectimax_after(play(after, m), mark) for m in _optimal_moves(after))
-    return total / len(_free(cells))
-
-
-def _one_reply(cells: str, move: int) -> float:
-    mark = mover_mark(cells)
-    after = play(cells, move)
+def _mean_over_replies(after: str, mark: str, value: Callable[[str], float]) -> float:
+    """The mean result for `mark`, who just moved to `after`, over the random opponent's
+    replies: -1 where the reply wins, `value` of the position where the game goes on."""
     done = _finished(after, mark)
     if done is not None:
         return done
@@ -77,8 +60,28 @@ def _one_reply(cells: str, move: int) -> float:
         if is_win(replied, _other(mark)):
             total -= 1.0
         elif EMPTY in replied:
-            total += max(move_values(replied).values())
+            total += value(replied)
     return total / len(_free(after))
+
+
+@functools.cache
+def _expectimax_after(cells: str, mark: str) -> float:
+    """Expected win minus loss for `mark`, who just moved, against random replies, choosing
+    later among optimal moves by the same rule."""
+    return _mean_over_replies(
+        cells,
+        mark,
+        lambda replied: max(
+            _expectimax_after(play(replied, m), mark) for m in _optimal_moves(replied)
+        ),
+    )
+
+
+def _one_reply(cells: str, move: int) -> float:
+    """The mean minimax value after one random reply to `move`."""
+    return _mean_over_replies(
+        play(cells, move), mover_mark(cells), lambda replied: max(move_values(replied).values())
+    )
 
 
 KEYS: dict[str, Key] = {
