@@ -128,8 +128,8 @@ class SearchConfig:
     the ties left: each candidate still tied also plays one game against it in a fork
     (`ProbeableEnv.fork_against`), the policy continuing greedily to the end, and of the best
     candidates the ones with the highest mean probe return over the root's last
-    `probe_visits` visits (within `probe_margin`) are the targets. Against the best opponent many moves hold the value
-    (a draw); against a weak one some win far more often (tic-tac-toe's second seat: 78% of
+    `probe_visits` visits (within `probe_margin`) are the targets. Against the best opponent
+    many moves hold the value (a draw); against a weak one some win far more often (tic-tac-toe's second seat: 78% of
     games won against random play with ties broken at random, 88% with them broken by the mean
     over the weak opponent's replies). Costs a second branch per tied candidate, played to the
     end, after the first ones; the means live for the run (a resumed run starts with none)."""
@@ -399,22 +399,21 @@ class RevisitStore(_NewestPerPrompt[KeptRoot]):
         self._trim()
 
 
-class ProbeMeans:
+class ProbeMeans(_NewestPerPrompt[dict[tuple[int, ...], tuple[float, int]]]):
     """The running mean probe return of each candidate of each root prompt seen
     (`SearchConfig.probe_opponent`), over its last `visits` visits; the `max_roots` prompts
     seen last are kept."""
 
     def __init__(self, visits: int, max_roots: int = 1 << 17) -> None:
+        super().__init__(max_roots)
         self.visits = visits
-        self.max_roots = max_roots
-        self._roots: dict[tuple[int, ...], dict[tuple[int, ...], tuple[float, int]]] = {}
 
     def update(self, root: RootResult, samples: Sequence[float]) -> list[float]:
         """Fold one visit's probe returns (one per candidate of `root`, NaN for one not probed)
         into the means, and return the candidates' means (-inf for one never probed)."""
         key = tuple(root.ob_tokens)
-        seen = self._roots.pop(key, {})
-        self._roots[key] = seen  # newest last
+        seen = self._kept.get(key, {})
+        self._put(key, seen)  # the newest now
         out = []
         for action, sample in zip(root.candidates, samples, strict=True):
             mean, n = seen.get(tuple(action), (-math.inf, 0))
@@ -423,13 +422,8 @@ class ProbeMeans:
                 mean = sample if n == 1 else mean + (sample - mean) / min(n, self.visits)
                 seen[tuple(action)] = (mean, n)
             out.append(mean)
-        if len(self._roots) > self.max_roots:
-            del self._roots[next(iter(self._roots))]
+        self._trim()
         return out
-
-    def __len__(self) -> int:
-        """Root prompts with means."""
-        return len(self._roots)
 
 
 def as_probeable(env: Env, label: str) -> ProbeableEnv:
@@ -489,9 +483,8 @@ async def search_batch(
     `UserError`. Each group runs as plain rollouts' do (`rollouts.run_watched`): with a timeout
     on a thread of its own, so env code that blocks costs its group, never the run. With
     `probe_opponent`, each candidate still tied on the other keys then plays a probe game (to
-    the end) whose returns are
-    folded into `probe_means` (a fresh one when not given) in the order of the roots; means
-    within `probe_margin` of the best rank equal. `revisit_roots` (not None: `revisit` is on)
+    the end) whose returns are folded into `probe_means` (a fresh one when not given) in the
+    order of the roots; means within `probe_margin` of the best rank equal. `revisit_roots` (not None: `revisit` is on)
     replace the batch's last groups, one root each; every root then asks the policy's own move
     and carries itself in `missed` when that move was not a best candidate."""
     from cookbook.rl.rollouts import EnvWatch, env_call, mix_seed, run_watched
