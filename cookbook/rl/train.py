@@ -47,7 +47,13 @@ import chz
 
 from cookbook.errors import UserError
 from cookbook.eval.types import EvaluatorBuilder
-from cookbook.lr_schedule import LRSchedule, learning_rate_at, schedule_check
+from cookbook.lr_schedule import (
+    LR_PROGRESS,
+    LRSchedule,
+    decayed_rate,
+    schedule_check,
+    step_progress,
+)
 from cookbook.rl.search import (
     ProbeMeans,
     RevisitStore,
@@ -73,6 +79,7 @@ if TYPE_CHECKING:
         TokenPolicy,
     )
     from cookbook.rl.types import Observation, RLDataset, StopCondition
+    from cookbook.runs.checkpoints import Checkpoint
     from cookbook.runs.run_dir import RunDir
 
 
@@ -118,7 +125,14 @@ class Config:
     """Adam learning rate (1e-3 suits the tiny model; 3e-3 was unstable in the prototype)."""
     lr_schedule: LRSchedule = "constant"
     """`constant`, or a decay to 0 at `max_steps` (`linear`, `cosine`; a function of the step,
-    so a resumed run continues it). A run that stops at `max_minutes` first stops part-way."""
+    so a resumed run continues it). A run that stops at `max_minutes` first stops part-way,
+    unless `lr_schedule_by_time` is set."""
+    lr_schedule_by_time: bool = False
+    """With `max_minutes`, the decay also follows the clock: a step's progress along it is the
+    larger of its share of `max_steps` and the share already spent of this call's time after the
+    warm start, so the rate reaches 0 at whichever limit comes first. A slower machine decays in
+    fewer steps (seeded reruns then differ). A resumed run goes on from the progress its
+    checkpoint reached."""
     adam_beta1: float = 0.9
     """Adam beta1."""
     adam_beta2: float = 0.95
@@ -448,6 +462,7 @@ async def _train(
     pending: dict[int, asyncio.Task[BatchRollout]] = {}
     searches: dict[int, asyncio.Task[SearchBatch]] = {}
     deadline = t_start + config.max_minutes * 60 if config.max_minutes > 0 else None
+    decay = _DecayClock(config, num_steps, t_mark, deadline, run_dir.resume_from)
     out_of_time = False
     steps_run = 0
     with (
@@ -471,9 +486,9 @@ async def _train(
             for step in range(start_step, num_steps):
                 t_step = time.perf_counter()
                 upcoming: _UpcomingWeights | None = None
+                lr_progress = decay.progress(step)
                 adam = _adam_params(
-                    config,
-                    learning_rate_at(step, num_steps, config.learning_rate, config.lr_schedule),
+                    config, decayed_rate(config.learning_rate, config.lr_schedule, lr_progress)
                 )
                 if config.search is not None:
                     # Search mode: (1)-(3) are one search of the step's roots and a
@@ -586,7 +601,10 @@ async def _train(
                     log.flush()  # the step's line goes in before its checkpoint
                     await timer.track(
                         save_checkpoint(
-                            training_client, run_dir, step + 1, extra={WARM_START_DONE: warm_done}
+                            training_client,
+                            run_dir,
+                            step + 1,
+                            extra={WARM_START_DONE: warm_done, LR_PROGRESS: lr_progress},
                         )
                     )
                 steps_run += 1
@@ -702,6 +720,35 @@ async def _eval_before_rl(
     metrics = {"eval_before_rl/" + k.removeprefix("eval/"): v for k, v in outcome.metrics.items()}
     metrics["time/eval_before_rl"] = outcome.time_s
     return metrics
+
+
+class _DecayClock:
+    """Each step's progress along the learning-rate decay: its share of the steps, or with
+    `lr_schedule_by_time` the larger of that and the share of the loop's time already spent,
+    never below the progress the resumed checkpoint reached."""
+
+    def __init__(
+        self,
+        config: Config,
+        num_steps: int,
+        t_loop: float,
+        deadline: float | None,
+        resume_from: Checkpoint | None,
+    ) -> None:
+        self.num_steps = num_steps
+        self.by_time = config.lr_schedule_by_time
+        self.t_loop = t_loop
+        self.deadline = deadline if self.by_time else None
+        resumed = resume_from.extra.get(LR_PROGRESS, 0.0) if resume_from is not None else 0.0
+        self.floor = float(resumed) if self.by_time and isinstance(resumed, int | float) else 0.0
+
+    def progress(self, step: int) -> float:
+        progress = max(step_progress(step, self.num_steps), self.floor)
+        if self.deadline is not None:
+            span = self.deadline - self.t_loop
+            spent = 1.0 if span <= 0 else min((time.perf_counter() - self.t_loop) / span, 1.0)
+            progress = max(progress, self.floor + (1.0 - self.floor) * spent)
+        return progress
 
 
 def _adam_params(config: Config, learning_rate: float) -> tinker_types.AdamParams:

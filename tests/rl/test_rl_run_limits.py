@@ -79,6 +79,55 @@ def test_time_limit_ends_the_run_with_a_final_eval_and_checkpoint(
     assert [r["step"] for r in _records(tmp_path)] == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("by_time", [False, True])
+def test_a_time_limited_decay_ends_at_the_time_limit(
+    rl_plugin: Path, tmp_path: Path, by_time: bool
+) -> None:
+    """The limit is up before the loop starts (model set-up takes longer than a microsecond),
+    so the one step run is at the end of a decay that follows the clock, and a resumed run stays
+    there; by steps alone it is the first step of ten."""
+    from cookbook.rl.train import main
+
+    config = _config(
+        tmp_path,
+        max_steps=10,
+        max_minutes=1e-8,
+        learning_rate=1e-3,
+        lr_schedule="linear",
+        lr_schedule_by_time=by_time,
+    )
+    summary = main(config)
+    assert summary.steps_run == 1 and summary.stopped_by_time
+    assert _records(tmp_path)[0]["optim/learning_rate"] == (0.0 if by_time else 1e-3)
+    (saved,) = json.loads((tmp_path / "checkpoints.json").read_text())
+    assert saved["extra"]["lr_progress"] == (1.0 if by_time else 0.0)
+    main(chz.replace(config, max_minutes=0.0, max_steps=2))
+    resumed = _records(tmp_path)[1]
+    assert resumed["step"] == 1
+    assert resumed["optim/learning_rate"] == pytest.approx(0.0 if by_time else 5e-4)
+
+
+def test_the_decay_clock_takes_the_larger_share_and_never_goes_back(rl_plugin: Path) -> None:
+    import time
+
+    from cookbook.rl.train import _DecayClock
+    from cookbook.runs.checkpoints import Checkpoint
+
+    config = _config(Path("unused"), lr_schedule="linear", lr_schedule_by_time=True)
+    now = time.perf_counter()
+    # 60 s of an hour's loop spent: at least 1/60 along, whatever the step
+    clock = _DecayClock(config, 1000, now - 60, now + 3540, None)
+    assert 60 / 3600 <= clock.progress(0) < 0.5
+    assert clock.progress(900) == pytest.approx(0.9)
+    # resumed at progress 0.8: the rest of the decay spans the rest of this call's time
+    resumed = Checkpoint(step=1, state_path="s", sampler_path=None, extra={"lr_progress": 0.8})
+    clock = _DecayClock(config, 1000, now - 1800, now + 1800, resumed)
+    assert clock.progress(0) >= 0.9
+    # by steps alone a checkpoint's progress is not a floor (max_steps may grow on resume)
+    stepwise = chz.replace(config, lr_schedule_by_time=False)
+    assert _DecayClock(stepwise, 1000, now, now + 1, resumed).progress(100) == 0.1
+
+
 @pytest.mark.parametrize(("num_threads", "expected"), [(None, 1), (2, 2)])
 def test_torch_threads_are_set_for_the_run_and_restored(
     rl_plugin: Path, tmp_path: Path, num_threads: int | None, expected: int

@@ -35,15 +35,17 @@ RECOMMENDED_RUN: dict[str, str] = {
     # the next step's search runs while this one trains (its weights one update older)
     "max_steps_off_policy": "1",
     "learning_rate": "2e-3",
-    # decayed linearly to 0 at max_steps: the greedy moves stop flipping between evaluations
+    # decayed linearly to 0 at max_steps: the greedy moves stop flipping between evaluations;
+    # on a machine too slow for max_steps in max_minutes, at max_minutes instead
     "lr_schedule": "linear",
+    "lr_schedule_by_time": "true",
     # a compact reply is one digit and the end token; room for "[4]" from chat models
     "max_tokens": "6",
     # the env is in-process code that never blocks: no watchdog thread per group (35% faster)
     "env_step_timeout_s": "0",
     # enough supervised steps (random legal games) for mostly legal replies before RL starts
     "warm_start.steps": "600",
-    # the decay's length: about 15 minutes on 2 busy cores (max_minutes stops a slower run)
+    # the decay's length: 9-10 minutes on 2 quiet cores, the 15 on a machine half as fast
     "max_steps": "3000",
     "max_minutes": "15",
     "eval_every": "500",

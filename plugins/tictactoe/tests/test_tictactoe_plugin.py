@@ -78,7 +78,7 @@ def test_recommended_settings_are_fields_of_the_rl_config() -> None:
 
     config = Config.for_env("tictactoe")
     assert config.kl_penalty_coef == 0.0 and config.max_steps == 3000
-    assert config.lr_schedule == "linear"
+    assert config.lr_schedule == "linear" and config.lr_schedule_by_time
     assert config.max_minutes == 15.0 and config.max_steps_off_policy == 1
     assert config.warm_start is not None and config.warm_start.steps == 600
     assert list(config.evals) == ["tictactoe-exhaustive"]
