@@ -151,6 +151,14 @@ class SearchConfig:
     revisit_size: int = 512
     """Roots kept for `revisit` (the newest, one per prompt)."""
 
+    walk_turns: int = 0
+    """Roots from the policy's own games: before a new root is searched, the policy plays a
+    number of its own turns drawn from 0 to this (at `temperature`, with the current weights)
+    in its env against the env's own opponent, after the env's own opening, and the position
+    it reaches is the root (the one before, where a turn ended the episode). The positions a
+    strong opponent leads this policy into then come up as roots far more often than in random
+    openings, where one mistake costs a whole line of games. 0: roots where the env starts."""
+
     replay: int = 0
     """Roots whose targets are kept for training (0: train on this step's roots only). Each
     step adds its roots (a prompt searched again replaces its older search) and drops the
@@ -181,6 +189,7 @@ class SearchConfig:
             (self.probe_margin >= 0, "search.probe_margin must be >= 0"),
             (0 <= self.revisit < 1, "search.revisit must be >= 0 and < 1 (a share of the groups)"),
             (self.revisit_size >= 1, "search.revisit_size must be at least 1"),
+            (self.walk_turns >= 0, "search.walk_turns must be >= 0 (0: no walk)"),
             (
                 self.probe_opponent is None or bool(self.probe_opponent.strip()),
                 "search.probe_opponent must name an opponent (e.g. random), or be left unset",
@@ -277,6 +286,8 @@ class SearchBatch:
     """Whether `revisit` is on (each root asked the policy's own move)."""
     revisited: int = 0
     """Roots searched again (`revisit`)."""
+    walked_turns: int = 0
+    """Turns the policy played to reach new roots (`walk_turns`)."""
 
     def metrics(self) -> dict[str, float]:
         """`search/...`: the share of roots with a signal and with a unique best candidate, the
@@ -292,6 +303,8 @@ class SearchBatch:
         }
         if self.revisit:
             out["search/revisited_roots"] = float(self.revisited)
+        if self.walked_turns and self.num_roots:
+            out["search/walked_turns_mean"] = self.walked_turns / self.num_roots
         if n:
             tops = [r.best() for r in self.roots]
             out["search/candidates_mean"] = sum(len(r.candidates) for r in self.roots) / n
@@ -476,6 +489,7 @@ async def search_batch(
     probe_means: ProbeMeans | None = None,
     probe_margin: float = 0.0,
     revisit_roots: Sequence[KeptRoot] | None = None,
+    walk_turns: int = 0,
 ) -> SearchBatch:
     """Search every root of batch `step` (see the module docstring). An env that raises or
     returns a non-finite reward loses its root (a group builder that raises, or a group whose
@@ -486,12 +500,14 @@ async def search_batch(
     the end) whose returns are folded into `probe_means` (a fresh one when not given) in the
     order of the roots; means within `probe_margin` of the best rank equal. `revisit_roots` (not None: `revisit` is on)
     replace the batch's last groups, one root each; every root then asks the policy's own move
-    and carries itself in `missed` when that move was not a best candidate."""
+    and carries itself in `missed` when that move was not a best candidate. With `walk_turns`
+    the policy first plays up to that many turns of each new root's env (`SearchConfig`)."""
     from cookbook.rl.rollouts import EnvWatch, env_call, mix_seed, run_watched
 
     t0 = time.perf_counter()
     out = SearchBatch(horizon=horizon, sampler_step=sampler_step)
     turns = [0]
+    walked = [0]
 
     means = probe_means if probe_means is not None else ProbeMeans(1)
 
@@ -501,10 +517,7 @@ async def search_batch(
         """The return of `action` played in `env` (a fork) and the branch continued, and the
         return after the candidate's own turn."""
 
-        def step_with(tokens: Action) -> Callable[[], Awaitable[StepResult]]:
-            return lambda: env.step(tokens)
-
-        result = await env_call(step_with(action), step_timeout_s, "step", watch)
+        result = await env_call(_stepper(env, action), step_timeout_s, "step", watch)
         total = early = result.reward
         ob, stop = result.next_observation, result.next_stop_condition
         turn = 1
@@ -512,7 +525,7 @@ async def search_batch(
             # The same seed in every branch of a root: the branches differ by their positions.
             sampled = await policy(ob, stop, mix_seed(root_seed, turn))
             turns[0] += 1
-            result = await env_call(step_with(sampled.tokens), step_timeout_s, "step", watch)
+            result = await env_call(_stepper(env, sampled.tokens), step_timeout_s, "step", watch)
             total += result.reward
             ob, stop = result.next_observation, result.next_stop_condition
             turn += 1
@@ -524,6 +537,21 @@ async def search_batch(
         """The policy's own choice at the root (its turn 0; branches play turns 1 on)."""
         return list((await policy(ob, stop, mix_seed(root_seed, 0))).tokens)
 
+    async def walk(
+        env: Env, ob: Observation, stop: StopCondition, root_seed: int, watch: EnvWatch
+    ) -> tuple[Env, Observation, StopCondition]:
+        """The env after the policy's own turns (a number drawn from 0 to `walk_turns`), or a
+        fork taken before the turn that ended its episode."""
+        for turn in range(mix_seed(root_seed, -1) % (walk_turns + 1)):
+            before = as_searchable(env, label).fork()
+            sampled = await policy(ob, stop, mix_seed(root_seed, -2 - turn))
+            walked[0] += 1
+            result = await env_call(_stepper(env, sampled.tokens), step_timeout_s, "step", watch)
+            if result.episode_done:
+                return before, ob, stop
+            ob, stop = result.next_observation, result.next_stop_condition
+        return env, ob, stop
+
     revisiting = revisit_roots is not None
 
     async def root(
@@ -533,6 +561,8 @@ async def search_batch(
             ob, stop = await env_call(
                 env.initial_observation, step_timeout_s, "initial_observation", watch
             )
+            if walk_turns:
+                env, ob, stop = await walk(env, ob, stop, root_seed, watch)
         else:
             ob, stop = kept.ob, kept.stop
         searchable = as_searchable(env, label)
@@ -638,8 +668,14 @@ async def search_batch(
                 outcome.probe_margin = probe_margin
             out.roots.append(outcome)
     out.policy_turns = turns[0]
+    out.walked_turns = walked[0]
     out.time_s = time.perf_counter() - t0
     return out
+
+
+def _stepper(env: Env, action: Action) -> Callable[[], Awaitable[StepResult]]:
+    """`env.step(action)` as the call `env_call` makes."""
+    return lambda: env.step(action)
 
 
 def _ints(ob: Observation) -> list[int]:

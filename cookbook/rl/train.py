@@ -1009,6 +1009,7 @@ def _launch_search(
         else revisits.draw(
             round(config.groups_per_batch * search.revisit), mix_seed(config.seed, step, 2)
         ),
+        walk_turns=search.walk_turns,
     )
     return asyncio.ensure_future(found)
 

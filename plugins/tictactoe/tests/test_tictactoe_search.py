@@ -343,6 +343,42 @@ def test_a_root_the_policy_gets_wrong_is_kept_and_searched_again_in_place_of_a_g
     assert len(store) == before - 1
 
 
+def _walked(envs: list[Env], walk_turns: int, seed: int) -> SearchBatch:
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    found = asyncio.run(
+        search_batch(_Groups(envs), 0, policy, 1, 100, seed, "t", walk_turns=walk_turns)
+    )
+    assert found.lost == 0, found.errors
+    return found
+
+
+def test_walked_roots_are_positions_of_the_policys_own_games() -> None:
+    # From the empty board the first-free-cell policy (first seat) plays against the optimal
+    # player: every root is its own game's position after 0-3 of its turns, its move to make.
+    envs = [_env_at([], seed=i) for i in range(8)]
+    found = _walked(envs, 3, 0)
+    boards = [_text(r.ob_tokens) for r in found.roots]
+    walked = found.walked_turns
+    assert 0 < walked <= 3 * 8 and found.metrics()["search/walked_turns_mean"] == walked / 8
+    assert len(set(boards)) > 1  # some roots moved on from the empty board
+    assert all(len(r.candidates) == 9 and r.best() for r in found.roots)
+    # Without the walk every root is the empty board.
+    plain = _walked([_env_at([], seed=i) for i in range(8)], 0, 0)
+    assert len({_text(r.ob_tokens) for r in plain.roots}) == 1 and plain.walked_turns == 0
+
+
+def test_a_walk_that_ends_the_game_roots_at_the_move_that_lost_it() -> None:
+    # O must block at 6; the first free cell (2) lets X win: the walk's turn ends the game, and
+    # the root is the position before it, where the block is the target.
+    roots = [_env_at([0, 1, 3], seat=1) for _ in range(8)]
+    start = _walked([_env_at([0, 1, 3], seat=1)], 0, 0).roots[0].ob_tokens
+    found = _walked(roots, 1, 0)
+    assert found.walked_turns > 0  # some roots' walks played their one turn
+    for r in found.roots:
+        assert r.ob_tokens == start
+        assert [_text(a) for a, _w in r.targets()] == ["6<|eos|>"]
+
+
 def test_candidate_tokens_are_rendered_once_per_builder_and_equal_a_fresh_render() -> None:
     async def go() -> None:
         builder = TicTacToeEnvBuilder(opponent="optimal", seat="alternate", opening_plies=4)
@@ -476,6 +512,15 @@ def test_cookbook_rl_search_with_revisits_keeps_missed_roots(
     assert all(r["search/roots"] == 8 for r in records)
     assert cookbook_main([*SEARCH_RUN, "search.revisit=1", f"log_dir={tmp_path / 'x'}"]) != 0
     assert "search.revisit must be >= 0 and < 1" in capsys.readouterr().err
+
+
+def test_cookbook_rl_search_with_walked_roots_reports_the_walk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = _search_run(tmp_path / "walk", "search.walk_turns=3", "max_steps=2")
+    assert all(0 < r["search/walked_turns_mean"] <= 3 for r in records)
+    assert cookbook_main([*SEARCH_RUN, "search.walk_turns=-1", f"log_dir={tmp_path / 'x'}"]) != 0
+    assert "search.walk_turns must be >= 0" in capsys.readouterr().err
 
 
 def test_search_settings_that_cannot_work_are_one_line_errors(
