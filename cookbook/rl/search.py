@@ -3,7 +3,8 @@
 An env that can branch implements `SearchableEnv` besides `Env`: at a decision point it lists
 its candidate actions (as the tokens the policy would sample) and `fork`s an independent copy of
 itself. With `Config.search` set, each RL step then does, for every env of the step's batch
-(a *root*, at its first decision point):
+(a *root*, at its first decision point, or with `walk_turns` where the policy's own turns
+from there lead):
 
 1. every candidate action is played in a fork of the root env;
 2. each branch goes on for `horizon` policy turns in all (the candidate included; 0: to the
