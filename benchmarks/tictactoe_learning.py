@@ -14,8 +14,9 @@ move in all 4,520 reachable positions against minimax, and `--eval-games` games 
 play and as many against the optimal player (random tie-breaks), half in each seat. The clock is
 the run's own: it starts before the model is built and leaves the benchmark's evaluations out.
 The run's time limit (the runner's `max_minutes`) does count them, so a run stops after fewer
-steps than it would have run alone, and its last point is the last one that fell due, not the
-run's end. A run that reaches its `max_steps` first is scored at its last step too.
+steps than it would have run alone. Every step from the time limit on is scored, so the last
+point is the run's last step (with the recommended `lr_schedule_by_time`, the policy at the end
+of its decay); a run that reaches its `max_steps` first is scored at its last step too.
 
 Targets (issue 15), all from the greedy policy:
 - vs random: 0 losses (or illegal moves) in the games of both seats, >= 97% wins in the first
@@ -202,11 +203,16 @@ class TimedEvaluatorBuilder(EvaluatorBuilder):
     """The call that always evaluates, due or not (0: none): with `eval_every=1` and no
     `eval_before_rl`, the run's number of steps, so a run that ends before its time limit is
     scored at its end."""
+    deadline_s: float = 0.0
+    """Wall seconds after the start from which every call evaluates (0: none): the run's time
+    limit, so a run it stops is scored at its last step, not only at the last point due."""
 
     def __call__(self, ctx: BuildContext) -> Evaluator:
         """The scheduling wrapper around `inner(ctx)`."""
         started_at = self.started_at or time.time()
-        return TimedEvaluator(self.inner(ctx), self.every_s, started_at, self.last_call)
+        return TimedEvaluator(
+            self.inner(ctx), self.every_s, started_at, self.last_call, self.deadline_s
+        )
 
 
 class TimedEvaluator(Evaluator):
@@ -214,10 +220,16 @@ class TimedEvaluator(Evaluator):
     the evaluation itself took) to the inner metrics."""
 
     def __init__(
-        self, inner: Evaluator, every_s: float, started_at: float, last_call: int = 0
+        self,
+        inner: Evaluator,
+        every_s: float,
+        started_at: float,
+        last_call: int = 0,
+        deadline_s: float = 0.0,
     ) -> None:
         self.inner = inner
         self.last_call = last_call
+        self.deadline_s = deadline_s
         self.calls = 0
         self.every_s = every_s
         self.started_at = started_at
@@ -234,7 +246,10 @@ class TimedEvaluator(Evaluator):
         """The inner metrics when a point is due, else nothing."""
         wall_s = self.run_time_s()
         self.calls += 1
-        if wall_s < self.next_due_s and self.calls != self.last_call:
+        at_end = self.calls == self.last_call or (
+            self.deadline_s > 0 and time.time() - self.started_at >= self.deadline_s
+        )
+        if wall_s < self.next_due_s and not at_end:
             return {}
         self.next_due_s = wall_s + self.every_s  # points every_s apart, however long steps are
         t0 = time.time()
@@ -275,6 +290,7 @@ def run_seed(
                 every_s=eval_every_s,
                 started_at=started_at,
                 last_call=config.max_steps or 0,
+                deadline_s=minutes * 60,
             )
         },
         show_progress=show_progress,

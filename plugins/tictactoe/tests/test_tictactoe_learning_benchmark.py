@@ -9,9 +9,11 @@ import asyncio
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
+import chz
 import pytest
 from cookbook_tictactoe.exhaustive import TicTacToeExhaustiveEval
 from ttt_helpers import ScriptedSamplingClient, optimal, tiny_ctx
@@ -53,6 +55,18 @@ def test_minimax_play_meets_every_target_but_the_second_seat_win_rate(bench: Mod
     # Minimax takes the first winning cell but no risk: 81% second-seat wins vs random play.
     assert unmet == ["vs random, second seat: wins >= 88%"]
     assert values["exact_random_win_second"] == pytest.approx(0.806, abs=1e-3)
+
+
+def test_every_call_from_the_time_limit_on_is_scored(bench: ModuleType) -> None:
+    inner = TicTacToeExhaustiveEval(num_games=4)
+    started = time.time()
+    timed = bench.TimedEvaluatorBuilder(inner=inner, every_s=3600.0, started_at=started)
+    evaluator = timed(tiny_ctx())
+    client = ScriptedSamplingClient(optimal)
+    assert asyncio.run(evaluator(client)) and asyncio.run(evaluator(client)) == {}
+    # the run's time limit is behind us: the step it stops is scored, due or not
+    ended = chz.replace(timed, started_at=started - 10, deadline_s=5.0)(tiny_ctx())
+    assert asyncio.run(ended(client)) and asyncio.run(ended(client))
 
 
 def test_verdicts_say_where_a_target_was_first_met_and_whether_it_held(
