@@ -26,6 +26,17 @@ RECOMMENDED_RUN: dict[str, str] = {
     "search.horizon": "1",
     "search.deep_horizon": "0",
     "search.deepen_at_step": "1000",
+    # new roots are first walked by the policy's own moves (0-4) against the optimal player:
+    # the lines it meets in play come up far more often than in random openings, where one
+    # flipped move late in a line lost a quarter of the games from a seat (seed 2 at step 3500:
+    # 94.5% second-seat draws vs optimal, 2 of 400 lost to random play, against 86% and 6)
+    "search.walk_turns": "4",
+    # a quarter of each step's roots are positions the greedy move got wrong before, until it
+    # does not: late blocks that few random openings reach
+    "search.revisit": "0.25",
+    # ties left among moves that hold the value go to the one that wins most against random
+    # play: the only way past 78% second-seat wins against it (benchmarks/tictactoe_tie_breaks.py)
+    "search.probe_opponent": "random",
     # 32 new roots a step, updates of 256 drawn from the newest 1024
     "search.replay": "1024",
     "search.train_roots": "256",
@@ -45,8 +56,8 @@ RECOMMENDED_RUN: dict[str, str] = {
     "env_step_timeout_s": "0",
     # enough supervised steps (random legal games) for mostly legal replies before RL starts
     "warm_start.steps": "600",
-    # the decay's length: 9-10 minutes on 2 quiet cores, the 15 on a machine half as fast
-    "max_steps": "3000",
+    # the decay ends at 15 minutes (by time), or at 5000 steps on a machine fast enough
+    "max_steps": "5000",
     "max_minutes": "15",
     "eval_every": "500",
     "save_every": "500",

@@ -77,7 +77,7 @@ def test_recommended_settings_are_fields_of_the_rl_config() -> None:
     from cookbook.rl.train import Config
 
     config = Config.for_env("tictactoe")
-    assert config.kl_penalty_coef == 0.0 and config.max_steps == 3000
+    assert config.kl_penalty_coef == 0.0 and config.max_steps == 5000
     assert config.lr_schedule == "linear" and config.lr_schedule_by_time
     assert config.max_minutes == 15.0 and config.max_steps_off_policy == 1
     assert config.warm_start is not None and config.warm_start.steps == 600
@@ -85,6 +85,7 @@ def test_recommended_settings_are_fields_of_the_rl_config() -> None:
     search = config.search
     assert search is not None and (search.horizon, search.deep_horizon) == (1, 0)
     assert (search.deepen_at_step, search.replay, search.train_roots) == (1000, 1024, 256)
+    assert (search.walk_turns, search.revisit, search.probe_opponent) == (4, 0.25, "random")
     env = config.env
     assert isinstance(env, TicTacToeEnvBuilder)
     assert (env.opponent, env.seat, env.opening_plies) == ("optimal", "alternate", 8)
