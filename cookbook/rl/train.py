@@ -472,6 +472,7 @@ async def _train(
             start_step=start_step,
             headline=("reward/mean",) if config.search is None else ("search/best_return_mean",),
             enabled=config.show_progress,
+            time_limit_s=None if deadline is None else deadline - time.perf_counter(),
         ) as progress,
         _loop_gc(),
     ):

@@ -26,7 +26,10 @@ class RunProgress:
         headline: tuple[str, ...] = (),
         plain_every_s: float = 10.0,
         enabled: bool = True,
+        time_limit_s: float | None = None,
     ) -> None:
+        """`time_limit_s`: seconds from now after which the loop stops whatever its step (its
+        `max_minutes`), so the ETA is never later than that."""
         self.description = description
         self.total_steps = total_steps
         self.start_step = start_step
@@ -34,6 +37,7 @@ class RunProgress:
         self.plain_every_s = plain_every_s
         self.enabled = enabled
         self._t0 = time.monotonic()
+        self._stops_at = None if time_limit_s is None else self._t0 + time_limit_s
         self._last_plain = 0.0
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -47,7 +51,6 @@ class RunProgress:
                 Progress,
                 TextColumn,
                 TimeElapsedColumn,
-                TimeRemainingColumn,
             )
 
             self._progress = Progress(
@@ -56,8 +59,7 @@ class RunProgress:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[summary]}"),
                 TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
+                TextColumn("eta {task.fields[eta]}"),
                 transient=False,
             )
             self._progress.start()
@@ -66,6 +68,7 @@ class RunProgress:
                 total=self.total_steps,
                 completed=self.start_step,
                 summary="",
+                eta="-:--:--",
             )
         return self
 
@@ -90,20 +93,26 @@ class RunProgress:
             parts.append(f"{(time.monotonic() - self._t0) / done:.2f} s/step")
         return "  ".join(parts)
 
+    def eta_s(self, step: int, now: float) -> float:
+        """Seconds left after `step`: at the pace so far, or to the time limit if sooner."""
+        done = step + 1 - self.start_step
+        left = self.total_steps - step - 1
+        eta = (now - self._t0) / max(done, 1) * left
+        return eta if self._stops_at is None else max(min(eta, self._stops_at - now), 0.0)
+
     def update(self, step: int, metrics: Mapping[str, object]) -> None:
         """Report that `step` finished with `metrics`."""
         if not self.enabled:
             return
         text = self.summary(step, metrics)
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=step + 1, summary=text)
-            return
         now = time.monotonic()
+        eta = self.eta_s(step, now)
+        if self._progress is not None and self._task is not None:
+            clock = f"{int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}"
+            self._progress.update(self._task, completed=step + 1, summary=text, eta=clock)
+            return
         if now - self._last_plain >= self.plain_every_s or step + 1 >= self.total_steps:
             self._last_plain = now
-            done = step + 1 - self.start_step
-            left = self.total_steps - step - 1
-            eta = (now - self._t0) / max(done, 1) * left
             print(
                 f"{self.description} step {step + 1}/{self.total_steps}  {text}  eta {eta:.0f}s",
                 file=sys.stderr,
