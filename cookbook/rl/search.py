@@ -18,6 +18,11 @@ from there lead):
    1 (`one_target`, the default), or all of them, weight 1 / (their number). A root whose
    candidates all rank the same carries no signal and is left out.
 
+With `symmetries`, an env that also shows a position under its game's symmetries
+(`SymmetricEnv`: a board turned or mirrored, with the candidates mapped) has each target
+trained in one of those views, drawn per update: one search then teaches every equivalent
+position.
+
 Nothing in this is a teacher beyond the env itself: the targets come from the env's rewards and
 the policy's own play, so whatever opponent the env seats (a solver, random play, a frozen
 checkpoint) plays its usual part. Signed per-candidate advantages were tried in a prototype and
@@ -81,6 +86,20 @@ class ProbeableEnv(Protocol):
     def fork_against(self, opponent: str) -> Env:
         """A `fork` in which `opponent` (a name the env knows) answers the policy from now on;
         a `UserError` naming the choices for a name it does not know."""
+        ...
+
+
+@runtime_checkable
+class SymmetricEnv(Protocol):
+    """What a `SearchableEnv` adds for `SearchConfig.symmetries`."""
+
+    def symmetric_views(
+        self, candidates: Sequence[Action]
+    ) -> Sequence[tuple[Observation, Sequence[Action]]]:
+        """This decision point under each of the game's symmetries other than the identity (a
+        board rotated or mirrored): the observation the policy would see there and
+        `candidates` (this env's `candidate_actions`) mapped to it, in the same order. Empty
+        when the env has none to offer (a prompt style it cannot transform)."""
         ...
 
 
@@ -160,6 +179,13 @@ class SearchConfig:
     strong opponent leads this policy into then come up as roots far more often than in random
     openings, where one mistake costs a whole line of games. 0: roots where the env starts."""
 
+    symmetries: bool = False
+    """Train each root's target under one of the game's symmetries drawn at random (the
+    identity included; the env's `SymmetricEnv.symmetric_views`): tic-tac-toe's 8 rotations
+    and mirror images of a board share one value, so one search teaches 8 positions, and an
+    update drawn from the same kept roots holds more distinct prompts. The search itself and
+    the kept roots stay in the env's own view."""
+
     replay: int = 0
     """Roots whose targets are kept for training (0: train on this step's roots only). Each
     step adds its roots (a prompt searched again replaces its older search) and drops the
@@ -219,6 +245,9 @@ class RootResult:
     on the earlier keys are)."""
     probe_margin: float = 0.0
     """Probe returns within this of the best are equal."""
+    views: list[tuple[list[int], list[Action]]] = field(default_factory=list, repr=False)
+    """With `symmetries`: the root's prompt and candidates under each of the env's other
+    symmetries (`SymmetricEnv.symmetric_views`), candidates in the same order."""
     missed: KeptRoot | None = field(default=None, repr=False)
     """With `revisit`: the root, kept (a fork at its decision point), when the policy's own move
     was not a best candidate; `RevisitStore.update` takes it."""
@@ -245,13 +274,22 @@ class RootResult:
         """The best candidates with their weights (1 / their number), or with `one` a single
         one of them (drawn with the root's seed, or `draw`) weighing 1; only the policy's own
         choice when it is one of them; none when every candidate ranks the same."""
+        return [(self.candidates[i], w) for i, w in self.target_indices(one, draw)]
+
+    def target_indices(self, one: bool = False, draw: int | None = None) -> list[tuple[int, float]]:
+        """`targets` as (candidate index, weight) pairs."""
         tops = self.best()
         if self.own in tops:
-            return [(self.candidates[self.own], 1.0)]
+            return [(self.own, 1.0)]
         if one and tops:
-            pick = random.Random(self.seed if draw is None else draw).choice(tops)
-            return [(self.candidates[pick], 1.0)]
-        return [(self.candidates[i], 1.0 / len(tops)) for i in tops]
+            return [(random.Random(self.seed if draw is None else draw).choice(tops), 1.0)]
+        return [(i, 1.0 / len(tops)) for i in tops]
+
+    def view(self, draw: int) -> tuple[list[int], list[Action]]:
+        """The prompt and candidates of one of the root's views drawn with `draw` (the env's
+        own view, or one of `views`)."""
+        k = random.Random(draw).randrange(len(self.views) + 1)
+        return (self.ob_tokens, self.candidates) if k == 0 else self.views[k - 1]
 
 
 def _tops(indices: Iterable[int], values: Sequence[float], margin: float = 0.0) -> list[int]:
@@ -338,16 +376,18 @@ def root_data(
 ) -> list[tinker_types.Datum]:
     """The `cross_entropy` datums of `roots`: root prompt + target action, weighted on the
     action (`one_target`: one best candidate per root, drawn with the root's seed, or mixed
-    with `draw` when given; `RootResult.targets`)."""
+    with `draw` when given; `RootResult.targets`), in one of the root's views drawn the same
+    way when it has several (`SearchConfig.symmetries`)."""
     from cookbook.rl.rollouts import mix_seed
     from cookbook.supervised.datums import datum_from_tokens
 
     data = []
     for root in roots:
         seed = None if draw is None else mix_seed(root.seed, draw)
-        for action, weight in root.targets(one_target, seed):
-            tokens = root.ob_tokens + list(action)
-            weights = [0.0] * len(root.ob_tokens) + [weight] * len(action)
+        ob_tokens, candidates = root.view(mix_seed(root.seed, -1 if draw is None else draw, -1))
+        for i, weight in root.target_indices(one_target, seed):
+            tokens = ob_tokens + list(candidates[i])
+            weights = [0.0] * len(ob_tokens) + [weight] * len(candidates[i])
             data.append(datum_from_tokens(tokens, weights))
     return data
 
@@ -440,38 +480,61 @@ class ProbeMeans(_NewestPerPrompt[dict[tuple[int, ...], tuple[float, int]]]):
         return out
 
 
+def _lacks(env: Env, protocol: str, label: str, needs: str, fix: str) -> UserError:
+    """The one-line error for an env that lacks `protocol`, `fix` saying how to go on."""
+    return UserError(
+        f"{needs} (cookbook.rl.search.{protocol}); {label}'s {type(env).__name__} cannot{fix}"
+    )
+
+
 def as_probeable(env: Env, label: str) -> ProbeableEnv:
     """`env` as a `ProbeableEnv`, or a `UserError` saying which env cannot be probed."""
     if isinstance(env, ProbeableEnv):
         return env
-    raise UserError(
-        f"search.probe_opponent needs an env that can fork itself against another opponent"
-        f" (cookbook.rl.search.ProbeableEnv); {label}'s {type(env).__name__} cannot;"
-        " drop search.probe_opponent=..."
-    )
+    needs = "search.probe_opponent needs an env that can fork itself against another opponent"
+    raise _lacks(env, "ProbeableEnv", label, needs, "; drop search.probe_opponent=...")
 
 
 def as_searchable(env: Env, label: str) -> SearchableEnv:
     """`env` as a `SearchableEnv`, or a `UserError` saying which env cannot be searched."""
     if isinstance(env, SearchableEnv):
         return env
-    raise UserError(
-        f"search needs an env that can list candidate actions and fork itself "
-        f"(cookbook.rl.search.SearchableEnv); {label}'s {type(env).__name__} cannot"
-        " (two-player games can, except in self-play); drop search=... to train it with plain RL"
-    )
+    needs = "search needs an env that can list candidate actions and fork itself"
+    fix = " (two-player games can, except in self-play); drop search=... to train it with plain RL"
+    raise _lacks(env, "SearchableEnv", label, needs, fix)
+
+
+def as_symmetric(env: Env, label: str) -> SymmetricEnv:
+    """`env` as a `SymmetricEnv`, or a `UserError` saying which env has no symmetries."""
+    if isinstance(env, SymmetricEnv):
+        return env
+    needs = "search.symmetries needs an env that can show a position under the game's symmetries"
+    raise _lacks(env, "SymmetricEnv", label, needs, "; drop search.symmetries=true")
 
 
 async def check_searchable(
-    train_ds: RLDataset, label: str, probe_opponent: str | None = None
+    train_ds: RLDataset, label: str, probe_opponent: str | None = None, symmetries: bool = False
 ) -> None:
     """A `UserError` now, before any training, when the envs of the first batch cannot be
-    searched, or probed against `probe_opponent` (they are made, never observed)."""
+    searched, probed against `probe_opponent`, or shown under symmetries (they are made; with
+    `symmetries` the first one is observed, and must show some)."""
     for builder in train_ds.get_batch(0):
         for env in await builder.make_envs():
             as_searchable(env, label)
             if probe_opponent is not None:
                 as_probeable(env, label).fork_against(probe_opponent)
+            if symmetries:
+                as_symmetric(env, label)
+    if symmetries:
+        env = (await train_ds.get_batch(0)[0].make_envs())[0]
+        await env.initial_observation()
+        if not as_symmetric(env, label).symmetric_views(
+            as_searchable(env, label).candidate_actions()
+        ):
+            raise UserError(
+                f"search.symmetries: {label}'s {type(env).__name__} shows no symmetric view of"
+                " its first position (its game lists no symmetries); drop search.symmetries=true"
+            )
 
 
 async def search_batch(
@@ -491,6 +554,7 @@ async def search_batch(
     probe_margin: float = 0.0,
     revisit_roots: Sequence[KeptRoot] | None = None,
     walk_turns: int = 0,
+    symmetries: bool = False,
 ) -> SearchBatch:
     """Search every root of batch `step` (see the module docstring). An env that raises or
     returns a non-finite reward loses its root (a group builder that raises, or a group whose
@@ -502,7 +566,8 @@ async def search_batch(
     order of the roots; means within `probe_margin` of the best rank equal. `revisit_roots` (not None: `revisit` is on)
     replace the batch's last groups, one root each; every root then asks the policy's own move
     and carries itself in `missed` when that move was not a best candidate. With `walk_turns`
-    the policy first plays up to that many turns of each new root's env (`SearchConfig`)."""
+    the policy first plays up to that many turns of each new root's env (`SearchConfig`); with
+    `symmetries` each root keeps its env's other views (`RootResult.views`)."""
     from cookbook.rl.rollouts import EnvWatch, env_call, mix_seed, run_watched
 
     t0 = time.perf_counter()
@@ -591,6 +656,11 @@ async def search_batch(
             [early for _, early in returns] if early_tie_break else None,
             mine if own_choice else None,
         )
+        if symmetries:
+            result.views = [
+                (_ints(view_ob), [list(c) for c in view_candidates])
+                for view_ob, view_candidates in as_symmetric(env, label).symmetric_views(candidates)
+            ]
         tops = result.best()
         if revisiting and tops and mine not in tops:
             result.missed = kept or KeptRoot(searchable.fork(), ob, stop)

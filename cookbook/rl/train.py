@@ -423,7 +423,9 @@ async def _train(
         from cookbook.rl.search import check_searchable
 
         # before the warm start, not after it
-        await check_searchable(train_ds, label, config.search.probe_opponent)
+        await check_searchable(
+            train_ds, label, config.search.probe_opponent, config.search.symmetries
+        )
 
     # --- warm start
     warm_done = warm_start_steps_done(run_dir.resume_from)
@@ -1011,6 +1013,7 @@ def _launch_search(
             round(config.groups_per_batch * search.revisit), mix_seed(config.seed, step, 2)
         ),
         walk_turns=search.walk_turns,
+        symmetries=search.symmetries,
     )
     return asyncio.ensure_future(found)
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cookbook.errors import UserError
 from cookbook.renderers.base import Message, TrainOnWhat
 from cookbook.rl.types import (
     Action,
@@ -211,6 +212,36 @@ class VsOpponentEnv(_SeatEnv):
         if missing:
             self.reply_tokens.update(zip(missing, self._render_replies(missing), strict=True))
         return [list(self.reply_tokens[a]) for a in actions]
+
+    def symmetric_views(
+        self, candidates: Sequence[Action]
+    ) -> list[tuple[Observation, list[Action]]]:
+        """This position under the game's other symmetries (`TwoPlayerGame.symmetric_prompts`)
+        with `candidates` (this position's `candidate_actions`) mapped to each
+        (`cookbook.rl.search.SymmetricEnv`). Compact prompts only: textarena's own text (its
+        history included) cannot be transformed."""
+        if self._prompt is None or self.session.done:
+            raise RuntimeError("symmetric_views is for the policy's turn, after an observation")
+        actions = self.session.game.candidate_actions(self.session.raw_env)
+        if len(actions) != len(candidates):
+            raise ValueError("symmetric_views takes this position's candidate_actions")
+        if self.style != "compact":
+            raise UserError(
+                f"search.symmetries needs the compact prompt style ({self.session.game.name} is"
+                f" in {self.style!r}, whose text cannot be turned or mirrored); set"
+                " env.prompt_style=compact or drop search.symmetries=true"
+            )
+        views = self.session.game.symmetric_prompts(self.session.raw_env, self.seat, actions)
+        missing = sorted({a for _, mapped in views for a in mapped} - self.reply_tokens.keys())
+        if missing:
+            self.reply_tokens.update(zip(missing, self._render_replies(missing), strict=True))
+        return [
+            (
+                self.renderer.build_generation_prompt([Message(role="user", content=text)]),
+                [list(self.reply_tokens[a]) for a in mapped],
+            )
+            for text, mapped in views
+        ]
 
     def _render_replies(self, actions: list[str]) -> list[Action]:
         """The tokens of the reply to this position for each action: the renderer's training

@@ -153,6 +153,16 @@ class TwoPlayerGame(ABC):
         every cell), so the search also teaches which moves lose at once."""
         return self.legal_actions(env)
 
+    def symmetric_prompts(
+        self, env: TextarenaEnv, player: int, actions: list[str]
+    ) -> list[tuple[str, list[str]]]:
+        """The position under each of the game's symmetries other than the identity (a board
+        rotated or mirrored, where the game's value and rules are the same): the compact
+        prompt `player` would see there and `actions` mapped to it, in the same order. Used by
+        searches that train each target under a random symmetry (`search.symmetries`). By
+        default none: a game without symmetries, or one that does not list them."""
+        return []
+
     def optimal_actions(self, env: TextarenaEnv) -> list[str]:
         """The current player's best actions (ties all listed, in a fixed order). Games without
         a solver leave this unimplemented and cannot use the `optimal` opponent."""

@@ -146,3 +146,13 @@ def test_nim_env_dataset_and_eval_keep_the_contract() -> None:
     assert_env_contract(NimEnvBuilder, ["self_play=true", "prompt_style=text"], check_imports=False)
     assert_dataset_contract(NimDemosBuilder, ["num_games=20"], check_imports=False)
     assert_eval_contract(NimVsOptimalEval, check_imports=False)
+
+
+def test_a_game_without_symmetries_is_refused_by_search_symmetries_before_training() -> None:
+    # Nim lists none (`TwoPlayerGame.symmetric_prompts`): the run stops before its warm start.
+    from cookbook.rl.search import check_searchable
+
+    train, _test = NimEnvBuilder(opponent="random")(tiny_context())
+    asyncio.run(check_searchable(train, "nim"))  # searchable
+    with pytest.raises(UserError, match=r"shows no symmetric view.*drop search\.symmetries"):
+        asyncio.run(check_searchable(train, "nim", symmetries=True))

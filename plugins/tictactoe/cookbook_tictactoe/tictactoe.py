@@ -128,6 +128,22 @@ def best_cells(cells: str, mark: str) -> tuple[int, ...]:
     return tuple(i for i, s in scores.items() if s == top)
 
 
+def _symmetries() -> tuple[tuple[int, ...], ...]:
+    """The board's 8 symmetries as cell permutations (`view[i] = cells[p[i]]`), the identity
+    first: each power of a quarter turn, and each of those mirrored left to right."""
+    turn = (6, 3, 0, 7, 4, 1, 8, 5, 2)
+    mirror = (2, 1, 0, 5, 4, 3, 8, 7, 6)
+    out = [tuple(range(9))]
+    for _ in range(3):
+        out.append(tuple(out[-1][turn[i]] for i in range(9)))
+    return (*out, *(tuple(p[mirror[i]] for i in range(9)) for p in out))
+
+
+SYMMETRIES = _symmetries()
+"""The board's rotations and mirror images as cell permutations (`view[i] = cells[p[i]]`),
+the identity first."""
+
+
 def compact_board(cells: str, mover: str) -> str:
     """The board from `mover`'s side, row by row: `X` own, `O` opponent's, digits for free cells."""
     return "".join(
@@ -149,6 +165,19 @@ class TicTacToe(TwoPlayerGame):
     def compact_prompt(self, env: TextarenaEnv, player: int) -> str:
         """9 bytes: the cells from `player`'s side."""
         return compact_board(cells_of(env), mark_of(player))
+
+    def symmetric_prompts(
+        self, env: TextarenaEnv, player: int, actions: list[str]
+    ) -> list[tuple[str, list[str]]]:
+        """The board's 7 other rotations and mirror images: the compact prompt of each and
+        every `[N]` of `actions` moved to its cell there."""
+        cells = cells_of(env)
+        out = []
+        for p in SYMMETRIES[1:]:
+            view = "".join(cells[p[i]] for i in range(9))
+            where = {f"[{p[i]}]": f"[{i}]" for i in range(9)}
+            out.append((compact_board(view, mark_of(player)), [where[a] for a in actions]))
+        return out
 
     def render_board(self, env: TextarenaEnv) -> str:
         """Absolute marks (player 0 is `O`), `.` for free cells, rows joined by `/`."""

@@ -13,11 +13,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cookbook_textarena.envs import Rewards, VsOpponentEnv, play_opening
 from cookbook_textarena.game import GameSession
 from cookbook_textarena.players import scripted_player
-from cookbook_tictactoe.tictactoe import TicTacToe, TicTacToeEnvBuilder
+from cookbook_tictactoe.tictactoe import EMPTY, TicTacToe, TicTacToeEnvBuilder, best_cells
 from ttt_helpers import RENDERER, TOKENIZER, ScriptedSamplingClient, first_free, tiny_ctx
 
 from cookbook.cli import main as cookbook_main
@@ -29,6 +30,7 @@ from cookbook.rl.search import (
     SearchableEnv,
     SearchBatch,
     check_searchable,
+    root_data,
     search_batch,
 )
 from cookbook.rl.types import Action, Env, EnvGroupBuilder, RLDataset, StepResult
@@ -379,6 +381,71 @@ def test_a_walk_that_ends_the_game_roots_at_the_move_that_lost_it() -> None:
         assert [_text(a) for a, _w in r.targets()] == ["6<|eos|>"]
 
 
+def _board_of(prompt: str) -> str:
+    """The cells of a compact prompt (`X` the mover's, `O` the opponent's, `.` free)."""
+    board = prompt.removeprefix("<|user|>")[:9]
+    return "".join(EMPTY if c.isdigit() else c for c in board)
+
+
+def _orbit(cells: str) -> set[str]:
+    """The board's 8 turns and mirror images, computed apart from the plugin's own table."""
+    grid = np.array(list(cells)).reshape(3, 3)
+    turns = [np.rot90(grid, k) for k in range(4)]
+    return {"".join(g.flatten()) for t in turns for g in (t, np.fliplr(t))}
+
+
+@pytest.mark.parametrize("moves", [[], [4], [0, 3, 1, 4], [0, 1, 3], [4, 0, 8], [0, 4, 8, 2]])
+def test_symmetric_views_are_the_boards_turns_and_mirrors_with_their_moves_mapped(
+    moves: list[int],
+) -> None:
+    async def go() -> None:
+        env = _env_at(moves, seat=len(moves) % 2)
+        ob, _stop = await env.initial_observation()
+        candidates = env.candidate_actions()
+        views = env.symmetric_views(candidates)
+        assert len(views) == 7
+        own = _board_of(_text(ob.to_ints()))
+        boards = [own] + [_board_of(_text(v_ob.to_ints())) for v_ob, _ in views]
+        assert set(boards) == _orbit(own)
+        best = set(best_cells(own, "X"))
+        for (_view_ob, view_candidates), board in zip(views, boards[1:], strict=True):
+            # candidate k here is candidate k's cell seen in the view: the best cells map onto
+            # the view's best cells, and a free cell onto a free one
+            cell_of = [int(_text(c).removesuffix("<|eos|>")) for c in view_candidates]
+            assert sorted(cell_of) == list(range(9))
+            assert {cell_of[k] for k in best} == set(best_cells(board, "X"))
+            assert all((own[k] == EMPTY) == (board[cell_of[k]] == EMPTY) for k in range(9))
+        # the env's own view is unchanged, and so are its candidates
+        assert env.candidate_actions() == candidates and env.session.num_moves == len(moves)
+
+    asyncio.run(go())
+
+
+def test_search_with_symmetries_trains_each_target_in_a_view_drawn_per_update() -> None:
+    # O: 0, 1; X: 3, 4; O to move wins at 2: in every view the datum's target is the view's win.
+    policy = SamplingPolicy(ScriptedSamplingClient(first_free), 6, 0.0)
+    found = asyncio.run(
+        search_batch(_Groups([_env_at([0, 3, 1, 4])]), 0, policy, 1, 100, 0, "t", symmetries=True)
+    )
+    (root,) = found.roots
+    assert len(root.views) == 7 and [_text(a) for a, _ in root.targets()] == ["2<|eos|>"]
+    seen = set()
+    for draw in range(40):
+        (datum,) = root_data([root], True, draw)
+        tokens = datum.model_input.to_ints()
+        weights = datum.loss_fn_inputs["weights"].tolist()
+        text = _text(tokens + datum.loss_fn_inputs["target_tokens"].tolist()[-1:])
+        prompt, target = text.split("<|assistant|>")
+        board = _board_of(prompt)
+        assert best_cells(board, "X") == (int(target.removesuffix("<|eos|>")),)
+        assert sum(1 for w in weights if w) == 2  # the target cell and the end token
+        seen.add(board)
+    assert len(seen) > 4 and _board_of(_text(root.ob_tokens)) in seen
+    # without symmetries a root has no views and every draw trains the env's own view
+    plain = asyncio.run(search_batch(_Groups([_env_at([0, 3, 1, 4])]), 0, policy, 1, 100, 0, "t"))
+    assert plain.roots[0].views == []
+
+
 def test_candidate_tokens_are_rendered_once_per_builder_and_equal_a_fresh_render() -> None:
     async def go() -> None:
         builder = TicTacToeEnvBuilder(opponent="optimal", seat="alternate", opening_plies=4)
@@ -432,6 +499,7 @@ SEARCH_RUN = [
     "search.deepen_at_step=2",
     # the recommended run's root options off: each test turns on the one it checks
     "search.walk_turns=0",
+    "search.symmetries=false",
     "search.revisit=0",
     "search.probe_opponent=None",
     "kl_penalty_coef=0",
@@ -525,6 +593,20 @@ def test_cookbook_rl_search_with_walked_roots_reports_the_walk(
     assert all(0 < r["search/walked_turns_mean"] <= 3 for r in records)
     assert cookbook_main([*SEARCH_RUN, "search.walk_turns=-1", f"log_dir={tmp_path / 'x'}"]) != 0
     assert "search.walk_turns must be >= 0" in capsys.readouterr().err
+
+
+def test_cookbook_rl_search_with_symmetries_runs_and_a_view_it_cannot_make_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = ["search.symmetries=true", "search.replay=12", "search.train_roots=6", "max_steps=2"]
+    records = _search_run(tmp_path / "sym", *run)
+    assert [r["step"] for r in records] == [0, 1]
+    assert all(r["optim/datums"] > 0 for r in records)
+    text = [*SEARCH_RUN, *run, "env.prompt_style=text", f"log_dir={tmp_path / 'text'}"]
+    assert cookbook_main(text) != 0
+    err = capsys.readouterr().err
+    assert "search.symmetries needs the compact prompt style" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_search_settings_that_cannot_work_are_one_line_errors(
