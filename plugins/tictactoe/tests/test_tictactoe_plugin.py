@@ -86,6 +86,7 @@ def test_recommended_settings_are_fields_of_the_rl_config() -> None:
     assert search is not None and (search.horizon, search.deep_horizon) == (1, 0)
     assert (search.deepen_at_step, search.replay, search.train_roots) == (1000, 1024, 256)
     assert (search.walk_turns, search.revisit, search.probe_opponent) == (4, 0.25, "random")
+    assert search.symmetries
     env = config.env
     assert isinstance(env, TicTacToeEnvBuilder)
     assert (env.opponent, env.seat, env.opening_plies) == ("optimal", "alternate", 8)
