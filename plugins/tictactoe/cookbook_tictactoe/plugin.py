@@ -38,8 +38,8 @@ RECOMMENDED_RUN: dict[str, str] = {
     # play: the only way past 78% second-seat wins against it (benchmarks/tictactoe_tie_breaks.py)
     "search.probe_opponent": "random",
     # each kept target trained on one of its board's 8 turns and mirror images, drawn per
-    # update: one search teaches 8 positions (side by side at step 2999, seeds 0 and 2:
-    # 0.955 / 0.954 and 0.961 / 0.949 optimal moves, against 0.934 / 0.940 and 0.922 / 0.922)
+    # update: one search teaches 8 positions (side by side at step 3499, seeds 0 and 2:
+    # 0.965 / 0.963 and 0.969 / 0.955 optimal moves, against 0.944 / 0.956 and 0.936 / 0.934)
     "search.symmetries": "true",
     # 32 new roots a step, updates of 256 drawn from the newest 1024
     "search.replay": "1024",
