@@ -99,7 +99,8 @@ class SymmetricEnv(Protocol):
         """This decision point under each of the game's symmetries other than the identity (a
         board rotated or mirrored): the observation the policy would see there and
         `candidates` (this env's `candidate_actions`) mapped to it, in the same order. Empty
-        when the env has none to offer (a prompt style it cannot transform)."""
+        when its game has none; a `UserError` when the env cannot show them (a prompt style it
+        cannot transform)."""
         ...
 
 
@@ -518,15 +519,15 @@ async def check_searchable(
     """A `UserError` now, before any training, when the envs of the first batch cannot be
     searched, probed against `probe_opponent`, or shown under symmetries (they are made; with
     `symmetries` the first one is observed, and must show some)."""
-    for builder in train_ds.get_batch(0):
-        for env in await builder.make_envs():
-            as_searchable(env, label)
-            if probe_opponent is not None:
-                as_probeable(env, label).fork_against(probe_opponent)
-            if symmetries:
-                as_symmetric(env, label)
-    if symmetries:
-        env = (await train_ds.get_batch(0)[0].make_envs())[0]
+    envs = [env for builder in train_ds.get_batch(0) for env in await builder.make_envs()]
+    for env in envs:
+        as_searchable(env, label)
+        if probe_opponent is not None:
+            as_probeable(env, label).fork_against(probe_opponent)
+        if symmetries:
+            as_symmetric(env, label)
+    if symmetries and envs:
+        env = envs[0]
         await env.initial_observation()
         if not as_symmetric(env, label).symmetric_views(
             as_searchable(env, label).candidate_actions()
