@@ -8,6 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from backend_helpers import ce_datum, random_tokens
+from tinker import types
 
 from cookbook.backends.local import generation
 from cookbook.backends.local.generation import (
@@ -290,6 +292,40 @@ def test_cuda_graph_replays_match_eager_decoding() -> None:
         for eager, graphed in zip(results[False][at], results[True][at], strict=True):
             assert graphed.tokens == eager.tokens
             np.testing.assert_allclose(graphed.logprobs, eager.logprobs, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_capture_while_other_threads_use_the_gpu() -> None:
+    """What an RL run does on a GPU: each step's snapshot sampler captures its decode graphs on
+    its own thread while the previous step's sampler still decodes and the trainer updates (a
+    capture on the process's shared capture stream, or one entered with a device-wide
+    synchronisation, was invalidated by the others: `cookbook rl --env tictactoe` stopped at
+    step 9 on an H200)."""
+    trainer = LocalServiceClient(device="cuda").create_lora_training_client("tiny", seed=0)
+    rng = np.random.default_rng(0)
+    data = [ce_datum(random_tokens(rng, 24)) for _ in range(32)]
+    prompts = [types.ModelInput.from_ints(TOK.encode("x" * n)) for n in (3, 17, 40, 90)]
+    pending, samplers = [], []
+    for step in range(6):
+        sampler = trainer.save_weights_and_get_sampling_client()
+        samplers.append(sampler)
+        pending += [
+            (
+                70 - 10 * i,
+                sampler.sample(
+                    p, 8, types.SamplingParams(max_tokens=70 - 10 * i, seed=step, stop=[])
+                ),
+            )
+            for i, p in enumerate(prompts)
+        ]
+        trainer.forward_backward(data, "cross_entropy")
+        trainer.optim_step(types.AdamParams(learning_rate=1e-3))
+    for length, future in pending:
+        for sequence in future.result().sequences:
+            assert len(sequence.tokens) == length
+            assert sequence.logprobs is not None and np.isfinite(sequence.logprobs).all()
+    captured = [s._engine._graphs.captures for s in samplers if s._engine and s._engine._graphs]
+    assert len(captured) == len(samplers) and min(captured) > 0
 
 
 def test_slot_cache_stores_each_position_where_decoding_reads_it() -> None:

@@ -13,10 +13,18 @@ A replay reads the engine's per-slot buffers (`token`, `offset`) and a one-eleme
 and leaves the logits in a static output. The graphs refer to those buffers and to the cache, so
 the engine drops this object whenever it reallocates them. Without capture (any device but CUDA)
 `run` computes the same bucketed forward eagerly, which is how the tests cover it on CPU.
+
+An RL run captures while other threads use the GPU: each step's snapshot sampler has its own
+engine thread, the previous step's may still decode, and the training client updates meanwhile.
+So each object captures on a stream of its own (`torch.cuda.graph` uses one capture stream per
+process, and its entry synchronises the device: either invalidates a capture running on another
+thread), captures are serialised by one process-wide lock, and the capture mode is thread-local
+(other threads may launch work meanwhile).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,6 +35,9 @@ if TYPE_CHECKING:
 
 LENGTH_STEP = 64
 """Attended lengths are captured in multiples of this."""
+
+_CAPTURE_LOCK = threading.Lock()
+"""Held for each warm-up and capture: one capture at a time in the process."""
 
 
 class GraphedDecode:
@@ -52,6 +63,7 @@ class GraphedDecode:
         self._capture = device.type == "cuda" if capture is None else capture
         self._step = torch.zeros((), dtype=torch.long, device=device)
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._stream: torch.cuda.Stream | None = None  # created at the first capture
         self.captures = 0
         """Graphs captured so far."""
 
@@ -82,18 +94,25 @@ class GraphedDecode:
         return self._decoder(self._token[:rows], self._cache)
 
     def _record(self, rows: int, length: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        # Warm up on a side stream (lazy initialisations must not happen during capture). The
-        # warm-up writes the same keys and values as the replay that follows.
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._forward(rows, length)
-        torch.cuda.current_stream().wait_stream(side)
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(device=self._cache.device)
+        stream = self._stream
         graph = torch.cuda.CUDAGraph()
-        # thread_local: a training client's thread may use the GPU while this one captures.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            logits = self._forward(rows, length)
+        with _CAPTURE_LOCK:
+            # Warm up on the capture stream (lazy initialisations must not happen during
+            # capture); the warm-up writes the same keys and values as the replay that follows.
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    self._forward(rows, length)
+                # capture_begin/end, not `torch.cuda.graph`: its entry synchronises the whole
+                # device and empties the allocator's cache, stalling every other thread's work
+                graph.capture_begin(capture_error_mode="thread_local")
+                try:
+                    logits = self._forward(rows, length)
+                finally:
+                    graph.capture_end()
+            torch.cuda.current_stream().wait_stream(stream)
         self._graphs[(rows, length)] = (graph, logits)
         self.captures += 1
         return graph, logits
