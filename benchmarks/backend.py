@@ -498,14 +498,20 @@ def local_training_run(
     rank: int,
     batches: list[list[types.Datum]],
 ) -> Callable[[], None]:
-    """A function running one `forward_backward` + `optim_step` per batch on a local client."""
+    """A function running one `forward_backward` + `optim_step` per batch on a local client.
+    Every result is checked: an `optim_step` after a failed `forward_backward` succeeds (there
+    is no gradient to apply), so a failing backend would otherwise time steps that did
+    nothing."""
     trainer = service.create_lora_training_client(base_model, rank=rank, seed=0)
 
     def run() -> None:
+        passes = []
         for data in batches:
-            trainer.forward_backward(data, "cross_entropy")
+            passes.append(trainer.forward_backward(data, "cross_entropy"))
             step = trainer.optim_step(ADAM)
         step.result()
+        for done in passes:
+            done.result()
         sync(service.device)
 
     return run

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +169,31 @@ def test_checkpoint_names_and_paths(service: LocalServiceClient, tmp_path: Path)
         trainer.save_state(str(exact))
     trainer.save_state(str(exact), overwrite=True).result()
     assert sorted(p.name for p in exact.parent.iterdir()) == ["final"]
+
+
+def test_a_failed_request_frees_its_tensors_with_its_future(service: LocalServiceClient) -> None:
+    """A failed request's exception holds the frames it passed through, and the frame that
+    caught it refers back to the future: the step's tensors (its autograd graph, every
+    activation: tens of GB on a GPU) must go when the future is dropped, not at the next
+    garbage collection."""
+    trainer = service.create_lora_training_client("tiny", seed=0)
+    seen: list[weakref.ref[torch.Tensor]] = []
+
+    def failing(
+        data: list[types.Datum], logprobs: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        seen.append(weakref.ref(logprobs[0]))
+        raise ValueError("this loss fails")
+
+    datum = ce_datum(random_tokens(np.random.default_rng(0), 12))
+    gc.collect()
+    gc.disable()  # only reference counting frees anything from here on
+    try:
+        future = trainer.forward_backward_custom([datum], failing)
+        with pytest.raises(ValueError, match="this loss fails"):
+            future.result()
+        del future
+        assert len(seen) == 1 and seen[0]() is None
+    finally:
+        gc.enable()
+    trainer.forward_backward([datum], "cross_entropy").result()  # the client still works

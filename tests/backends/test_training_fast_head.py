@@ -117,3 +117,37 @@ def test_no_graph_without_grad() -> None:
     with torch.no_grad():
         lp = target_logprobs(torch.randn(5, 8), torch.randint(0, 30, (5, 1)), head)
     assert lp.grad_fn is None and lp.shape == (5, 1)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_bfloat16_head_with_float32_adapters(keep: bool) -> None:
+    """peft keeps LoRA adapters in float32 on a bf16 model (what the backend loads on CUDA):
+    the head takes the mixed dtypes (it raised a dtype error) and follows the adapter, with
+    float32 gradients for float32 adapters."""
+    torch.manual_seed(2)
+    head32 = _random_head("lora", 97, 16, torch.float32)
+    assert head32.lora_a_R_H is not None and head32.lora_b_V_R is not None
+    mixed = OutputHead(
+        head32.weight_V_H.detach().bfloat16(),
+        None,
+        head32.lora_a_R_H.detach().requires_grad_(),
+        head32.lora_b_V_R.detach().requires_grad_(),
+        lora_scale=head32.lora_scale,
+    )
+    hidden = torch.randn(20, 16).bfloat16().requires_grad_()
+    targets = torch.randint(0, 97, (20, 1))
+    leaves = [hidden, *_tensors(mixed)]
+    got = target_logprobs(hidden, targets, mixed, chunk_rows=6, keep_bytes=1 << 30 if keep else 0)
+    got_grads = torch.autograd.grad(got.sum(), leaves)
+    as_float = OutputHead(
+        mixed.weight_V_H.float(), None, mixed.lora_a_R_H, mixed.lora_b_V_R, mixed.lora_scale
+    )
+    hidden_f = hidden.detach().float().requires_grad_()
+    want = _plain(hidden_f, targets, as_float)
+    want_grads = torch.autograd.grad(want.sum(), [hidden_f, *_tensors(mixed)])
+    torch.testing.assert_close(got, want, rtol=0.01, atol=0.01)
+    plain_mixed = _plain(hidden.detach(), targets, mixed)  # the reference takes them too
+    torch.testing.assert_close(plain_mixed, want, rtol=0.01, atol=0.01)
+    assert [g.dtype for g in got_grads] == [torch.bfloat16, torch.float32, torch.float32]
+    for g, w in zip(got_grads, want_grads, strict=True):  # bf16 rounding, on the grad's scale
+        torch.testing.assert_close(g.float(), w, rtol=0.02, atol=0.02 * float(w.abs().max()))

@@ -244,3 +244,36 @@ def test_softcapped_logits_train_on_the_full_logits(
         grads=True,
     )
     _assert_same_grads(fast, plain)
+
+
+def test_hf_lora_on_a_bfloat16_base_matches_plain(
+    service: LocalServiceClient, hf_model_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CUDA the base loads in bf16 and peft keeps the adapters in float32: the fast path
+    trains on those mixed dtypes (every forward_backward raised a dtype error) and agrees with
+    the plain path to bf16 rounding."""
+    from cookbook.backends.local import hf_model
+
+    load = hf_model.load_hf_base
+
+    def load_bf16(path: str, device: torch.device) -> hf_model.HFBase:
+        base = load(path, device)
+        base.module.to(torch.bfloat16)
+        return base
+
+    monkeypatch.setattr(hf_model, "load_hf_base", load_bf16)
+    fast, plain = _pair(service, str(hf_model_dirs["qwen2"]))
+    head = fast.model.training_head()
+    assert head is not None and head.lora_a_R_H is not None
+    assert (head.weight_V_H.dtype, head.lora_a_R_H.dtype) == (torch.bfloat16, torch.float32)
+    data = _data(np.random.default_rng(3), "cross_entropy", fast.model.vocab_size)
+    a = fast.forward_backward(data, "cross_entropy").result()
+    b = plain.forward_backward(data, "cross_entropy").result()
+    assert a.metrics["loss:sum"] == pytest.approx(b.metrics["loss:sum"], rel=1e-2)
+    for x, y in zip(a.loss_fn_outputs, b.loss_fn_outputs, strict=True):
+        np.testing.assert_allclose(x["logprobs"].to_numpy(), y["logprobs"].to_numpy(), atol=0.05)
+    ga, gb = fast.accumulated_gradients(), plain.accumulated_gradients()
+    assert ga.keys() == gb.keys() and ga
+    for name in ga:
+        scale = float(gb[name].abs().max()) + 1e-6
+        torch.testing.assert_close(ga[name], gb[name], rtol=0.05, atol=0.05 * scale, msg=name)

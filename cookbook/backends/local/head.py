@@ -52,7 +52,8 @@ class OutputHead:
         """Plain logits `[N, V]` (the reference the chunked path is tested against)."""
         out = torch.nn.functional.linear(hidden_N_H, self.weight_V_H, self.bias_V)
         if self.lora_a_R_H is not None and self.lora_b_V_R is not None:
-            lora = hidden_N_H @ self.lora_a_R_H.T @ self.lora_b_V_R.T
+            a = self.lora_a_R_H
+            lora = hidden_N_H.to(a.dtype) @ a.T @ self.lora_b_V_R.T
             out = out + self.lora_scale * lora
         return out
 
@@ -113,7 +114,8 @@ class _Weights:
         self.scale = scale
         self.h = weight.shape[1]
         # Folding the LoRA product into W saves a pass over each chunk; in bf16 the delta would
-        # round away against W, so there the LoRA branch is added to the logits instead.
+        # round away against W, so there the LoRA branch is added to the logits instead (in
+        # float32 when the adapters are float32, as peft makes them on a bf16 model: CUDA).
         self.folded = lora_a is None or weight.dtype in (torch.float32, torch.float64)
         if lora_a is None or lora_b is None:
             self.cat = weight
@@ -134,8 +136,15 @@ class _Weights:
         """Logits of one chunk, in float32 (or float64 for a float64 head)."""
         w = self.cat[:, : self.h]
         out = torch.mm(h_c, w.T) if self.bias is None else torch.addmm(self.bias, h_c, w.T)
-        if not self.folded and self.lora_a is not None and self.lora_b is not None:
-            out.addmm_(h_c @ self.lora_a.T, self.lora_b.T, alpha=self.scale)
+        a, b = self.lora_a, self.lora_b
+        if not self.folded and a is not None and b is not None:
+            if a.dtype == out.dtype:
+                out.addmm_(h_c @ a.T, b.T, alpha=self.scale)
+            else:  # peft keeps adapters in float32 on a bf16 model: add them in float
+                out = out.to(self.float_dtype)
+                out.addmm_(
+                    (h_c.to(a.dtype) @ a.T).to(out.dtype), b.T.to(out.dtype), alpha=self.scale
+                )
         return out.to(self.float_dtype)
 
     @property

@@ -23,6 +23,7 @@ import atexit
 import contextlib
 import threading
 import time
+import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -60,6 +61,27 @@ class ReadyFuture(APIFuture[C]):
         done: ConcurrentFuture[C] = ConcurrentFuture()
         done.set_result(cast("C", self))
         return done
+
+
+def release_frames(exc: BaseException) -> None:
+    """Clear the local variables of the finished frames in `exc`'s traceback (and in those of
+    its causes and contexts), keeping the message and the traceback's lines.
+
+    A request that fails is delivered as its future's exception, and that exception's traceback
+    holds every frame it passed through, with their locals: for a failed `forward_backward`, the
+    hidden states whose autograd graph holds every activation of the step (tens of GB on a GPU).
+    The frame that caught it refers to the job, the job to its future and the future to the
+    exception: a reference cycle, which frees those tensors only when the garbage collector next
+    runs, not when the caller drops the future."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips frames still running
+        todo += (current.__cause__, current.__context__)
 
 
 class Job(Protocol):
@@ -208,6 +230,7 @@ class JobQueue(Generic[J]):
         try:
             self._process(list(live))
         except BaseException as exc:  # delivered through the futures, never lost
+            release_frames(exc)
             for job in self._current:
                 job.fail(exc)
         finally:
@@ -236,6 +259,7 @@ class _Call(Generic[T]):
         try:
             result = self.fn()
         except BaseException as exc:
+            release_frames(exc)
             self.future.set_exception(exc)
         else:
             self.future.set_result(result)
