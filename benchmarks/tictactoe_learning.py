@@ -445,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from cookbook.registry.catalog import load_catalog
 
-    settings = {k: str(v) for k, v in load_catalog().get_env("tictactoe").recommended.items()}
+    spec = load_catalog().get_env("tictactoe")
+    settings = {k: str(v) for k, v in {**spec.recommended, **spec.recommended_tiny}.items()}
     settings.update(dict(arg.split("=", 1) for arg in args.overrides))
     result = BenchmarkResult(seeds=[], minutes=args.minutes, settings=settings)
     for seed in args.seeds:

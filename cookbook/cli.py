@@ -504,6 +504,9 @@ def _cmd_describe(opts: CommandLine) -> int:
         if spec.recommended:
             pairs = " ".join(f"{k}={v}" for k, v in spec.recommended.items())
             lines.append(f"  recommended run settings: {pairs}")
+        if spec.recommended_tiny:
+            pairs = " ".join(f"{k}={v}" for k, v in spec.recommended_tiny.items())
+            lines.append(f"  with the tiny model also: {pairs}")
     lines.append("")
     where = f"set as {kind}.KEY=VALUE"
     if kind == "preference_model":

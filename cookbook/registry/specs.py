@@ -86,6 +86,10 @@ class EnvSpec(Spec):
     recommended: dict[str, str] = field(default_factory=dict)
     """Run-config overrides this env works best with (`{"max_tokens": "4"}`); the user's own
     `key=value` arguments win over these."""
+    recommended_tiny: dict[str, str] = field(default_factory=dict)
+    """More overrides, applied over `recommended` only when the run uses the built-in tiny
+    model: settings that need its compact prompts (`{"search.symmetries": "true"}`), which a
+    Hugging Face model given as `model_name=PATH` runs without."""
 
 
 @dataclass(frozen=True)

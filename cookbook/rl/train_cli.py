@@ -80,4 +80,7 @@ def _print_help(line: CommandLine, config: Config, label: str) -> None:
         if spec.recommended:
             pairs = " ".join(f"{k}={v}" for k, v in spec.recommended.items())
             print(f"\n  recommended for {spec.name} (applied unless you override): {pairs}")
+        if spec.recommended_tiny:
+            pairs = " ".join(f"{k}={v}" for k, v in spec.recommended_tiny.items())
+            print(f"  with the tiny model also: {pairs}")
     print("\n" + format_config_help(config.env, f"env {label} options:", prefix="env."))

@@ -61,7 +61,7 @@ def rl_config(
 
     The env's warm-start dataset (and the warm-start part of its recommended settings) applies
     when the run starts from an untrained tiny model: no other model needs to learn the answer
-    format first."""
+    format first. Its `recommended_tiny` settings apply whenever the model is the tiny one."""
     from cookbook.registry.catalog import load_catalog
     from cookbook.rl.train import Config
     from cookbook.rl.types import RLDatasetBuilder
@@ -87,10 +87,20 @@ def rl_config(
     )
     recommended = _translate(recommended, catalog, home)
     layers = [Layer(f"env {spec.name}", registry), recommended, *user]
-    if spec.warm_start_dataset is not None:
+    if spec.warm_start_dataset is not None or spec.recommended_tiny:
         without = [_without(layer, "warm_start") for layer in layers]
         start = _make(Config, catalog, without, label)
-        if is_tiny_model(start.model_name) and start.load_checkpoint_path is None:
+        tiny = is_tiny_model(start.model_name)
+        if tiny and spec.recommended_tiny:
+            extra = {key: Castable(value) for key, value in spec.recommended_tiny.items()}
+            extra_layer = _translate(Layer(recommended.name, extra), catalog, home)
+            recommended = Layer(
+                recommended.name,
+                {**recommended.values, **extra_layer.values},
+                (*recommended.replaces, *extra_layer.replaces),
+            )
+            layers[1] = recommended
+        if spec.warm_start_dataset is not None and tiny and start.load_checkpoint_path is None:
             dataset = _lookup(catalog, "dataset", spec.warm_start_dataset, home)
             registry["warm_start.dataset"] = _load(dataset, SupervisedDatasetBuilder)
     if "warm_start.dataset" not in registry:

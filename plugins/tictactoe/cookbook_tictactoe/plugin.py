@@ -37,10 +37,6 @@ RECOMMENDED_RUN: dict[str, str] = {
     # ties left among moves that hold the value go to the one that wins most against random
     # play: the only way past 78% second-seat wins against it (benchmarks/tictactoe_tie_breaks.py)
     "search.probe_opponent": "random",
-    # each kept target trained on one of its board's 8 turns and mirror images, drawn per
-    # update: one search teaches 8 positions (side by side at step 3499, seeds 0 and 2:
-    # 0.965 / 0.963 and 0.969 / 0.955 optimal moves, against 0.944 / 0.956 and 0.936 / 0.934)
-    "search.symmetries": "true",
     # 32 new roots a step, updates of 256 drawn from the newest 1024
     "search.replay": "1024",
     "search.train_roots": "256",
@@ -71,6 +67,15 @@ RECOMMENDED_RUN: dict[str, str] = {
 """Run-config overrides `cookbook rl --env tictactoe` starts from (the user's own win). The
 measurements behind each value: plugins/tictactoe/README.md, "Why the recommended settings"."""
 
+RECOMMENDED_TINY: dict[str, str] = {
+    # each kept target trained on one of its board's 8 turns and mirror images, drawn per
+    # update: one search teaches 8 positions (side by side at step 3499, seeds 0 and 2:
+    # 0.965 / 0.963 and 0.969 / 0.955 optimal moves, against 0.944 / 0.956 and 0.936 / 0.934);
+    # the tiny model's compact board can be turned, a chat model's text prompt cannot
+    "search.symmetries": "true",
+}
+"""Applied over `RECOMMENDED_RUN` when the run uses the tiny model."""
+
 
 @hookimpl
 def register_envs(register: Callable[[EnvSpec], None]) -> None:
@@ -82,6 +87,7 @@ def register_envs(register: Callable[[EnvSpec], None]) -> None:
             summary="Tic-tac-toe (textarena) vs random/optimal/checkpoint opponents or self-play",
             warm_start_dataset="tictactoe-demos",
             recommended=dict(RECOMMENDED_RUN),
+            recommended_tiny=dict(RECOMMENDED_TINY),
         )
     )
 

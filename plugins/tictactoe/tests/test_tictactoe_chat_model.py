@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,3 +76,25 @@ def test_untrained_chat_model_plays_eval_games(chat_model: ChatModel) -> None:
     metrics = asyncio.run(TicTacToeVsRandomEval(num_games=2, max_tokens=8)(ctx)(client))
     rates = ("win_rate", "draw_rate", "loss_rate", "illegal_rate")
     assert sum(metrics[k] for k in rates) == pytest.approx(1.0)
+
+
+def test_recommended_run_trains_a_chat_model(chat_model: ChatModel, tmp_path: Path) -> None:
+    """`cookbook rl --env tictactoe model_name=DIR` needs no other setting: the tiny model's
+    warm start and its board symmetries (its compact prompt can be turned, textarena's text
+    cannot) stay off, and the search runs on the chat model's text prompts."""
+    from cookbook.cli import main
+    from cookbook.rl.train import Config
+
+    ctx, _ = chat_model
+    config = Config.for_env("tictactoe", f"model_name={ctx.model_name}")
+    assert config.search is not None and not config.search.symmetries
+    assert config.warm_start is None
+    tiny = Config.for_env("tictactoe").search
+    assert tiny is not None and tiny.symmetries
+    args = ["max_steps=2", "groups_per_batch=4", "eval_every=0", "eval_before_rl=false", "evals="]
+    model = f"model_name={ctx.model_name}"
+    status = main(["rl", "--env", "tictactoe", model, f"log_dir={tmp_path}", *args])
+    assert status == 0
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [0, 1]
+    assert all(row["search/roots"] == 4 for row in rows)
