@@ -355,6 +355,7 @@ async def train(
     with (
         start_run(config, config.log_dir, fresh=fresh, argv=argv, changeable=changeable) as run,
         _torch_threads(_num_threads(config)),
+        _deterministic_kernels(config.deterministic and config.backend == "local"),
     ):
         label = label or type(config.env).__name__
         return await _train(config, run, service, argv, label, t_start)
@@ -687,6 +688,44 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """With `deterministic=true` on the local backend, torch's deterministic kernels for the
+    block, the previous settings restored afterwards. On CUDA, `index_add_` (the output head's
+    gradient) and cuBLAS otherwise add in an order that varies between runs (seen on an H200: a
+    rerun parted at step 2), and attention runs on its plain math kernel (the fused ones'
+    backward passes are not deterministic); on CPU the default kernels already are. Memory
+    from `torch.empty` stays unfilled (the backend reads none it has not written)."""
+    if not enabled:
+        yield
+        return
+    import os
+
+    import torch
+    import torch.utils.deterministic
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,  # type: ignore[attr-defined]
+    )
+    cuda = torch.backends.cuda
+    switches = (cuda.enable_flash_sdp, cuda.enable_mem_efficient_sdp, cuda.enable_cudnn_sdp)
+    fused = (cuda.flash_sdp_enabled(), cuda.mem_efficient_sdp_enabled(), cuda.cudnn_sdp_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+    for switch in switches:
+        switch(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]  # type: ignore[attr-defined]
+        for switch, was in zip(switches, fused, strict=True):
+            switch(was)
 
 
 async def _reference_sampler(

@@ -120,6 +120,30 @@ def test_config_json_reproduces_the_run(letters_run: Path, tmp_path: Path) -> No
     assert _without_timings(_records(tmp_path / "again")) == _without_timings(_records(letters_run))
 
 
+def test_deterministic_kernels_last_as_long_as_the_run(letters_run: Path) -> None:
+    """deterministic=true turns on torch's deterministic kernels and the math attention kernel
+    (CUDA's defaults add in a varying order) for the run only: the process keeps its own."""
+    import torch
+
+    from cookbook.rl.train import _deterministic_kernels
+
+    def state() -> tuple[bool, bool, bool]:
+        cuda = torch.backends.cuda
+        return (
+            torch.are_deterministic_algorithms_enabled(),
+            cuda.mem_efficient_sdp_enabled(),
+            cuda.flash_sdp_enabled(),
+        )
+
+    assert getattr(load_config_file(letters_run / "config.json"), "deterministic", False)
+    assert state() == (False, True, True)  # after that deterministic run
+    with _deterministic_kernels(True):
+        assert state() == (True, False, False)
+    assert state() == (False, True, True)
+    with _deterministic_kernels(False):
+        assert state() == (False, True, True)
+
+
 def test_resume_extends_a_finished_run_and_refuses_other_settings(
     letters_run: Path, tmp_path: Path
 ) -> None:
