@@ -501,12 +501,8 @@ def _cmd_describe(opts: CommandLine) -> int:
     if isinstance(spec, EnvSpec):
         if spec.warm_start_dataset:
             lines.append(f"  warm-start dataset: {spec.warm_start_dataset}")
-        if spec.recommended:
-            pairs = " ".join(f"{k}={v}" for k, v in spec.recommended.items())
-            lines.append(f"  recommended run settings: {pairs}")
-        if spec.recommended_tiny:
-            pairs = " ".join(f"{k}={v}" for k, v in spec.recommended_tiny.items())
-            lines.append(f"  with the tiny model also: {pairs}")
+        for what, pairs in spec.settings_lines():
+            lines.append(f"  {what}: {pairs}")
     lines.append("")
     where = f"set as {kind}.KEY=VALUE"
     if kind == "preference_model":

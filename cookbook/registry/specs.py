@@ -91,6 +91,19 @@ class EnvSpec(Spec):
     model: settings that need its compact prompts (`{"search.symmetries": "true"}`), which a
     Hugging Face model given as `model_name=PATH` runs without."""
 
+    def settings_lines(self) -> list[tuple[str, str]]:
+        """(what, `KEY=VALUE ...`) for `recommended` and `recommended_tiny`, each that has any:
+        what `cookbook describe` and `cookbook rl --env NAME --help` show."""
+        parts = [
+            ("recommended run settings", self.recommended),
+            ("with the tiny model also", self.recommended_tiny),
+        ]
+        return [
+            (what, " ".join(f"{k}={v}" for k, v in settings.items()))
+            for what, settings in parts
+            if settings
+        ]
+
 
 @dataclass(frozen=True)
 class DatasetSpec(Spec):

@@ -77,10 +77,9 @@ def _print_help(line: CommandLine, config: Config, label: str) -> None:
     )
     if line.name is not None:
         spec = load_catalog().get_env(line.name)
-        if spec.recommended:
-            pairs = " ".join(f"{k}={v}" for k, v in spec.recommended.items())
-            print(f"\n  recommended for {spec.name} (applied unless you override): {pairs}")
-        if spec.recommended_tiny:
-            pairs = " ".join(f"{k}={v}" for k, v in spec.recommended_tiny.items())
-            print(f"  with the tiny model also: {pairs}")
+        lines = spec.settings_lines()
+        if lines:
+            print(f"\n  settings for {spec.name} (applied unless you override):")
+        for what, pairs in lines:
+            print(f"  {what}: {pairs}")
     print("\n" + format_config_help(config.env, f"env {label} options:", prefix="env."))
