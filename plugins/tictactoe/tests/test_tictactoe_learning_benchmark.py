@@ -77,14 +77,45 @@ def test_verdicts_say_where_a_target_was_first_met_and_whether_it_held(
     curve = [point(bench, s, optimal_draw_first=v) for s, v in ((0, 0.1), (60, 0.98), (120, 0.99))]
     v = bench.verdict(draws, curve)
     assert (v.first_met_seconds, v.held, v.best, v.last) == (60, True, 0.99, 0.99)
+    assert (v.settled_seconds, v.settled_step) == (60, 60)
     dipped = [*curve, point(bench, 180, optimal_draw_first=0.9)]
-    assert not bench.verdict(draws, dipped).held
+    v = bench.verdict(draws, dipped)
+    assert not v.held and v.settled_seconds is None  # not met at the end: fails
+    recovered = [*dipped, point(bench, 240, optimal_draw_first=0.97)]
+    v = bench.verdict(draws, recovered)
+    assert (v.first_met_seconds, v.held, v.settled_seconds) == (60, False, 240)
     assert bench.verdict(draws, curve[:1]).first_met_seconds is None
 
     losses = bench.TARGETS[0]  # vs random: 0 losses (illegal moves count as losses)
     lost_one = point(bench, 0, random_illegal_second=0.0025)
     assert lost_one.random_losses() == 1 and not losses.met(lost_one)
     assert losses.met(point(bench, 0))
+
+
+def test_a_run_that_dips_passes_when_it_ends_meeting_every_target(bench: ModuleType) -> None:
+    perfect = {field: 1.0 for field in (t.field for t in bench.TARGETS) if field != "random_losses"}
+    curve = [
+        point(bench, 0, random_illegal_first=0.5),  # 200 games lost
+        point(bench, 60, **perfect),
+        point(bench, 120, **perfect, random_illegal_second=0.0025),  # one game lost
+        point(bench, 180, **perfect),
+    ]
+    seed = bench.SeedResult(7, curve, 180.0, 180, "", (0.0, 0.0))
+    result = bench.BenchmarkResult([seed], 3.0)
+    assert seed.all_settled() is curve[-1] and result.passed()
+    out = bench.report(result)
+    assert (
+        "PASS  vs random: 0 losses, both seats: seed 7: 60 s / step 60, dipped, held from 180 s"
+        in out
+    )
+    assert "PASS  optimal moves, first seat >= 95%: seed 7: 60 s / step 60, held" in out
+    assert "seed 7, every target at once: from 180 s / step 180 to the end" in out
+    seed.points = curve[:3]
+    assert seed.all_settled() is None and not result.passed()
+    assert (
+        "FAIL  vs random: 0 losses, both seats: seed 7: 60 s / step 60, NOT met at the end"
+        in bench.report(result)
+    )
 
 
 def test_a_short_run_writes_the_curve_and_the_plot(
