@@ -81,24 +81,20 @@ def rl_config(
         "env": _load(spec, RLDatasetBuilder),
         "log_dir": default_log_dir("rl", env),
     }
-    recommended = Layer(
-        f"the recommended settings of env {spec.name}",
-        {key: Castable(value) for key, value in spec.recommended.items()},
-    )
-    recommended = _translate(recommended, catalog, home)
+
+    def recommended_layer(settings: Mapping[str, str]) -> Layer:
+        values = {key: Castable(value) for key, value in settings.items()}
+        name = f"the recommended settings of env {spec.name}"
+        return _translate(Layer(name, values), catalog, home)
+
+    recommended = recommended_layer(spec.recommended)
     layers = [Layer(f"env {spec.name}", registry), recommended, *user]
     if spec.warm_start_dataset is not None or spec.recommended_tiny:
         without = [_without(layer, "warm_start") for layer in layers]
         start = _make(Config, catalog, without, label)
         tiny = is_tiny_model(start.model_name)
         if tiny and spec.recommended_tiny:
-            extra = {key: Castable(value) for key, value in spec.recommended_tiny.items()}
-            extra_layer = _translate(Layer(recommended.name, extra), catalog, home)
-            recommended = Layer(
-                recommended.name,
-                {**recommended.values, **extra_layer.values},
-                (*recommended.replaces, *extra_layer.replaces),
-            )
+            recommended = recommended_layer({**spec.recommended, **spec.recommended_tiny})
             layers[1] = recommended
         if spec.warm_start_dataset is not None and tiny and start.load_checkpoint_path is None:
             dataset = _lookup(catalog, "dataset", spec.warm_start_dataset, home)
